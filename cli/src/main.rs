@@ -1,0 +1,37 @@
+//! `step`: the one binary. Subcommands live in their own modules; this file
+//! only parses the command line and dispatches.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod verify;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(name = "step", version, about = "STEP validator network", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify JSONL proofs in order, keeping state between lines; one JSON verdict per line.
+    Verify(verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("step: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

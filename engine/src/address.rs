@@ -1,0 +1,107 @@
+//! Ethereum addresses, identified by their 20 bytes whatever the hex letter case.
+
+use std::fmt;
+
+/// A 20-byte account address. Equality and hashing are on the bytes, so
+/// `0xABC…` and `0xabc…` are the same account everywhere (Phase 2 defect 5).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Address(pub [u8; 20]);
+
+impl Address {
+    /// Parses `0x` followed by exactly 40 hex digits, in any letter case.
+    pub fn parse(s: &str) -> Option<Address> {
+        let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
+        let mut out = [0u8; 20];
+        decode_hex(hex.as_bytes(), &mut out)?;
+        Some(Address(out))
+    }
+
+    /// The address of an uncompressed public key's 64-byte body (x ‖ y).
+    pub fn from_public_key(xy: &[u8; 64]) -> Address {
+        let h = crate::message::keccak256(xy);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&h[12..]);
+        Address(out)
+    }
+
+    /// Writes `0x` + 40 lowercase hex digits into `buf`.
+    pub fn write_lower(&self, buf: &mut [u8; 42]) {
+        buf[0] = b'0';
+        buf[1] = b'x';
+        encode_hex_lower(&self.0, &mut buf[2..]);
+    }
+
+    /// The first byte, used to shard accounts over workers.
+    pub fn shard(&self, shards: usize) -> usize {
+        let v = u64::from_le_bytes([
+            self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7],
+        ]);
+        (v % shards.max(1) as u64) as usize
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 42];
+        self.write_lower(&mut buf);
+        // encode_hex_lower only writes ASCII.
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Decodes hex (any case) into `out`; `None` unless `hex.len() == 2 * out.len()`
+/// and every character is a hex digit.
+pub(crate) fn decode_hex(hex: &[u8], out: &mut [u8]) -> Option<()> {
+    if hex.len() != out.len() * 2 {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(())
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+pub(crate) fn encode_hex_lower(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_insensitive() {
+        let a = Address::parse("0x6e929cDbaAF7A414b1BBe16A6275159fB93CEb53").unwrap();
+        let b = Address::parse("0x6e929cdbaaf7a414b1bbe16a6275159fb93ceb53").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "0x6e929cdbaaf7a414b1bbe16a6275159fb93ceb53");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(Address::parse("6e929cdbaaf7a414b1bbe16a6275159fb93ceb53").is_none());
+        assert!(Address::parse("0x6e929cdbaaf7a414b1bbe16a6275159fb93ceb5").is_none());
+        assert!(Address::parse("0x6e929cdbaaf7a414b1bbe16a6275159fb93ceb5g").is_none());
+        assert!(Address::parse("0x6e929cdbaaf7a414b1bbe16a6275159fb93ceb533").is_none());
+        assert!(Address::parse("").is_none());
+    }
+}

@@ -1,0 +1,27 @@
+//! STEP-PROOF-v1 verification engine. Pure: no I/O, no clocks, no threads.
+//!
+//! Data flow for one proof (see `docs/ARCHITECTURE.md`):
+//! body bytes → [`proof::parse`] → [`Proof`] → accuracy / age → signature policy
+//! → [`message::MessageBuf`] → [`message::eip191_digest`] → [`crypto::Backend::recover`]
+//! → address compare → [`mesh::contains`] → [`heuristics::check_stateful`]
+//! → [`reward::reward_micro`].
+
+pub mod address;
+pub mod crypto;
+pub mod error;
+pub mod heuristics;
+pub mod jsnum;
+pub mod mesh;
+pub mod message;
+pub mod proof;
+pub mod reward;
+pub mod triangle;
+pub mod verify;
+
+pub use address::Address;
+pub use crypto::Backend;
+pub use error::{Code, Reject};
+pub use heuristics::{AgeWindow, Limits, MemoryState, ProofState};
+pub use proof::Proof;
+pub use triangle::TriangleId;
+pub use verify::{Accepted, Checked, Verifier};
