@@ -47,7 +47,10 @@ pub struct Args {
 fn parse_backend(s: &str) -> Result<Backend, String> {
     Backend::from_name(s).ok_or_else(|| {
         let names: Vec<_> = Backend::all().iter().map(|b| b.name()).collect();
-        format!("unknown or not compiled-in backend `{s}` (available: {})", names.join(", "))
+        format!(
+            "unknown or not compiled-in backend `{s}` (available: {})",
+            names.join(", ")
+        )
     })
 }
 
@@ -74,7 +77,8 @@ fn read_bounded_line(r: &mut impl BufRead, line: &mut Line) -> std::io::Result<b
         };
         line.len += chunk.len();
         let room = (BODY_MAX_BYTES + 1).saturating_sub(line.bytes.len());
-        line.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        line.bytes
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
         let consumed = done.unwrap_or(chunk.len());
         r.consume(consumed);
         if done.is_some() {
@@ -107,9 +111,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .as_millis() as i64,
     };
     let limits = Limits {
-        speed_mps_max: (args.speed_gate == OnOff::On).then_some(Limits::default().speed_mps_max).flatten(),
-        moratorium_ms: (args.moratorium == OnOff::On).then_some(Limits::default().moratorium_ms).flatten(),
-        age_window: args.max_age.map(|s| AgeWindow { max_age_ms: s * 1000, max_future_ms: args.max_future * 1000 }),
+        speed_mps_max: (args.speed_gate == OnOff::On)
+            .then_some(Limits::default().speed_mps_max)
+            .flatten(),
+        moratorium_ms: (args.moratorium == OnOff::On)
+            .then_some(Limits::default().moratorium_ms)
+            .flatten(),
+        age_window: args.max_age.map(|s| AgeWindow {
+            max_age_ms: s * 1000,
+            max_future_ms: args.max_future * 1000,
+        }),
         ..Limits::default()
     };
     let verifier = Verifier::new(limits, args.backend);
@@ -124,7 +135,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if p.as_os_str() == "-" {
                     Ok(Box::new(std::io::stdin().lock()))
                 } else {
-                    Ok(Box::new(std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?))
+                    Ok(Box::new(
+                        std::fs::File::open(p)
+                            .with_context(|| format!("cannot open {}", p.display()))?,
+                    ))
                 }
             })
             .collect::<anyhow::Result<_>>()?
@@ -132,7 +146,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut line = Line { bytes: Vec::with_capacity(BODY_MAX_BYTES + 1), len: 0 };
+    let mut line = Line {
+        bytes: Vec::with_capacity(BODY_MAX_BYTES + 1),
+        len: 0,
+    };
     let (mut n, mut passed, mut failed) = (0usize, 0usize, 0usize);
     for input in inputs {
         let mut r = BufReader::with_capacity(1 << 16, input);
@@ -146,7 +163,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let verdict = if line.len > BODY_MAX_BYTES {
-                Err(Reject::BodyTooLarge { len: line.len, max: BODY_MAX_BYTES })
+                Err(Reject::BodyTooLarge {
+                    len: line.len,
+                    max: BODY_MAX_BYTES,
+                })
             } else {
                 verifier.verify(&line.bytes, now_ms, &mut state)
             };
@@ -164,7 +184,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 None => writeln!(out, ",\"reward\":null}}")?,
             }
             if args.expect {
-                let expected = if line.len > BODY_MAX_BYTES { None } else { expected_codes(&line.bytes) };
+                let expected = if line.len > BODY_MAX_BYTES {
+                    None
+                } else {
+                    expected_codes(&line.bytes)
+                };
                 let good = match (&expected, code) {
                     (None, None) => true,
                     (Some(list), Some(c)) => list.iter().any(|e| e == c.as_str()),
@@ -191,5 +215,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "{passed} passed, {failed} failed")?;
     }
     out.flush()?;
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -11,13 +11,13 @@ use crate::error::SignatureError;
 
 /// secp256k1 group order n, big-endian.
 const N: [u8; 32] = [
-    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xBA,
-    0xAE, 0xDC, 0xE6, 0xAF, 0x48, 0xA0, 0x3B, 0xBF, 0xD2, 0x5E, 0x8C, 0xD0, 0x36, 0x41, 0x41,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE,
+    0xBA, 0xAE, 0xDC, 0xE6, 0xAF, 0x48, 0xA0, 0x3B, 0xBF, 0xD2, 0x5E, 0x8C, 0xD0, 0x36, 0x41, 0x41,
 ];
 /// n / 2 (floor), big-endian.
 const HALF_N: [u8; 32] = [
-    0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x5D,
-    0x57, 0x6E, 0x73, 0x57, 0xA4, 0x50, 0x1D, 0xDF, 0xE9, 0x2F, 0x46, 0x68, 0x1B, 0x20, 0xA0,
+    0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0x5D, 0x57, 0x6E, 0x73, 0x57, 0xA4, 0x50, 0x1D, 0xDF, 0xE9, 0x2F, 0x46, 0x68, 0x1B, 0x20, 0xA0,
 ];
 
 /// A signature that passed the policy: compact `r ‖ s` and recovery id 0/1.
@@ -85,7 +85,11 @@ impl Backend {
     }
 
     /// Recovers the uncompressed public key body (x ‖ y, 64 bytes).
-    pub fn recover(self, digest: &[u8; 32], sig: &CheckedSignature) -> Result<[u8; 64], SignatureError> {
+    pub fn recover(
+        self,
+        digest: &[u8; 32],
+        sig: &CheckedSignature,
+    ) -> Result<[u8; 64], SignatureError> {
         match self {
             #[cfg(feature = "secp256k1")]
             Backend::Secp256k1 => recover_secp256k1(digest, sig),
@@ -112,10 +116,14 @@ impl Backend {
 }
 
 #[cfg(feature = "secp256k1")]
-fn recover_secp256k1(digest: &[u8; 32], sig: &CheckedSignature) -> Result<[u8; 64], SignatureError> {
+fn recover_secp256k1(
+    digest: &[u8; 32],
+    sig: &CheckedSignature,
+) -> Result<[u8; 64], SignatureError> {
     use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
     let recid = RecoveryId::from_u8_masked(sig.recid);
-    let rsig = RecoverableSignature::from_compact(&sig.rs, recid).map_err(|_| SignatureError::ScalarOutOfRange)?;
+    let rsig = RecoverableSignature::from_compact(&sig.rs, recid)
+        .map_err(|_| SignatureError::ScalarOutOfRange)?;
     let pk = rsig
         .recover_ecdsa(secp256k1::Message::from_digest(*digest))
         .map_err(|_| SignatureError::RecoveryFailed)?;
@@ -126,12 +134,17 @@ fn recover_secp256k1(digest: &[u8; 32], sig: &CheckedSignature) -> Result<[u8; 6
 }
 
 #[cfg(feature = "secp256k1")]
-fn verify_secp256k1(digest: &[u8; 32], sig: &CheckedSignature, pubkey: &[u8; 64]) -> Result<(), SignatureError> {
+fn verify_secp256k1(
+    digest: &[u8; 32],
+    sig: &CheckedSignature,
+    pubkey: &[u8; 64],
+) -> Result<(), SignatureError> {
     let mut full = [0u8; 65];
     full[0] = 4;
     full[1..].copy_from_slice(pubkey);
     let pk = secp256k1::PublicKey::from_slice(&full).map_err(|_| SignatureError::RecoveryFailed)?;
-    let s = secp256k1::ecdsa::Signature::from_compact(&sig.rs).map_err(|_| SignatureError::ScalarOutOfRange)?;
+    let s = secp256k1::ecdsa::Signature::from_compact(&sig.rs)
+        .map_err(|_| SignatureError::ScalarOutOfRange)?;
     secp256k1::ecdsa::verify(&s, secp256k1::Message::from_digest(*digest), &pk)
         .map_err(|_| SignatureError::RecoveryFailed)
 }
@@ -141,7 +154,8 @@ fn recover_k256(digest: &[u8; 32], sig: &CheckedSignature) -> Result<[u8; 64], S
     use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
     let s = Signature::from_slice(&sig.rs).map_err(|_| SignatureError::ScalarOutOfRange)?;
     let recid = RecoveryId::from_byte(sig.recid).ok_or(SignatureError::RecoveryFailed)?;
-    let vk = VerifyingKey::recover_from_prehash(digest, &s, recid).map_err(|_| SignatureError::RecoveryFailed)?;
+    let vk = VerifyingKey::recover_from_prehash(digest, &s, recid)
+        .map_err(|_| SignatureError::RecoveryFailed)?;
     let point = vk.to_sec1_point(false);
     let bytes = point.as_bytes();
     let mut out = [0u8; 64];
@@ -150,7 +164,11 @@ fn recover_k256(digest: &[u8; 32], sig: &CheckedSignature) -> Result<[u8; 64], S
 }
 
 #[cfg(feature = "k256")]
-fn verify_k256(digest: &[u8; 32], sig: &CheckedSignature, pubkey: &[u8; 64]) -> Result<(), SignatureError> {
+fn verify_k256(
+    digest: &[u8; 32],
+    sig: &CheckedSignature,
+    pubkey: &[u8; 64],
+) -> Result<(), SignatureError> {
     use k256::ecdsa::signature::hazmat::PrehashVerifier;
     use k256::ecdsa::{Signature, VerifyingKey};
     let mut full = [0u8; 65];
@@ -158,7 +176,8 @@ fn verify_k256(digest: &[u8; 32], sig: &CheckedSignature, pubkey: &[u8; 64]) -> 
     full[1..].copy_from_slice(pubkey);
     let vk = VerifyingKey::from_sec1_bytes(&full).map_err(|_| SignatureError::RecoveryFailed)?;
     let s = Signature::from_slice(&sig.rs).map_err(|_| SignatureError::ScalarOutOfRange)?;
-    vk.verify_prehash(digest, &s).map_err(|_| SignatureError::RecoveryFailed)
+    vk.verify_prehash(digest, &s)
+        .map_err(|_| SignatureError::RecoveryFailed)
 }
 
 #[cfg(test)]

@@ -165,7 +165,10 @@ pub enum TriangleIdError {
     #[error("triangle id is not in canonical form")]
     BadSeparator,
     #[error("triangle checksum {found:?} does not match {expected:?}")]
-    BadChecksum { found: [char; 3], expected: [char; 3] },
+    BadChecksum {
+        found: [char; 3],
+        expected: [char; 3],
+    },
 }
 
 /// A named reason for rejecting a proof. [`Reject::code`] gives the wire code.
@@ -203,7 +206,9 @@ pub enum Reject {
     TooFast { speed_mps: f64, max_mps: f64 },
     #[error("timestamp is not after the account's previous accepted proof ({delta_ms} ms)")]
     NotAfterPrevious { delta_ms: i64 },
-    #[error("{delta_ms} ms since the previous accepted proof; the moratorium is {moratorium_ms} ms")]
+    #[error(
+        "{delta_ms} ms since the previous accepted proof; the moratorium is {moratorium_ms} ms"
+    )]
     Moratorium { delta_ms: i64, moratorium_ms: u64 },
     #[error("queue full; retry later")]
     Overloaded,

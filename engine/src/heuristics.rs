@@ -46,13 +46,18 @@ impl Limits {
         if accuracy_m > 0.0 && accuracy_m <= self.accuracy_m_max {
             Ok(())
         } else {
-            Err(Reject::LowAccuracy { accuracy_m, max_m: self.accuracy_m_max })
+            Err(Reject::LowAccuracy {
+                accuracy_m,
+                max_m: self.accuracy_m_max,
+            })
         }
     }
 
     /// Age-window check against `now_ms` (unix milliseconds from the injected clock).
     pub fn check_age(&self, proof_ms: i64, now_ms: i64) -> Result<(), Reject> {
-        let Some(w) = self.age_window else { return Ok(()) };
+        let Some(w) = self.age_window else {
+            return Ok(());
+        };
         let age_ms = now_ms.saturating_sub(proof_ms);
         let too_old = age_ms > 0 && age_ms.unsigned_abs() > w.max_age_ms;
         let too_new = age_ms < 0 && age_ms.unsigned_abs() > w.max_future_ms;
@@ -74,7 +79,11 @@ pub struct LastProof {
 
 impl LastProof {
     pub fn of(p: &Proof) -> LastProof {
-        LastProof { unix_ms: p.timestamp.unix_ms(), lat: p.lat, lon: p.lon }
+        LastProof {
+            unix_ms: p.timestamp.unix_ms(),
+            lat: p.lat,
+            lon: p.lon,
+        }
     }
 }
 
@@ -122,7 +131,9 @@ pub fn check_stateful(limits: &Limits, p: &Proof, state: &impl ProofState) -> Re
     if state.nonce_used(&p.account, &p.nonce) {
         return Err(Reject::NonceReplay);
     }
-    let Some(last) = state.last_proof(&p.account) else { return Ok(()) };
+    let Some(last) = state.last_proof(&p.account) else {
+        return Ok(());
+    };
     let delta_ms = p.timestamp.unix_ms() - last.unix_ms;
     if let Some(max_mps) = limits.speed_mps_max {
         if delta_ms <= 0 {
@@ -136,7 +147,10 @@ pub fn check_stateful(limits: &Limits, p: &Proof, state: &impl ProofState) -> Re
     }
     if let Some(moratorium_ms) = limits.moratorium_ms {
         if delta_ms < 0 || delta_ms.unsigned_abs() < moratorium_ms {
-            return Err(Reject::Moratorium { delta_ms, moratorium_ms });
+            return Err(Reject::Moratorium {
+                delta_ms,
+                moratorium_ms,
+            });
         }
     }
     Ok(())

@@ -49,11 +49,15 @@ impl Vec3 {
     }
 
     /// The unit vector of a latitude/longitude in degrees.
+    ///
+    /// Exact at multiples of 90°: both poles are (0, 0, ±1) whatever the
+    /// longitude, and lon = 180 and lon = −180 give the same vector, so a point
+    /// on an edge along the ±180° meridian or through a pole is treated the
+    /// same however it is spelled.
     pub fn from_lat_lon(lat_deg: f64, lon_deg: f64) -> Vec3 {
-        let la = lat_deg * std::f64::consts::PI / 180.0;
-        let lo = lon_deg * std::f64::consts::PI / 180.0;
-        let cl = libm::cos(la);
-        Vec3::new(cl * libm::cos(lo), cl * libm::sin(lo), libm::sin(la))
+        let (sla, cla) = sin_cos_deg(lat_deg);
+        let (slo, clo) = sin_cos_deg(lon_deg);
+        Vec3::new(cla * clo, cla * slo, sla)
     }
 
     /// Latitude and longitude in degrees: lat = asin(z), lon = atan2(y, x).
@@ -63,6 +67,21 @@ impl Vec3 {
             libm::asin(z) * 180.0 / std::f64::consts::PI,
             libm::atan2(self.y, self.x) * 180.0 / std::f64::consts::PI,
         )
+    }
+}
+
+/// (sin x, cos x) for x in degrees, |x| ≤ 360, reduced to [−45°, 45°] in
+/// degrees first. The reduction `x − 90·q` is exact (Sterbenz), so multiples
+/// of 90° give exact 0 and ±1.
+pub fn sin_cos_deg(x_deg: f64) -> (f64, f64) {
+    let q = (x_deg / 90.0).round();
+    let r = (x_deg - 90.0 * q) * std::f64::consts::PI / 180.0;
+    let (s, c) = (libm::sin(r), libm::cos(r));
+    match (q as i64).rem_euclid(4) {
+        0 => (s, c),
+        1 => (c, -s),
+        2 => (-s, -c),
+        _ => (-c, s),
     }
 }
 
@@ -141,13 +160,21 @@ pub struct EdgeNormals {
 
 impl EdgeNormals {
     pub fn new(t: &[Vec3; 3]) -> EdgeNormals {
-        let mut out = EdgeNormals { nx: [0.0; 3], ny: [0.0; 3], nz: [0.0; 3] };
+        let mut out = EdgeNormals {
+            nx: [0.0; 3],
+            ny: [0.0; 3],
+            nz: [0.0; 3],
+        };
         for i in 0..3 {
             let (a, b, c) = (t[i], t[(i + 1) % 3], t[(i + 2) % 3]);
             let n = a.cross(b);
             // Orient the normal towards the opposite vertex. Negation is exact,
             // so the sign test below is the same as comparing signs.
-            let n = if n.dot(c) < 0.0 { Vec3::new(-n.x, -n.y, -n.z) } else { n };
+            let n = if n.dot(c) < 0.0 {
+                Vec3::new(-n.x, -n.y, -n.z)
+            } else {
+                n
+            };
             out.nx[i] = n.x;
             out.ny[i] = n.y;
             out.nz[i] = n.z;
@@ -187,4 +214,38 @@ pub fn haversine_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let s2 = libm::sin(dlon / 2.0);
     let a = s1 * s1 + libm::cos(lat1 * rad) * libm::cos(lat2 * rad) * s2 * s2;
     2.0 * R_M * libm::atan2(a.sqrt(), (1.0 - a).max(0.0).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sin_cos_deg_is_exact_at_right_angles_and_close_elsewhere() {
+        for (x, s, c) in [
+            (0.0, 0.0, 1.0),
+            (90.0, 1.0, 0.0),
+            (180.0, 0.0, -1.0),
+            (-90.0, -1.0, 0.0),
+            (-180.0, 0.0, -1.0),
+        ] {
+            let (gs, gc) = sin_cos_deg(x);
+            assert_eq!((gs, gc), (s, c), "{x}");
+        }
+        for i in -3600..=3600 {
+            let x = f64::from(i) * 0.1 + 0.0123;
+            let (s, c) = sin_cos_deg(x);
+            let r = x.to_radians();
+            assert!(
+                (s - r.sin()).abs() < 1e-15 && (c - r.cos()).abs() < 1e-15,
+                "{x}"
+            );
+        }
+        assert_eq!(
+            Vec3::from_lat_lon(12.5, 180.0),
+            Vec3::from_lat_lon(12.5, -180.0)
+        );
+        let pole = Vec3::from_lat_lon(90.0, 37.0);
+        assert_eq!((pole.x, pole.y, pole.z), (0.0, 0.0, 1.0));
+    }
 }

@@ -26,7 +26,10 @@ impl std::fmt::Debug for MessageBuf {
 
 impl Default for MessageBuf {
     fn default() -> Self {
-        Self { buf: [0; MESSAGE_MAX_LEN], len: 0 }
+        Self {
+            buf: [0; MESSAGE_MAX_LEN],
+            len: 0,
+        }
     }
 }
 
@@ -43,7 +46,10 @@ impl MessageBuf {
     fn push(&mut self, s: &[u8]) {
         // The parser bounds every field so that the sum fits; a debug assertion
         // guards that invariant, and release builds truncate rather than panic.
-        debug_assert!(self.len + s.len() <= MESSAGE_MAX_LEN, "message bound violated");
+        debug_assert!(
+            self.len + s.len() <= MESSAGE_MAX_LEN,
+            "message bound violated"
+        );
         let n = s.len().min(MESSAGE_MAX_LEN - self.len);
         self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
         self.len += n;

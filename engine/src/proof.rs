@@ -73,16 +73,32 @@ impl Timestamp {
         if b.len() != 24 {
             return None;
         }
-        let sep = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')];
+        let sep = [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ];
         if sep.iter().any(|&(i, c)| b[i] != c) {
             return None;
         }
         let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            b[r].iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+            b[r].iter().try_fold(0i64, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+            })
         };
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (h, mi, sec, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
-        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59 {
+        if !(1..=12).contains(&mo)
+            || d < 1
+            || d > days_in_month(y, mo)
+            || h > 23
+            || mi > 59
+            || sec > 59
+        {
             return None;
         }
         let days = days_from_civil(y, mo, d);
@@ -100,7 +116,12 @@ impl Timestamp {
         if !(0..=9999).contains(&y) {
             return None;
         }
-        let (h, mi, s, ms) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+        let (h, mi, s, ms) = (
+            rem / 3_600_000,
+            rem / 60_000 % 60,
+            rem / 1000 % 60,
+            rem % 1000,
+        );
         let mut text = [0u8; 24];
         let mut put = |at: usize, v: i64, width: usize| {
             let mut v = v;
@@ -116,7 +137,15 @@ impl Timestamp {
         put(14, mi, 2);
         put(17, s, 2);
         put(20, ms, 3);
-        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
+        for (i, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ] {
             text[i] = c;
         }
         Some(Timestamp { unix_ms, text })
@@ -179,7 +208,10 @@ impl Nonce {
         }
         let mut buf = [0u8; NONCE_MAX_LEN];
         buf[..s.len()].copy_from_slice(s.as_bytes());
-        Some(Nonce { len: s.len() as u8, buf })
+        Some(Nonce {
+            len: s.len() as u8,
+            buf,
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -205,12 +237,23 @@ pub fn decode_signature(s: &str) -> Result<[u8; 65], SignatureError> {
 /// Parses a request body into a [`Proof`].
 pub fn parse(body: &[u8]) -> Result<Proof, Reject> {
     if body.len() > BODY_MAX_BYTES {
-        return Err(Reject::BodyTooLarge { len: body.len(), max: BODY_MAX_BYTES });
+        return Err(Reject::BodyTooLarge {
+            len: body.len(),
+            max: BODY_MAX_BYTES,
+        });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let top = match TopSeed.deserialize(&mut de).and_then(|t| de.end().map(|()| t)) {
+    let top = match TopSeed
+        .deserialize(&mut de)
+        .and_then(|t| de.end().map(|()| t))
+    {
         Ok(t) => t,
-        Err(e) => return Err(Reject::MalformedJson { line: e.line(), column: e.column() }),
+        Err(e) => {
+            return Err(Reject::MalformedJson {
+                line: e.line(),
+                column: e.column(),
+            })
+        }
     };
     top.into_proof()
 }
@@ -266,7 +309,10 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         if v.len() > STR_MAX {
             return Ok(Scalar::LongStr { len: v.len() });
         }
-        let mut s = Str { len: v.len(), buf: [0; STR_MAX] };
+        let mut s = Str {
+            len: v.len(),
+            buf: [0; STR_MAX],
+        };
         s.buf[..v.len()].copy_from_slice(v.as_bytes());
         Ok(Scalar::Str(s))
     }
@@ -357,7 +403,10 @@ fn payload_index(f: Field) -> usize {
 
 #[derive(Clone, Copy)]
 enum PayloadValue {
-    Object { fields: [Option<Scalar>; 8], duplicate: Option<Field> },
+    Object {
+        fields: [Option<Scalar>; 8],
+        duplicate: Option<Field>,
+    },
     NotObject,
 }
 
@@ -371,7 +420,9 @@ impl<'de> Visitor<'de> for PayloadVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PayloadValue, A::Error> {
         let mut fields: [Option<Scalar>; 8] = [None; 8];
         let mut duplicate = None;
-        while let Some(key) = map.next_key_seed(KeySeed { payload_level: true })? {
+        while let Some(key) = map.next_key_seed(KeySeed {
+            payload_level: true,
+        })? {
             match key {
                 Key::Known(f) => {
                     let v = map.next_value_seed(ScalarSeed)?;
@@ -423,7 +474,11 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed {
 }
 
 enum Top {
-    Object { payload: Option<PayloadValue>, signature: Option<Scalar>, duplicate: Option<Field> },
+    Object {
+        payload: Option<PayloadValue>,
+        signature: Option<Scalar>,
+        duplicate: Option<Field>,
+    },
     NotObject,
 }
 
@@ -443,7 +498,9 @@ impl<'de> Visitor<'de> for TopSeed {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
         let (mut payload, mut signature, mut duplicate) = (None, None, None);
-        while let Some(key) = map.next_key_seed(KeySeed { payload_level: false })? {
+        while let Some(key) = map.next_key_seed(KeySeed {
+            payload_level: false,
+        })? {
             match key {
                 Key::Known(Field::Payload) => {
                     let v = map.next_value_seed(PayloadSeed)?;
@@ -466,7 +523,11 @@ impl<'de> Visitor<'de> for TopSeed {
                 }
             }
         }
-        Ok(Top::Object { payload, signature, duplicate })
+        Ok(Top::Object {
+            payload,
+            signature,
+            duplicate,
+        })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -511,40 +572,79 @@ fn number_field(v: Option<Scalar>, field: Field, min: f64, max: f64) -> Result<f
 impl Top {
     fn into_proof(self) -> Result<Proof, Reject> {
         let (payload, signature, duplicate) = match self {
-            Top::Object { payload, signature, duplicate } => (payload, signature, duplicate),
+            Top::Object {
+                payload,
+                signature,
+                duplicate,
+            } => (payload, signature, duplicate),
             Top::NotObject => return Err(Reject::NotAnObject),
         };
         if let Some(field) = duplicate {
             return Err(Reject::DuplicateKey { field });
         }
         let (fields, dup) = match payload {
-            None => return Err(Reject::MissingField { field: Field::Payload }),
-            Some(PayloadValue::NotObject) => return Err(Reject::InvalidField { field: Field::Payload }),
+            None => {
+                return Err(Reject::MissingField {
+                    field: Field::Payload,
+                })
+            }
+            Some(PayloadValue::NotObject) => {
+                return Err(Reject::InvalidField {
+                    field: Field::Payload,
+                })
+            }
             Some(PayloadValue::Object { fields, duplicate }) => (fields, duplicate),
         };
         if let Some(field) = dup {
             return Err(Reject::DuplicateKey { field });
         }
         let signature = match signature {
-            None => return Err(Reject::MissingField { field: Field::Signature }),
+            None => {
+                return Err(Reject::MissingField {
+                    field: Field::Signature,
+                })
+            }
             Some(Scalar::Str(s)) => decode_signature(s.as_str()),
-            Some(Scalar::LongStr { len }) => Err(SignatureError::WrongLength { hex_len: len.saturating_sub(2) }),
-            Some(_) => return Err(Reject::InvalidField { field: Field::Signature }),
+            Some(Scalar::LongStr { len }) => Err(SignatureError::WrongLength {
+                hex_len: len.saturating_sub(2),
+            }),
+            Some(_) => {
+                return Err(Reject::InvalidField {
+                    field: Field::Signature,
+                })
+            }
         };
         let [version, account, triangle, lat, lon, accuracy, timestamp, nonce] = fields;
         if string_field(version, Field::Version)?.as_str() != VERSION {
             return Err(Reject::UnsupportedVersion);
         }
-        let account = Address::parse(string_field(account, Field::Account)?.as_str())
-            .ok_or(Reject::InvalidField { field: Field::Account })?;
+        let account = Address::parse(string_field(account, Field::Account)?.as_str()).ok_or(
+            Reject::InvalidField {
+                field: Field::Account,
+            },
+        )?;
         let triangle = TriangleId::parse(string_field(triangle, Field::TriangleId)?.as_str())?;
         let lat = number_field(lat, Field::Lat, -90.0, 90.0)?;
         let lon = number_field(lon, Field::Lon, -180.0, 180.0)?;
         let accuracy_m = number_field(accuracy, Field::Accuracy, f64::MIN, f64::MAX)?;
         let timestamp = Timestamp::parse(string_field(timestamp, Field::Timestamp)?.as_str())
-            .ok_or(Reject::InvalidField { field: Field::Timestamp })?;
-        let nonce = Nonce::parse(string_field(nonce, Field::Nonce)?.as_str())
-            .ok_or(Reject::InvalidField { field: Field::Nonce })?;
-        Ok(Proof { account, triangle, lat, lon, accuracy_m, timestamp, nonce, signature })
+            .ok_or(Reject::InvalidField {
+                field: Field::Timestamp,
+            })?;
+        let nonce = Nonce::parse(string_field(nonce, Field::Nonce)?.as_str()).ok_or(
+            Reject::InvalidField {
+                field: Field::Nonce,
+            },
+        )?;
+        Ok(Proof {
+            account,
+            triangle,
+            lat,
+            lon,
+            accuracy_m,
+            timestamp,
+            nonce,
+            signature,
+        })
     }
 }

@@ -21,7 +21,12 @@ pub struct MicroStep(pub u64);
 
 impl fmt::Display for MicroStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}", self.0 / MICRO_PER_STEP, self.0 % MICRO_PER_STEP)
+        write!(
+            f,
+            "{}.{:06}",
+            self.0 / MICRO_PER_STEP,
+            self.0 % MICRO_PER_STEP
+        )
     }
 }
 

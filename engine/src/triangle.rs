@@ -53,7 +53,11 @@ impl TriangleId {
             }
             path |= u64::from(d) << (2 * i);
         }
-        Some(TriangleId { face, level: digits.len() as u8 + 1, path })
+        Some(TriangleId {
+            face,
+            level: digits.len() as u8 + 1,
+            path,
+        })
     }
 
     pub fn face(&self) -> u8 {
@@ -92,7 +96,11 @@ impl TriangleId {
             return None;
         }
         let shift = 2 * (self.level - 2);
-        Some(TriangleId { face: self.face, level: self.level - 1, path: self.path & !(3u64 << shift) })
+        Some(TriangleId {
+            face: self.face,
+            level: self.level - 1,
+            path: self.path & !(3u64 << shift),
+        })
     }
 
     /// Writes `{face}{level}-{20 digits}` and returns its length.
@@ -109,7 +117,11 @@ impl TriangleId {
         out[n] = b'-';
         n += 1;
         for i in 0..20 {
-            out[n] = if i < usize::from(self.level - 1) { b'0' + self.digit(i) } else { b'0' };
+            out[n] = if i < usize::from(self.level - 1) {
+                b'0' + self.digit(i)
+            } else {
+                b'0'
+            };
             n += 1;
         }
         n
@@ -138,7 +150,9 @@ impl TriangleId {
                 TriangleIdError::BadPrefix
             });
         }
-        let body_and_cs = b.strip_prefix(PREFIX.as_bytes()).ok_or(TriangleIdError::BadPrefix)?;
+        let body_and_cs = b
+            .strip_prefix(PREFIX.as_bytes())
+            .ok_or(TriangleIdError::BadPrefix)?;
         let (body, cs) = body_and_cs.split_at(body_and_cs.len() - 4);
         if cs[0] != b'-' {
             return Err(TriangleIdError::BadSeparator);
@@ -190,7 +204,11 @@ impl TriangleId {
 pub fn checksum(body: &[u8]) -> [u8; 3] {
     let h = Sha256::digest(body);
     let v = (u32::from(h[0]) << 7) | (u32::from(h[1]) >> 1);
-    [B32[(v >> 10) as usize & 31], B32[(v >> 5) as usize & 31], B32[v as usize & 31]]
+    [
+        B32[(v >> 10) as usize & 31],
+        B32[(v >> 5) as usize & 31],
+        B32[v as usize & 31],
+    ]
 }
 
 #[cfg(test)]
@@ -207,7 +225,10 @@ mod tests {
     fn parses_sample_ids() {
         let t = TriangleId::parse("STEP-TRI-v1:E10-01010131200000000000-4XX").unwrap();
         assert_eq!((t.face(), t.level()), (4, 10));
-        assert_eq!(t.digits().collect::<Vec<_>>(), vec![0, 1, 0, 1, 0, 1, 3, 1, 2]);
+        assert_eq!(
+            t.digits().collect::<Vec<_>>(),
+            vec![0, 1, 0, 1, 0, 1, 3, 1, 2]
+        );
         assert_eq!(t.to_string(), "STEP-TRI-v1:E10-01010131200000000000-4XX");
     }
 

@@ -68,7 +68,12 @@ impl Verifier {
         if !crate::mesh::contains(&proof.triangle, proof.lat, proof.lon) {
             return Err(Reject::OutOfBounds);
         }
-        Ok(Checked { proof: *proof, digest, signature, pubkey })
+        Ok(Checked {
+            proof: *proof,
+            digest,
+            signature,
+            pubkey,
+        })
     }
 
     /// Runs the stateful checks (nonce → speed gate → moratorium) without recording.
@@ -78,16 +83,28 @@ impl Verifier {
 
     /// Applies the stateful checks to a stateless-checked proof and, if it
     /// passes, records it in `state` and returns its reward.
-    pub fn commit(&self, checked: &Checked, state: &mut impl ProofState) -> Result<Accepted, Reject> {
+    pub fn commit(
+        &self,
+        checked: &Checked,
+        state: &mut impl ProofState,
+    ) -> Result<Accepted, Reject> {
         let p = &checked.proof;
         self.check_stateful(p, state)?;
         state.record(p.account, p.nonce, LastProof::of(p));
-        Ok(Accepted { proof: *p, reward_micro: reward_micro(p.triangle.level()) })
+        Ok(Accepted {
+            proof: *p,
+            reward_micro: reward_micro(p.triangle.level()),
+        })
     }
 
     /// The whole verdict for one body: stateless checks, then stateful checks
     /// and commit.
-    pub fn verify(&self, body: &[u8], now_ms: i64, state: &mut impl ProofState) -> Result<Accepted, Reject> {
+    pub fn verify(
+        &self,
+        body: &[u8],
+        now_ms: i64,
+        state: &mut impl ProofState,
+    ) -> Result<Accepted, Reject> {
         let checked = self.check_stateless(body, now_ms)?;
         self.commit(&checked, state)
     }
