@@ -22,13 +22,16 @@ pub struct Vec3 {
     pub z: f64,
 }
 
+impl std::ops::Add for Vec3 {
+    type Output = Vec3;
+    fn add(self, o: Vec3) -> Vec3 {
+        Vec3::new(self.x + o.x, self.y + o.y, self.z + o.z)
+    }
+}
+
 impl Vec3 {
     pub const fn new(x: f64, y: f64, z: f64) -> Vec3 {
         Vec3 { x, y, z }
-    }
-
-    pub fn add(self, o: Vec3) -> Vec3 {
-        Vec3::new(self.x + o.x, self.y + o.y, self.z + o.z)
     }
 
     pub fn dot(self, o: Vec3) -> f64 {
@@ -135,9 +138,9 @@ pub fn triangle_vertices(id: &crate::triangle::TriangleId) -> [Vec3; 3] {
     let f = FACE_VERTS[usize::from(id.face())];
     let (mut v0, mut v1, mut v2) = (verts[f[0]], verts[f[1]], verts[f[2]]);
     for d in id.digits() {
-        let m01 = v0.add(v1).normalized();
-        let m12 = v1.add(v2).normalized();
-        let m20 = v2.add(v0).normalized();
+        let m01 = (v0 + v1).normalized();
+        let m12 = (v1 + v2).normalized();
+        let m20 = (v2 + v0).normalized();
         (v0, v1, v2) = match d {
             0 => (v0, m01, m20),
             1 => (m01, v1, m12),
@@ -201,7 +204,7 @@ pub fn contains(id: &crate::triangle::TriangleId, lat_deg: f64, lon_deg: f64) ->
 /// The triangle's centroid (normalised), as lat/lon in degrees.
 pub fn centroid_lat_lon(id: &crate::triangle::TriangleId) -> (f64, f64) {
     let [a, b, c] = triangle_vertices(id);
-    a.add(b).add(c).normalized().to_lat_lon()
+    (a + b + c).normalized().to_lat_lon()
 }
 
 /// Great-circle (haversine) distance in metres, R = 6,371,000 m as Phase 2.

@@ -212,7 +212,7 @@ proptest! {
     fn agrees_near_the_triangle(t in arb_id(), a in 0.0f64..1.0, b in 0.0f64..1.0, s in 0.5f64..1.5) {
         let [v0, v1, v2] = triangle_vertices(&t);
         // A point on the plane through the vertices, scaled around the centroid.
-        let c = v0.add(v1).add(v2);
+        let c = v0 + v1 + v2;
         let q = Vec3::new(
             v0.x * a + v1.x * b + v2.x * (1.0 - a - b) * s + c.x * 0.01,
             v0.y * a + v1.y * b + v2.y * (1.0 - a - b) * s + c.y * 0.01,

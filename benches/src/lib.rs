@@ -1,0 +1,44 @@
+//! Inputs shared by the benches: the shared sample proofs, parsed and checked.
+
+use std::path::PathBuf;
+
+/// `../shared/step-proof-v1` beside the repository, or `$STEP_SHARED_DIR`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var("STEP_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1")
+        })
+}
+
+/// The 100 valid sample bodies.
+pub fn sample_bodies() -> Vec<Vec<u8>> {
+    let path = shared_dir().join("sample-valid.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.as_bytes().to_vec())
+        .collect()
+}
+
+/// Bare libsecp256k1 work for one proof: recover from a precomputed digest and
+/// compact signature, hash the key, compare the address. The ceiling the engine
+/// is measured against.
+pub fn bare_recover_and_compare(
+    digest: &[u8; 32],
+    rs: &[u8; 64],
+    recid: u8,
+    account: &[u8; 20],
+) -> bool {
+    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+    let Ok(sig) = RecoverableSignature::from_compact(rs, RecoveryId::from_u8_masked(recid)) else {
+        return false;
+    };
+    let Ok(pk) = sig.recover_ecdsa(secp256k1::Message::from_digest(*digest)) else {
+        return false;
+    };
+    let full = pk.serialize_uncompressed();
+    let h = step_engine::message::keccak256(&full[1..]);
+    h[12..] == account[..]
+}
