@@ -24,6 +24,9 @@ pub struct TriangleId {
     face: u8,
     level: u8,
     path: u64,
+    /// Cached checksum of the body, a function of the fields above (computed
+    /// once at construction so that printing the id costs no hashing).
+    checksum: [u8; 3],
 }
 
 impl std::fmt::Debug for TriangleId {
@@ -53,11 +56,24 @@ impl TriangleId {
             }
             path |= u64::from(d) << (2 * i);
         }
-        Some(TriangleId {
+        Some(TriangleId::with_checksum(
             face,
-            level: digits.len() as u8 + 1,
+            digits.len() as u8 + 1,
             path,
-        })
+        ))
+    }
+
+    fn with_checksum(face: u8, level: u8, path: u64) -> TriangleId {
+        let mut t = TriangleId {
+            face,
+            level,
+            path,
+            checksum: [0; 3],
+        };
+        let mut body = [0u8; ID_MAX_LEN];
+        let n = t.write_body(&mut body);
+        t.checksum = checksum(&body[..n]);
+        t
     }
 
     pub fn face(&self) -> u8 {
@@ -83,11 +99,11 @@ impl TriangleId {
         if self.level >= LEVEL_MAX || k > 3 {
             return None;
         }
-        Some(TriangleId {
-            face: self.face,
-            level: self.level + 1,
-            path: self.path | (u64::from(k) << (2 * (self.level - 1))),
-        })
+        Some(TriangleId::with_checksum(
+            self.face,
+            self.level + 1,
+            self.path | (u64::from(k) << (2 * (self.level - 1))),
+        ))
     }
 
     /// The parent one level up; `None` at level 1.
@@ -96,11 +112,11 @@ impl TriangleId {
             return None;
         }
         let shift = 2 * (self.level - 2);
-        Some(TriangleId {
-            face: self.face,
-            level: self.level - 1,
-            path: self.path & !(3u64 << shift),
-        })
+        Some(TriangleId::with_checksum(
+            self.face,
+            self.level - 1,
+            self.path & !(3u64 << shift),
+        ))
     }
 
     /// Writes `{face}{level}-{20 digits}` and returns its length.
@@ -132,7 +148,7 @@ impl TriangleId {
         out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
         let start = PREFIX.len();
         let body_len = self.write_body(&mut out[start..]);
-        let cs = checksum(&out[start..start + body_len]);
+        let cs = self.checksum;
         let mut n = start + body_len;
         out[n] = b'-';
         n += 1;
@@ -196,7 +212,12 @@ impl TriangleId {
                 expected: expected.map(char::from),
             });
         }
-        Ok(TriangleId { face, level, path })
+        Ok(TriangleId {
+            face,
+            level,
+            path,
+            checksum: expected,
+        })
     }
 }
 
