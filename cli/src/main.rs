@@ -10,7 +10,12 @@ mod verify;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "step", version, about = "STEP validator network", propagate_version = true)]
+#[command(
+    name = "step",
+    version,
+    about = "STEP validator network",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
