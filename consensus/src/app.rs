@@ -1,0 +1,542 @@
+//! The application side of malachite's app-channel API: answers every
+//! [`AppMsg`], builds blocks from the [`Mempool`], re-verifies peers'
+//! batches before a value is marked valid (so before this validator
+//! prevotes for it), executes decided blocks and stores them.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use malachitebft_app_channel::app::engine::host::{Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::types::core::{
+    CommitCertificate, ExtendedCommitCertificate, HeightParams, Round, Validity, Value as _,
+};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, Reply};
+use malachitebft_core_consensus::MisbehaviorEvidence;
+use step_engine::pipeline::reverify_batch;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::block::{BlockData, WireBatch};
+use crate::codec::{certificate_from_wire, certificate_to_wire};
+use crate::config::AppConfig;
+use crate::context::{Address, Height, StepContext, ValidatorSet, ValueId};
+use crate::error::AppError;
+use crate::evidence::EvidenceRecord;
+use crate::execution::{AppState, StateRoot};
+use crate::store::{DecidedRecord, Store, UndecidedRecord};
+use crate::streaming::{split, Reassembler};
+
+/// Batches waiting to be proposed, in arrival order, without duplicates.
+#[derive(Debug, Default)]
+pub struct Mempool {
+    queue: VecDeque<WireBatch>,
+    digests: HashSet<[u8; 32]>,
+}
+
+impl Mempool {
+    /// Adds a batch; false if it is already there.
+    pub fn push(&mut self, batch: WireBatch) -> bool {
+        if !self.digests.insert(batch.digest) {
+            return false;
+        }
+        self.queue.push_back(batch);
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The first `max` batches (they stay until decided).
+    pub fn peek_block(&self, max: usize) -> Vec<WireBatch> {
+        self.queue.iter().take(max).cloned().collect()
+    }
+
+    /// Drops batches that a decided block carried.
+    pub fn remove(&mut self, decided: &HashSet<[u8; 32]>) {
+        self.queue.retain(|b| !decided.contains(&b.digest));
+        self.digests.retain(|d| !decided.contains(d));
+    }
+}
+
+/// A decided and executed height, as the node reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub height: u64,
+    pub round: i64,
+    pub value_id: ValueId,
+    pub root: StateRoot,
+    pub batch_digests: Vec<[u8; 32]>,
+    pub proofs: u64,
+    pub accepted: u64,
+    /// Proofs accepted over all heights so far.
+    pub accepted_total: u64,
+    pub at: Instant,
+}
+
+/// What a running node reports.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    Decided(Decision),
+    /// Misbehaviour seen while finalizing `height` (already stored).
+    Evidence(EvidenceRecord),
+    /// The app stopped: the node needs an operator.
+    Fatal(String),
+}
+
+struct PendingGetValue {
+    height: Height,
+    round: Round,
+    reply: Reply<LocallyProposedValue<StepContext>>,
+    deadline: tokio::time::Instant,
+}
+
+/// The application state machine around one validator.
+pub struct App<S: Store> {
+    pub(crate) cfg: AppConfig,
+    pub(crate) address: Address,
+    pub(crate) validators: ValidatorSet,
+    pub(crate) store: S,
+    pub(crate) state: AppState,
+    pub(crate) mempool: Mempool,
+    pub(crate) verified: HashSet<[u8; 32]>,
+    pub(crate) streams: Reassembler,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pending: Option<PendingGetValue>,
+}
+
+impl<S: Store> std::fmt::Debug for App<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("address", &self.address)
+            .field("height", &self.state.height)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most digests remembered as verified before the set is cleared.
+const VERIFIED_MAX: usize = 100_000;
+
+impl<S: Store> App<S> {
+    pub fn new(
+        cfg: AppConfig,
+        address: Address,
+        validators: ValidatorSet,
+        store: S,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Result<Self, AppError> {
+        let state = store.load_state()?;
+        Ok(App {
+            cfg,
+            address,
+            validators,
+            store,
+            state,
+            mempool: Mempool::default(),
+            verified: HashSet::new(),
+            streams: Reassembler::default(),
+            events,
+            pending: None,
+        })
+    }
+
+    fn params(&self) -> HeightParams<StepContext> {
+        HeightParams::new(self.validators.clone(), self.cfg.timeouts.linear(), None)
+    }
+
+    /// Runs until the engine closes its channel or a fatal error.
+    pub async fn run(
+        mut self,
+        mut channels: Channels<StepContext>,
+        mut batches: mpsc::Receiver<WireBatch>,
+    ) -> Result<(), AppError> {
+        loop {
+            let deadline = self.pending.as_ref().map(|p| p.deadline);
+            tokio::select! {
+                msg = channels.consensus.recv() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    self.handle(&channels, msg).await?;
+                }
+                Some(batch) = batches.recv() => {
+                    self.verified.insert(batch.digest);
+                    self.mempool.push(batch);
+                    if self.mempool.len() >= self.cfg.max_batches_per_block {
+                        self.propose_pending(&channels).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    self.propose_pending(&channels).await?;
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        ch: &Channels<StepContext>,
+        msg: AppMsg<StepContext>,
+    ) -> Result<(), AppError> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let _ = reply.send((Height(self.state.height + 1), self.params()));
+            }
+            AppMsg::StartedRound {
+                height,
+                reply_value,
+                round,
+                ..
+            } => {
+                let seen = self
+                    .store
+                    .undecided(height.0)?
+                    .into_iter()
+                    .filter(|r| r.round == round.as_i64())
+                    .filter_map(|r| {
+                        borsh::from_slice::<ProposedValue<StepContext>>(&r.proposed).ok()
+                    })
+                    .collect();
+                let _ = reply_value.send(seen);
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout,
+                reply,
+            } => {
+                let wait = self.cfg.propose_wait.min(timeout / 2);
+                self.pending = Some(PendingGetValue {
+                    height,
+                    round,
+                    reply,
+                    deadline: tokio::time::Instant::now() + wait,
+                });
+                if self.mempool.len() >= self.cfg.max_batches_per_block {
+                    self.propose_pending(ch).await?;
+                }
+            }
+            AppMsg::ReceivedProposalPart {
+                from, part, reply, ..
+            } => {
+                let out = match self.streams.insert(from, part) {
+                    Some(a) => self.received_proposal(a).await?,
+                    None => None,
+                };
+                let _ = reply.send(out);
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address,
+                value_id,
+            } => {
+                let found = self
+                    .store
+                    .undecided(height.0)?
+                    .into_iter()
+                    .find(|r| r.value_id == value_id.0);
+                if let Some(rec) = found {
+                    if let Ok(block) = borsh::from_slice::<BlockData>(&rec.block) {
+                        self.publish(ch, height, round, valid_round, address, &block)
+                            .await;
+                    }
+                }
+            }
+            AppMsg::Decided {
+                certificate,
+                extensions,
+                reply,
+            } => {
+                let ext = ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+                    certificate.clone(),
+                    extensions,
+                );
+                self.decided(&certificate, &ext)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate,
+                evidence,
+                reply,
+                ..
+            } => {
+                self.finalized(certificate.height, &evidence)?;
+                let next = Height(certificate.height.0 + 1);
+                let _ = reply.send(Next::Start(next, self.params()));
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let min = self.store.decided_range()?.map_or(1, |(lo, _)| lo);
+                let _ = reply.send(Height(min));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let mut out = Vec::new();
+                for h in range.start().0..=range.end().0 {
+                    let Some(rec) = self.store.decided(h)? else {
+                        break;
+                    };
+                    let Ok(wire) = borsh::from_slice(&rec.certificate) else {
+                        break;
+                    };
+                    out.push(RawDecidedValue::new(
+                        bytes::Bytes::from(rec.block),
+                        certificate_from_wire(wire),
+                    ));
+                }
+                let _ = reply.send(out);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let out = match borsh::from_slice::<BlockData>(&value_bytes) {
+                    Ok(block) => {
+                        let validity = self.verify_block(&block).await;
+                        let pv = ProposedValue {
+                            height,
+                            round,
+                            valid_round: Round::Nil,
+                            proposer,
+                            value: block.value.clone(),
+                            validity,
+                        };
+                        self.remember(&pv, &block)?;
+                        SyncedValueOutcome::Verdict(pv)
+                    }
+                    Err(_) => SyncedValueOutcome::PeerFault,
+                };
+                let _ = reply.send(out);
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                let _ = reply.send(extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect());
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a waiting `GetValue` with a block from the mempool.
+    async fn propose_pending(&mut self, ch: &Channels<StepContext>) -> Result<(), AppError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        // After a restart the WAL may hold our proposal for this round: reuse it.
+        let previous = self
+            .store
+            .undecided(p.height.0)?
+            .into_iter()
+            .find(|r| r.round == p.round.as_i64())
+            .and_then(|r| {
+                let pv: ProposedValue<StepContext> = borsh::from_slice(&r.proposed).ok()?;
+                (pv.proposer == self.address).then_some(r)
+            })
+            .and_then(|r| borsh::from_slice::<BlockData>(&r.block).ok());
+        let block = previous.unwrap_or_else(|| {
+            BlockData::new(self.mempool.peek_block(self.cfg.max_batches_per_block))
+        });
+        let pv = ProposedValue {
+            height: p.height,
+            round: p.round,
+            valid_round: Round::Nil,
+            proposer: self.address,
+            value: block.value.clone(),
+            validity: Validity::Valid,
+        };
+        self.remember(&pv, &block)?;
+        let _ = p.reply.send(LocallyProposedValue::new(
+            p.height,
+            p.round,
+            block.value.clone(),
+        ));
+        self.publish(ch, p.height, p.round, Round::Nil, self.address, &block)
+            .await;
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        ch: &Channels<StepContext>,
+        height: Height,
+        round: Round,
+        valid_round: Round,
+        proposer: Address,
+        block: &BlockData,
+    ) {
+        let msgs = split(
+            height,
+            round,
+            valid_round,
+            proposer,
+            block,
+            self.cfg.batches_per_part,
+        );
+        for m in msgs {
+            if ch
+                .network
+                .send(NetworkMsg::PublishProposalPart(m))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    async fn received_proposal(
+        &mut self,
+        a: crate::streaming::Assembled,
+    ) -> Result<Option<ProposedValue<StepContext>>, AppError> {
+        if a.height.0 <= self.state.height || a.block.value.id() != a.announced_id {
+            return Ok(None);
+        }
+        let validity = self.verify_block(&a.block).await;
+        let pv = ProposedValue {
+            height: a.height,
+            round: a.round,
+            valid_round: a.valid_round,
+            proposer: a.proposer,
+            value: a.block.value.clone(),
+            validity,
+        };
+        self.remember(&pv, &a.block)?;
+        Ok(Some(pv))
+    }
+
+    /// Re-verifies the batches of `block` this validator has not verified.
+    async fn verify_block(&mut self, block: &BlockData) -> Validity {
+        let distinct: HashSet<_> = block.value.batch_digests.iter().collect();
+        if !block.is_consistent()
+            || block.batches.len() > self.cfg.max_batches_per_block
+            || distinct.len() != block.batches.len()
+        {
+            return Validity::Invalid;
+        }
+        let todo: Vec<WireBatch> = block
+            .batches
+            .iter()
+            .filter(|b| !self.verified.contains(&b.digest))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return Validity::Valid;
+        }
+        let verifier = self.cfg.verifier;
+        let digests: Vec<[u8; 32]> = todo.iter().map(|b| b.digest).collect();
+        let ok = tokio::task::spawn_blocking(move || {
+            todo.iter().all(|w| {
+                w.to_batch()
+                    .is_ok_and(|b| reverify_batch(&verifier, &b).is_ok())
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Validity::Invalid;
+        }
+        if self.verified.len() > VERIFIED_MAX {
+            self.verified.clear();
+        }
+        self.verified.extend(digests);
+        Validity::Valid
+    }
+
+    fn remember(
+        &mut self,
+        pv: &ProposedValue<StepContext>,
+        block: &BlockData,
+    ) -> Result<(), AppError> {
+        self.store.put_undecided(&UndecidedRecord {
+            height: pv.height.0,
+            round: pv.round.as_i64(),
+            value_id: pv.value.id().0,
+            proposed: borsh::to_vec(pv).unwrap_or_default(),
+            block: borsh::to_vec(block).unwrap_or_default(),
+        })?;
+        Ok(())
+    }
+
+    fn decided(
+        &mut self,
+        cert: &CommitCertificate<StepContext>,
+        ext: &ExtendedCommitCertificate<StepContext>,
+    ) -> Result<(), AppError> {
+        let height = cert.height;
+        if height.0 <= self.state.height {
+            return Ok(()); // already executed (replayed decision)
+        }
+        let block = self
+            .store
+            .undecided(height.0)?
+            .into_iter()
+            .find(|r| r.value_id == cert.value_id.0)
+            .and_then(|r| borsh::from_slice::<BlockData>(&r.block).ok())
+            .ok_or(AppError::MissingDecidedValue {
+                height: height.0,
+                value_id: cert.value_id,
+            })?;
+        let batches = block
+            .batches
+            .iter()
+            .map(WireBatch::to_batch)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| AppError::DecidedBatch {
+                height: height.0,
+                source,
+            })?;
+        let outcome =
+            self.state
+                .apply_block(&self.cfg.verifier.limits, height, cert.value_id, &batches);
+        let record = DecidedRecord {
+            height: height.0,
+            block: borsh::to_vec(&block).unwrap_or_default(),
+            certificate: borsh::to_vec(&certificate_to_wire(ext)).unwrap_or_default(),
+            changes: outcome.changes.clone(),
+            root: outcome.root,
+        };
+        self.store.commit_decided(&record)?;
+        self.store.prune_undecided(height.0)?;
+        let done: HashSet<[u8; 32]> = block.value.batch_digests.iter().copied().collect();
+        self.mempool.remove(&done);
+        let _ = self.events.send(NodeEvent::Decided(Decision {
+            height: height.0,
+            round: cert.round.as_i64(),
+            value_id: cert.value_id,
+            root: outcome.root,
+            batch_digests: block.value.batch_digests.clone(),
+            proofs: block.proof_count() as u64,
+            accepted: outcome.changes.accepted,
+            accepted_total: self.state.accepted_total,
+            at: Instant::now(),
+        }));
+        Ok(())
+    }
+
+    fn finalized(
+        &mut self,
+        height: Height,
+        evidence: &MisbehaviorEvidence<StepContext>,
+    ) -> Result<(), AppError> {
+        if evidence.is_empty() {
+            return Ok(());
+        }
+        let record = EvidenceRecord::from_malachite(height.0, evidence);
+        self.store
+            .put_evidence(height.0, &borsh::to_vec(&record).unwrap_or_default())?;
+        let _ = self.events.send(NodeEvent::Evidence(record));
+        Ok(())
+    }
+}
+
+/// How long to wait at most: used by the node when it waits for a start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,69 @@
+//! Application settings: timeouts, block shape and the proof verifier.
+
+use std::time::Duration;
+
+use malachitebft_core_types::LinearTimeouts;
+
+/// Consensus timeouts. They are fallbacks for a slow or silent proposer or
+/// split votes, not targets: a healthy network decides as fast as messages
+/// travel. Defaults from the plan: propose 5 s, prevote 3 s, precommit 2 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub propose_ms: u64,
+    pub prevote_ms: u64,
+    pub precommit_ms: u64,
+    /// Votes of a stuck round are re-broadcast this often (liveness).
+    pub rebroadcast_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            propose_ms: 5_000,
+            prevote_ms: 3_000,
+            precommit_ms: 2_000,
+            rebroadcast_ms: 5_000,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Malachite's timeouts: these values, growing by malachite's default
+    /// delta per round.
+    pub fn linear(&self) -> LinearTimeouts {
+        LinearTimeouts {
+            propose: Duration::from_millis(self.propose_ms),
+            prevote: Duration::from_millis(self.prevote_ms),
+            precommit: Duration::from_millis(self.precommit_ms),
+            rebroadcast: Duration::from_millis(self.rebroadcast_ms),
+            ..LinearTimeouts::default()
+        }
+    }
+}
+
+/// What the application needs besides the validator set.
+#[derive(Debug, Clone, Copy)]
+pub struct AppConfig {
+    /// Re-verifies peers' batches; its limits drive execution's stateful checks.
+    pub verifier: step_engine::Verifier,
+    pub timeouts: Timeouts,
+    /// Most batches in one block (default 100: 10,000 proofs).
+    pub max_batches_per_block: usize,
+    /// Batches per proposal part (default 10, about 320 KiB).
+    pub batches_per_part: usize,
+    /// How long a proposer waits for a full block before proposing what it
+    /// has (default 200 ms; capped at half the propose timeout).
+    pub propose_wait: Duration,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            verifier: step_engine::Verifier::default(),
+            timeouts: Timeouts::default(),
+            max_batches_per_block: 100,
+            batches_per_part: 10,
+            propose_wait: Duration::from_millis(200),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The STEP [`Context`](mc::Context) for malachite: heights, addresses,
+//! validators (voting power = stake), the value (a block of batch digests),
+//! votes, proposals, proposal parts and the round-robin proposer.
+
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use malachitebft_core_types as mc;
+use mc::{NilOrVal, Round, SignedExtension, VoteType};
+use sha2::{Digest, Sha256};
+
+use crate::block::WireBatch;
+
+/// Domain separator of a block's value id.
+pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v1\n";
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A block height. Height 1 is the first block.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+pub struct Height(pub u64);
+
+impl fmt::Display for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl mc::Height for Height {
+    const ZERO: Self = Height(0);
+    const INITIAL: Self = Height(1);
+    fn increment_by(&self, n: u64) -> Self {
+        Height(self.0.saturating_add(n))
+    }
+    fn decrement_by(&self, n: u64) -> Option<Self> {
+        self.0.checked_sub(n).map(Height)
+    }
+    fn as_u64(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A validator's address: the first 20 bytes of SHA-256 of its ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub struct Address(pub [u8; 20]);
+
+impl Address {
+    pub fn from_public_key(pk: &PublicKey) -> Self {
+        let h = Sha256::digest(pk.0);
+        let mut a = [0u8; 20];
+        a.copy_from_slice(&h[..20]);
+        Address(a)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", hex(&self.0[..4]))
+    }
+}
+
+impl mc::Address for Address {}
+
+/// The signing scheme: ed25519 (`docs/adr/0020-malachite.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ed25519;
+
+/// An ed25519 signature (R ‖ s).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub struct Signature(pub [u8; 64]);
+
+/// An ed25519 public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PublicKey(pub [u8; 32]);
+
+/// An ed25519 private key.
+pub type PrivateKey = ed25519_consensus::SigningKey;
+
+/// Why a signature or public key could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected} bytes, got {got}")]
+pub struct KeyLengthError {
+    pub expected: usize,
+    pub got: usize,
+}
+
+impl mc::SigningScheme for Ed25519 {
+    type DecodingError = KeyLengthError;
+    type Signature = Signature;
+    type PublicKey = PublicKey;
+    type PrivateKey = PrivateKey;
+
+    fn decode_signature(bytes: &[u8]) -> Result<Signature, KeyLengthError> {
+        bytes.try_into().map(Signature).map_err(|_| KeyLengthError {
+            expected: 64,
+            got: bytes.len(),
+        })
+    }
+    fn encode_signature(s: &Signature) -> Vec<u8> {
+        s.0.to_vec()
+    }
+    fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, KeyLengthError> {
+        bytes.try_into().map(PublicKey).map_err(|_| KeyLengthError {
+            expected: 32,
+            got: bytes.len(),
+        })
+    }
+    fn encode_public_key(pk: &PublicKey) -> Vec<u8> {
+        pk.0.to_vec()
+    }
+}
+
+/// A validator; its voting power is its stake.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Validator {
+    pub address: Address,
+    pub public_key: PublicKey,
+    pub stake: u64,
+}
+
+impl Validator {
+    pub fn new(public_key: PublicKey, stake: u64) -> Self {
+        Validator {
+            address: Address::from_public_key(&public_key),
+            public_key,
+            stake,
+        }
+    }
+}
+
+impl mc::Validator<StepContext> for Validator {
+    fn address(&self) -> &Address {
+        &self.address
+    }
+    fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+    fn voting_power(&self) -> u64 {
+        self.stake
+    }
+}
+
+/// The validator set, sorted by address (the proposer order).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ValidatorSet {
+    validators: Vec<Validator>,
+}
+
+impl ValidatorSet {
+    /// Sorts by address. Panics on an empty set (a programmer error).
+    pub fn new(mut validators: Vec<Validator>) -> Self {
+        assert!(!validators.is_empty(), "a validator set needs a validator");
+        validators.sort_by_key(|v| v.address);
+        validators.dedup_by_key(|v| v.address);
+        ValidatorSet { validators }
+    }
+
+    pub fn validators(&self) -> &[Validator] {
+        &self.validators
+    }
+
+    /// The proposer of `(height, round)`: index `(height + round) mod n`.
+    /// A nil round counts as 0.
+    pub fn proposer(&self, height: Height, round: Round) -> &Validator {
+        let r = round.as_u32().map_or(0, u64::from);
+        let n = self.validators.len() as u64;
+        let i = (height.0 % n + r % n) % n;
+        &self.validators[i as usize]
+    }
+}
+
+impl mc::ValidatorSet<StepContext> for ValidatorSet {
+    fn count(&self) -> usize {
+        self.validators.len()
+    }
+    fn total_voting_power(&self) -> u64 {
+        self.validators.iter().map(|v| v.stake).sum()
+    }
+    fn get_by_address(&self, a: &Address) -> Option<&Validator> {
+        self.validators.iter().find(|v| &v.address == a)
+    }
+    fn get_by_index(&self, i: usize) -> Option<&Validator> {
+        self.validators.get(i)
+    }
+}
+
+/// The value consensus decides: an ordered list of batch digests. The
+/// batches themselves travel in the proposal parts and are kept by the app
+/// (`crate::app`), which re-verifies them before the value is marked valid.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
+)]
+pub struct Value {
+    pub batch_digests: Vec<[u8; 32]>,
+}
+
+impl Value {
+    /// The value of a list of batches, in order.
+    pub fn of_batches(batches: &[WireBatch]) -> Self {
+        Value {
+            batch_digests: batches.iter().map(|b| b.digest).collect(),
+        }
+    }
+}
+
+/// SHA-256 of `BLOCK_DOMAIN ‖ u32_be(n) ‖ digest₀ ‖ … ‖ digestₙ₋₁`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
+pub struct ValueId(pub [u8; 32]);
+
+impl fmt::Display for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0[..8]))
+    }
+}
+
+impl mc::Value for Value {
+    type Id = ValueId;
+    fn id(&self) -> ValueId {
+        let mut h = Sha256::new();
+        h.update(BLOCK_DOMAIN);
+        h.update((self.batch_digests.len() as u32).to_be_bytes());
+        for d in &self.batch_digests {
+            h.update(d);
+        }
+        ValueId(h.finalize().into())
+    }
+}
+
+/// A proposal (signed by the proposer; see `crate::signing`).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Proposal {
+    pub height: Height,
+    pub round: Round,
+    pub value: Value,
+    pub pol_round: Round,
+    pub validator_address: Address,
+}
+
+impl mc::Proposal<StepContext> for Proposal {
+    fn height(&self) -> Height {
+        self.height
+    }
+    fn round(&self) -> Round {
+        self.round
+    }
+    fn value(&self) -> &Value {
+        &self.value
+    }
+    fn take_value(self) -> Value {
+        self.value
+    }
+    fn pol_round(&self) -> Round {
+        self.pol_round
+    }
+    fn validator_address(&self) -> &Address {
+        &self.validator_address
+    }
+}
+
+/// A prevote or precommit.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Vote {
+    pub vote_type: VoteType,
+    pub height: Height,
+    pub round: Round,
+    pub value: NilOrVal<ValueId>,
+    pub validator_address: Address,
+    pub extension: Option<SignedExtension<StepContext>>,
+}
+
+impl mc::Vote<StepContext> for Vote {
+    fn height(&self) -> Height {
+        self.height
+    }
+    fn round(&self) -> Round {
+        self.round
+    }
+    fn value(&self) -> &NilOrVal<ValueId> {
+        &self.value
+    }
+    fn take_value(self) -> NilOrVal<ValueId> {
+        self.value
+    }
+    fn vote_type(&self) -> VoteType {
+        self.vote_type
+    }
+    fn validator_address(&self) -> &Address {
+        &self.validator_address
+    }
+    fn extension(&self) -> Option<&SignedExtension<StepContext>> {
+        self.extension.as_ref()
+    }
+    fn take_extension(&mut self) -> Option<SignedExtension<StepContext>> {
+        self.extension.take()
+    }
+    fn extend(self, extension: SignedExtension<StepContext>) -> Self {
+        Vote {
+            extension: Some(extension),
+            ..self
+        }
+    }
+}
+
+/// One part of a streamed proposal: `Init`, then `Batches` parts, then `Fin`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum ProposalPart {
+    Init {
+        height: Height,
+        round: Round,
+        valid_round: Round,
+        proposer: Address,
+    },
+    Batches(Vec<WireBatch>),
+    Fin {
+        value_id: ValueId,
+    },
+}
+
+impl mc::ProposalPart<StepContext> for ProposalPart {
+    fn is_first(&self) -> bool {
+        matches!(self, ProposalPart::Init { .. })
+    }
+    fn is_last(&self) -> bool {
+        matches!(self, ProposalPart::Fin { .. })
+    }
+}
+
+/// The STEP context. Stateless: the proposer rule lives in [`ValidatorSet::proposer`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepContext;
+
+impl mc::Context for StepContext {
+    type Address = Address;
+    type Height = Height;
+    type ProposalPart = ProposalPart;
+    type Proposal = Proposal;
+    type Validator = Validator;
+    type ValidatorSet = ValidatorSet;
+    type Timeouts = mc::LinearTimeouts;
+    type Value = Value;
+    type Vote = Vote;
+    type Extension = ();
+    type SigningScheme = Ed25519;
+
+    fn select_proposer<'a>(
+        &self,
+        vs: &'a ValidatorSet,
+        height: Height,
+        round: Round,
+    ) -> &'a Validator {
+        vs.proposer(height, round)
+    }
+
+    fn new_proposal(
+        &self,
+        height: Height,
+        round: Round,
+        value: Value,
+        pol_round: Round,
+        address: Address,
+    ) -> Proposal {
+        Proposal {
+            height,
+            round,
+            value,
+            pol_round,
+            validator_address: address,
+        }
+    }
+
+    fn new_prevote(
+        &self,
+        height: Height,
+        round: Round,
+        value: NilOrVal<ValueId>,
+        address: Address,
+    ) -> Vote {
+        Vote {
+            vote_type: VoteType::Prevote,
+            height,
+            round,
+            value,
+            validator_address: address,
+            extension: None,
+        }
+    }
+
+    fn new_precommit(
+        &self,
+        height: Height,
+        round: Round,
+        value: NilOrVal<ValueId>,
+        address: Address,
+    ) -> Vote {
+        Vote {
+            vote_type: VoteType::Precommit,
+            height,
+            round,
+            value,
+            validator_address: address,
+            extension: None,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The crate's errors.
+
+use std::path::PathBuf;
+
+use crate::block::WireError;
+use crate::context::ValueId;
+use crate::store::StoreError;
+
+/// Why the application loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("height {height} decided value {value_id}, which this node never received")]
+    MissingDecidedValue { height: u64, value_id: ValueId },
+    #[error("height {height}: a decided batch does not decode: {source}")]
+    DecidedBatch { height: u64, source: WireError },
+}
+
+/// Why a node did not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "consensus WAL {path} is corrupted at entry {entry}: {reason}. Refusing to start: \
+         replaying past it could make this validator sign a conflicting vote. Move the file \
+         aside only if this validator has not voted at the current height"
+    )]
+    WalCorrupted {
+        path: PathBuf,
+        entry: usize,
+        reason: String,
+    },
+    #[error("consensus WAL {path} cannot be opened: {reason}")]
+    WalUnavailable { path: PathBuf, reason: String },
+    #[error("bad network address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("malachite engine failed to start: {reason}")]
+    EngineStart { reason: String },
+    #[error("the node has stopped")]
+    Stopped,
+}

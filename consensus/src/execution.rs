@@ -1,0 +1,289 @@
+//! Deterministic execution of decided blocks. Pure: no I/O, no clock.
+//!
+//! For each proof of the block, in order (batch by batch, proof by proof):
+//!
+//! 1. **Triangle gate.** A proof for a triangle whose state is `subdivided`
+//!    is rejected with [`ExecCode::TriangleSubdivided`]; one for a level-21
+//!    triangle that already has [`CLICKS_MAX`] clicks with
+//!    [`ExecCode::TriangleExhausted`]. A triangle with no state yet is active
+//!    with 0 clicks (the mesh is seeded lazily).
+//! 2. **Stateful checks**: nonce → speed gate → moratorium
+//!    ([`step_engine::heuristics::check_stateful`]), against the state left
+//!    by every earlier proof. A failure rejects the proof with the engine's code.
+//! 3. **Effects** of an accepted proof: the nonce and last position are
+//!    recorded; the account earns [`step_engine::reward::reward_micro`] of
+//!    the triangle's level (integer micro-STEP); the triangle's clicks go up
+//!    by one, and the 11th click ([`SUBDIVIDE_AT_CLICK`]) below level 21
+//!    makes it `subdivided` and creates its 4 children, active, at level + 1.
+//!
+//! A rejected proof changes nothing. Every validator applies the same blocks
+//! in the same order to the same state, so it derives the same state and the
+//! same [`StateRoot`] (`docs/CONSENSUS_SPEC.md`, "State root").
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use sha2::{Digest, Sha256};
+use step_engine::heuristics::{check_stateful, LastProof, Limits, ProofState};
+use step_engine::pipeline::Batch;
+use step_engine::proof::{Nonce, Proof};
+use step_engine::reward::reward_micro;
+use step_engine::triangle::LEVEL_MAX;
+use step_engine::{Address, TriangleId};
+
+use crate::context::{Height, ValueId};
+
+/// The click that subdivides a triangle (Phase 2: the 11th accepted click).
+pub const SUBDIVIDE_AT_CLICK: u8 = 11;
+/// Phase 2's schema cap on a triangle's clicks (reached only at level 21,
+/// where a triangle cannot subdivide).
+pub const CLICKS_MAX: u8 = 28;
+/// Domain separator of the state root.
+pub const STATE_DOMAIN: &[u8] = b"STEP-STATE-v1\n";
+
+/// A state root: see [`StateRoot::next`].
+pub type StateRoot = [u8; 32];
+
+/// Why execution rejected a proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecCode {
+    /// A stateful check failed (`NONCE_REPLAY`, `TOO_FAST`, `MORATORIUM`).
+    Stateful(step_engine::Code),
+    /// `TRIANGLE_SUBDIVIDED`: the triangle was subdivided; mine a child.
+    TriangleSubdivided,
+    /// `TRIANGLE_EXHAUSTED`: a level-21 triangle with 28 clicks.
+    TriangleExhausted,
+}
+
+impl ExecCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecCode::Stateful(c) => c.as_str(),
+            ExecCode::TriangleSubdivided => "TRIANGLE_SUBDIVIDED",
+            ExecCode::TriangleExhausted => "TRIANGLE_EXHAUSTED",
+        }
+    }
+}
+
+/// A stored change set holds a field that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored {field} {value:?} does not parse")]
+pub struct ReplayError {
+    pub field: &'static str,
+    pub value: String,
+}
+
+/// A triangle's mining state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
+pub struct TriangleState {
+    pub clicks: u8,
+    pub subdivided: bool,
+}
+
+/// The application state every validator derives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppState {
+    /// Last executed height (0 before the first block).
+    pub height: u64,
+    /// State root after `height` (all zeros before the first block).
+    pub root: StateRoot,
+    pub last: BTreeMap<Address, LastProof>,
+    pub nonces: BTreeSet<(Address, Nonce)>,
+    /// Balances in micro-STEP.
+    pub balances: BTreeMap<Address, u64>,
+    pub triangles: BTreeMap<TriangleId, TriangleState>,
+    /// Accepted proofs over all heights.
+    pub accepted_total: u64,
+}
+
+impl ProofState for AppState {
+    fn last_proof(&self, account: &Address) -> Option<LastProof> {
+        self.last.get(account).copied()
+    }
+    fn nonce_used(&self, account: &Address, nonce: &Nonce) -> bool {
+        self.nonces.contains(&(*account, *nonce))
+    }
+    fn record(&mut self, account: Address, nonce: Nonce, last: LastProof) {
+        self.nonces.insert((account, nonce));
+        self.last.insert(account, last);
+    }
+}
+
+/// What one block changed: the canonical input of the state root, and what
+/// the store writes. Keys are sorted; values are the values after the block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ChangeSet {
+    pub height: u64,
+    pub value_id: [u8; 32],
+    /// (account, nonce) recorded, in application order.
+    pub nonces: Vec<([u8; 20], String)>,
+    /// (account, unix_ms, lat bits, lon bits)
+    pub last: Vec<([u8; 20], i64, u64, u64)>,
+    pub balances: Vec<([u8; 20], u64)>,
+    /// (triangle id text, clicks, subdivided)
+    pub triangles: Vec<(String, u8, bool)>,
+    /// (batch index, proof index, code) of each rejected proof.
+    pub rejected: Vec<(u32, u32, String)>,
+    pub accepted: u64,
+}
+
+impl ChangeSet {
+    /// `SHA-256(STATE_DOMAIN ‖ previous root ‖ borsh(self))`.
+    pub fn root(&self, previous: &StateRoot) -> StateRoot {
+        let mut h = Sha256::new();
+        h.update(STATE_DOMAIN);
+        h.update(previous);
+        // Hashing into a Vec cannot fail.
+        h.update(borsh::to_vec(self).unwrap_or_default());
+        h.finalize().into()
+    }
+}
+
+/// The result of executing one block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutcome {
+    pub changes: ChangeSet,
+    pub root: StateRoot,
+}
+
+impl AppState {
+    /// Executes the block decided at `height` and returns what changed.
+    ///
+    /// # Panics
+    ///
+    /// If `height` is not `self.height + 1` (the caller's bug).
+    pub fn apply_block(
+        &mut self,
+        limits: &Limits,
+        height: Height,
+        value_id: ValueId,
+        batches: &[Batch],
+    ) -> BlockOutcome {
+        assert_eq!(height.0, self.height + 1, "blocks execute in height order");
+        let mut changes = ChangeSet {
+            height: height.0,
+            value_id: value_id.0,
+            ..ChangeSet::default()
+        };
+        let mut touched_accounts = BTreeSet::new();
+        let mut touched_triangles = BTreeSet::new();
+        for (bi, batch) in batches.iter().enumerate() {
+            for (pi, p) in batch.proofs.iter().enumerate() {
+                match self.apply_proof(limits, p, &mut touched_triangles) {
+                    Ok(()) => {
+                        touched_accounts.insert(p.account);
+                        changes
+                            .nonces
+                            .push((p.account.0, p.nonce.as_str().to_owned()));
+                        changes.accepted += 1;
+                    }
+                    Err(code) => {
+                        changes
+                            .rejected
+                            .push((bi as u32, pi as u32, code.as_str().to_owned()))
+                    }
+                }
+            }
+        }
+        for a in &touched_accounts {
+            if let Some(l) = self.last.get(a) {
+                changes
+                    .last
+                    .push((a.0, l.unix_ms, l.lat.to_bits(), l.lon.to_bits()));
+            }
+            changes
+                .balances
+                .push((a.0, self.balances.get(a).copied().unwrap_or(0)));
+        }
+        for t in &touched_triangles {
+            let s = self.triangles.get(t).copied().unwrap_or_default();
+            changes
+                .triangles
+                .push((t.to_string(), s.clicks, s.subdivided));
+        }
+        self.accepted_total += changes.accepted;
+        let root = changes.root(&self.root);
+        self.height = height.0;
+        self.root = root;
+        BlockOutcome { changes, root }
+    }
+
+    fn apply_proof(
+        &mut self,
+        limits: &Limits,
+        p: &Proof,
+        touched: &mut BTreeSet<TriangleId>,
+    ) -> Result<(), ExecCode> {
+        let tri = self.triangles.get(&p.triangle).copied().unwrap_or_default();
+        if tri.subdivided {
+            return Err(ExecCode::TriangleSubdivided);
+        }
+        if tri.clicks >= CLICKS_MAX {
+            return Err(ExecCode::TriangleExhausted);
+        }
+        check_stateful(limits, p, self).map_err(|r| ExecCode::Stateful(r.code()))?;
+        self.record(p.account, p.nonce, LastProof::of(p));
+        let level = p.triangle.level();
+        *self.balances.entry(p.account).or_insert(0) += reward_micro(level);
+        let mut next = TriangleState {
+            clicks: tri.clicks + 1,
+            subdivided: false,
+        };
+        if next.clicks == SUBDIVIDE_AT_CLICK && level < LEVEL_MAX {
+            next.subdivided = true;
+            for k in 0..4 {
+                if let Some(child) = p.triangle.child(k) {
+                    self.triangles.entry(child).or_default();
+                    touched.insert(child);
+                }
+            }
+        }
+        self.triangles.insert(p.triangle, next);
+        touched.insert(p.triangle);
+        Ok(())
+    }
+
+    /// Applies a change set read back from the store (restart). The inverse
+    /// of what [`AppState::apply_block`] recorded; `root` is the stored root.
+    pub fn replay_changes(
+        &mut self,
+        changes: &ChangeSet,
+        root: StateRoot,
+    ) -> Result<(), ReplayError> {
+        let bad = |field, value: &String| ReplayError {
+            field,
+            value: value.clone(),
+        };
+        for (a, n) in &changes.nonces {
+            let nonce = Nonce::parse(n).ok_or_else(|| bad("nonce", n))?;
+            self.nonces.insert((Address(*a), nonce));
+        }
+        for (a, unix_ms, lat, lon) in &changes.last {
+            self.last.insert(
+                Address(*a),
+                LastProof {
+                    unix_ms: *unix_ms,
+                    lat: f64::from_bits(*lat),
+                    lon: f64::from_bits(*lon),
+                },
+            );
+        }
+        for (a, b) in &changes.balances {
+            self.balances.insert(Address(*a), *b);
+        }
+        for (t, clicks, subdivided) in &changes.triangles {
+            let id = TriangleId::parse(t).map_err(|_| bad("triangle", t))?;
+            self.triangles.insert(
+                id,
+                TriangleState {
+                    clicks: *clicks,
+                    subdivided: *subdivided,
+                },
+            );
+        }
+        self.accepted_total += changes.accepted;
+        self.height = changes.height;
+        self.root = root;
+        Ok(())
+    }
+}

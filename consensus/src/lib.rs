@@ -1,0 +1,41 @@
+//! The STEP application on the malachite Tendermint engine
+//! (`arc-malachitebft-*` 0.8.2, app-channel API; `docs/adr/0020-malachite.md`).
+//!
+//! Data flow (`docs/CONSENSUS_SPEC.md`):
+//! engine pipeline [`Batch`](step_engine::pipeline::Batch) → [`block::WireBatch`]
+//! → [`Node::submit_batch`] → [`app::Mempool`] → proposal (a [`context::Value`]
+//! of batch digests, streamed as [`context::ProposalPart`]s) → peers re-verify
+//! unseen batches → prevote / precommit (malachite) → [`app::App`] executes the
+//! decided block ([`execution::AppState::apply_block`]) → [`store::Store`]
+//! → [`app::NodeEvent::Decided`] with the state root.
+//!
+//! Pure modules: [`context`], [`block`], [`execution`], [`streaming`],
+//! [`evidence`]. I/O: [`store`] (redb), [`node`] (engine, sockets, tasks);
+//! [`app`] is the message loop between them.
+
+pub mod app;
+pub mod block;
+#[cfg(feature = "byzantine")]
+mod byzantine;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod evidence;
+pub mod execution;
+pub mod node;
+pub mod signing;
+pub mod store;
+pub mod streaming;
+
+pub use app::{Decision, Mempool, NodeEvent};
+pub use block::{BlockData, WireBatch};
+pub use config::{AppConfig, Timeouts};
+pub use context::{Address, Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorSet};
+pub use error::{AppError, NodeError};
+pub use malachitebft_core_types::Round;
+pub use node::{Node, NodeSettings};
+pub use store::{RedbStore, Store};
+
+#[cfg(feature = "byzantine")]
+pub use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};

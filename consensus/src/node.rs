@@ -1,0 +1,351 @@
+//! One validator: malachite's engine plus the STEP app, started and stopped
+//! as a unit. This is the I/O edge of the crate (sockets, files, tasks).
+
+use std::path::{Path, PathBuf};
+
+use malachitebft_app_channel::app::config::{ConsensusConfig, NodeConfig, ValueSyncConfig};
+use malachitebft_app_channel::app::engine::util::events::Event;
+use malachitebft_app_channel::app::types::codec::Codec;
+use malachitebft_app_channel::app::types::Keypair;
+use malachitebft_app_channel::{
+    ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, RequestContext, Signer,
+    SyncContext, WalContext,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::app::{App, NodeEvent};
+use crate::block::WireBatch;
+use crate::codec::BorshCodec;
+use crate::config::AppConfig;
+use crate::context::{Address, PrivateKey, StepContext, ValidatorSet};
+use crate::error::NodeError;
+use crate::signing::{StepSigner, StepVerifier};
+use crate::store::RedbStore;
+
+/// Batches a node's input queue holds before `submit_batch` waits.
+pub const SUBMIT_QUEUE: usize = 1_024;
+/// Largest proposal part or vote on the gossip network.
+pub const PUBSUB_MAX_BYTES: usize = 4 << 20;
+/// Largest sync request or response.
+pub const RPC_MAX_BYTES: usize = 64 << 20;
+
+/// How to run one validator.
+#[derive(Clone)]
+pub struct NodeSettings {
+    pub moniker: String,
+    /// Holds `wal/consensus.wal` and `store.redb`. Keep it stable across
+    /// restarts: the WAL is what stops a restarted validator from signing a
+    /// second, different vote.
+    pub home: PathBuf,
+    /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/27000`.
+    pub listen: String,
+    pub peers: Vec<String>,
+    pub key: PrivateKey,
+    pub validators: ValidatorSet,
+    pub app: AppConfig,
+    /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
+    #[cfg(feature = "byzantine")]
+    pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
+}
+
+impl std::fmt::Debug for NodeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSettings")
+            .field("moniker", &self.moniker)
+            .field("home", &self.home)
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeSettings {
+    pub fn wal_path(&self) -> PathBuf {
+        self.home.join("wal").join("consensus.wal")
+    }
+    pub fn store_path(&self) -> PathBuf {
+        self.home.join("store.redb")
+    }
+}
+
+#[derive(Clone, Debug)]
+struct EngineConfig {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl NodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &ValueSyncConfig {
+        &self.value_sync
+    }
+    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+/// A running validator.
+pub struct Node {
+    pub address: Address,
+    submit: mpsc::Sender<WireBatch>,
+    events: broadcast::Sender<NodeEvent>,
+    engine: EngineHandle,
+    app: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+    wal_path: PathBuf,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads every WAL entry; a bad checksum is a [`NodeError::WalCorrupted`].
+/// A torn entry at the tail (a crash mid-write) is dropped by the WAL itself.
+/// A WAL that cannot be opened (still locked by a stopping engine, or
+/// unreadable) is a [`NodeError::WalUnavailable`].
+pub fn check_wal(path: &Path) -> Result<usize, NodeError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let mut log = malachitebft_wal::Log::open(path).map_err(|e| NodeError::WalUnavailable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let corrupted = |entry, reason: String| NodeError::WalCorrupted {
+        path: path.to_owned(),
+        entry,
+        reason,
+    };
+    let mut n = 0;
+    for entry in log.iter().map_err(|e| corrupted(0, e.to_string()))? {
+        entry.map_err(|e| corrupted(n, e.to_string()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// How long `start` and `stop` wait for a stopping engine to release its WAL.
+pub const WAL_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`check_wal`], retrying while the WAL cannot be opened (a previous engine
+/// of this node may still be closing it).
+async fn check_wal_patiently(path: &Path) -> Result<usize, NodeError> {
+    let start = std::time::Instant::now();
+    loop {
+        match check_wal(path) {
+            Err(NodeError::WalUnavailable { .. }) if start.elapsed() < WAL_RELEASE_TIMEOUT => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, NodeError> {
+    s.parse().map_err(|e| NodeError::Address {
+        addr: s.to_owned(),
+        reason: format!("{e}"),
+    })
+}
+
+impl Node {
+    /// Checks the WAL, opens the store, starts the engine and the app.
+    pub async fn start(s: NodeSettings) -> Result<Node, NodeError> {
+        let wal_path = s.wal_path();
+        let wal_dir = s.home.join("wal");
+        std::fs::create_dir_all(&wal_dir).map_err(|source| NodeError::Io {
+            path: wal_dir.clone(),
+            source,
+        })?;
+        check_wal_patiently(&wal_path).await?;
+        let store = RedbStore::open(&s.store_path())?;
+
+        let signer = StepSigner::new(s.key.clone());
+        let pk = signer.public_key();
+        let address = Address::from_public_key(&pk);
+        let mut consensus = ConsensusConfig::default();
+        consensus.p2p.listen_addr = multiaddr(&s.listen)?;
+        consensus.p2p.persistent_peers = s
+            .peers
+            .iter()
+            .map(|p| multiaddr(p))
+            .collect::<Result<_, _>>()?;
+        consensus.p2p.pubsub_max_size = bytesize(PUBSUB_MAX_BYTES);
+        consensus.p2p.rpc_max_size = bytesize(RPC_MAX_BYTES);
+        let value_sync = ValueSyncConfig {
+            batch_size: 1,
+            max_response_size: bytesize(RPC_MAX_BYTES),
+            status_update_interval: std::time::Duration::from_secs(1),
+            ..ValueSyncConfig::default()
+        };
+        let cfg = EngineConfig {
+            moniker: s.moniker.clone(),
+            consensus,
+            value_sync,
+        };
+
+        // The libp2p identity key is derived from the consensus key; the
+        // validator proof binds the two (malachite ADR-006).
+        let engine_err = |e: &dyn std::fmt::Display| NodeError::EngineStart {
+            reason: e.to_string(),
+        };
+        let keypair = Keypair::ed25519_from_bytes(
+            Sha256::digest([b"STEP-P2P-KEY-v1\n".as_slice(), s.key.as_bytes()].concat()).to_vec(),
+        )
+        .map_err(|e| engine_err(&e))?;
+        let proof = signer
+            .sign_validator_proof(pk.0.to_vec(), keypair.public().to_peer_id().to_bytes())
+            .await
+            .map_err(|e| engine_err(&e))?;
+        let proof_bytes = BorshCodec.encode(&proof).map_err(|e| engine_err(&e))?;
+        let identity = NetworkIdentity::new_validator(
+            s.moniker.clone(),
+            keypair,
+            address.to_string(),
+            proof_bytes,
+        );
+        let wal = WalContext::new(wal_path.clone(), BorshCodec);
+        let consensus_ctx = ConsensusContext::new_validator(
+            address,
+            Box::new(StepVerifier),
+            Box::new(signer.clone()),
+        );
+
+        #[cfg(feature = "byzantine")]
+        let started = match s.byzantine.clone() {
+            Some(config) => {
+                crate::byzantine::start(cfg, wal, identity, config, signer, address, consensus_ctx)
+                    .await
+            }
+            None => plain_start(cfg, wal, identity, consensus_ctx).await,
+        };
+        #[cfg(not(feature = "byzantine"))]
+        let started = plain_start(cfg, wal, identity, consensus_ctx).await;
+        let (channels, engine) = started.map_err(|e| engine_err(&e))?;
+
+        let (events, _) = broadcast::channel(4_096);
+        let watcher = spawn_watcher(
+            channels.events.subscribe(),
+            events.clone(),
+            wal_path.clone(),
+            engine.actor.clone(),
+        );
+        let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
+        let app = App::new(s.app, address, s.validators.clone(), store, events.clone())?;
+        let tx = events.clone();
+        let app = tokio::spawn(async move {
+            if let Err(e) = app.run(channels, batches).await {
+                tracing::error!(error = %e, "STEP app stopped");
+                let _ = tx.send(NodeEvent::Fatal(e.to_string()));
+            }
+        });
+        Ok(Node {
+            address,
+            submit,
+            events,
+            engine,
+            app,
+            watcher,
+            wal_path,
+        })
+    }
+
+    /// Queues a pre-validated batch from this validator's own pipeline for
+    /// its next proposals. Waits while the queue is full.
+    pub async fn submit_batch(&self, batch: WireBatch) -> Result<(), NodeError> {
+        self.submit
+            .send(batch)
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Decisions, evidence and fatal errors from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Stops the engine (sockets closed, WAL released) and the app (store closed).
+    pub async fn stop(self) {
+        let _ = self.engine.actor.kill_and_wait(None).await;
+        self.engine.handle.abort();
+        let _ = self.engine.handle.await;
+        self.app.abort();
+        let _ = self.app.await;
+        self.watcher.abort();
+        let _ = self.watcher.await;
+        // The WAL actor closes its file on its own thread: wait for it.
+        let _ = check_wal_patiently(&self.wal_path).await;
+    }
+}
+
+fn bytesize(n: usize) -> bytesize::ByteSize {
+    bytesize::ByteSize::b(n as u64)
+}
+
+type Started = (
+    malachitebft_app_channel::Channels<StepContext>,
+    EngineHandle,
+);
+
+async fn plain_start(
+    cfg: EngineConfig,
+    wal: WalContext<BorshCodec>,
+    identity: NetworkIdentity,
+    consensus: ConsensusContext<StepContext>,
+) -> Result<Started, String> {
+    malachitebft_app_channel::start_engine(
+        StepContext,
+        cfg,
+        wal,
+        NetworkContext::new(identity, BorshCodec),
+        consensus,
+        SyncContext::new(BorshCodec),
+        RequestContext::new(100),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Turns the engine's safety stops into a [`NodeEvent::Fatal`] and stops
+/// the engine, so that a node never hangs silently.
+fn spawn_watcher(
+    mut rx: broadcast::Receiver<Event<StepContext>>,
+    out: broadcast::Sender<NodeEvent>,
+    wal_path: PathBuf,
+    actor: malachitebft_app_channel::app::engine::node::NodeRef,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let fatal = match rx.recv().await {
+                Ok(Event::WalCorrupted(e)) => {
+                    format!("consensus WAL {} is corrupted: {e}", wal_path.display())
+                }
+                Ok(Event::WalReplayError(e)) => format!(
+                    "consensus WAL {} cannot be replayed: {e}",
+                    wal_path.display()
+                ),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            tracing::error!("{fatal}");
+            let _ = out.send(NodeEvent::Fatal(fatal));
+            actor.stop(None);
+            return;
+        }
+    })
+}

@@ -1,0 +1,279 @@
+//! Durable application state: decided blocks with their certificates, the
+//! change set and state root of every height, evidence, and the undecided
+//! proposals a restarted validator may still need (`docs/adr/0021-embedded-store.md`).
+//!
+//! [`Store`] is the interface the app uses (and the node's `io` crate can
+//! reuse); [`RedbStore`] is the implementation on `redb`. Every decided
+//! height is written in one transaction: block, certificate, change set and
+//! root are either all there or none is.
+
+use std::path::{Path, PathBuf};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::execution::{AppState, ChangeSet, StateRoot};
+
+/// One decided height as stored.
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct DecidedRecord {
+    pub height: u64,
+    /// borsh of [`crate::block::BlockData`].
+    pub block: Vec<u8>,
+    /// borsh of the commit certificate (`crate::codec::certificate_to_wire`).
+    pub certificate: Vec<u8>,
+    pub changes: ChangeSet,
+    pub root: StateRoot,
+}
+
+/// A proposal received (or made) but not decided yet.
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct UndecidedRecord {
+    pub height: u64,
+    pub round: i64,
+    pub value_id: [u8; 32],
+    /// borsh of malachite's `ProposedValue`.
+    pub proposed: Vec<u8>,
+    /// borsh of [`crate::block::BlockData`].
+    pub block: Vec<u8>,
+}
+
+/// A store failure, with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<redb::DatabaseError>,
+    },
+    #[error("store {path}: {operation} failed: {reason}")]
+    Backend {
+        path: PathBuf,
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("store {path}: record {what} at height {height} does not decode: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        height: u64,
+        reason: String,
+    },
+}
+
+/// What the app needs from durable storage.
+pub trait Store: Send + 'static {
+    /// Writes one decided height atomically.
+    fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError>;
+    fn decided(&self, height: u64) -> Result<Option<DecidedRecord>, StoreError>;
+    /// The lowest and highest decided heights, if any.
+    fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
+    /// Rebuilds the application state from every stored change set.
+    fn load_state(&self) -> Result<AppState, StoreError>;
+    /// Keeps the misbehaviour evidence seen when `height` was finalized.
+    fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
+    fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put_undecided(&mut self, record: &UndecidedRecord) -> Result<(), StoreError>;
+    /// Undecided proposals at `height` (every round).
+    fn undecided(&self, height: u64) -> Result<Vec<UndecidedRecord>, StoreError>;
+    /// Drops undecided proposals at or below `height`.
+    fn prune_undecided(&mut self, height: u64) -> Result<(), StoreError>;
+}
+
+const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
+const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
+/// Key: height (8 bytes BE) ‖ round (8 bytes BE, offset) ‖ value id.
+const UNDECIDED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("undecided");
+
+/// redb's errors, boxed inside the store's closures.
+type DbResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// [`Store`] on a `redb` file.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn undecided_key(height: u64, round: i64, value_id: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(48);
+    k.extend_from_slice(&height.to_be_bytes());
+    k.extend_from_slice(&(round as u64 ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(value_id);
+    k
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        let store = RedbStore {
+            db,
+            path: path.to_owned(),
+        };
+        store.write("create tables", |tx| {
+            tx.open_table(DECIDED)?;
+            tx.open_table(EVIDENCE)?;
+            tx.open_table(UNDECIDED)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn fail(&self, operation: &'static str) -> impl Fn(String) -> StoreError + '_ {
+        move |reason| StoreError::Backend {
+            path: self.path.clone(),
+            operation,
+            reason,
+        }
+    }
+
+    fn write(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&redb::WriteTransaction) -> DbResult<()>,
+    ) -> Result<(), StoreError> {
+        let fail = self.fail(operation);
+        let tx = self.db.begin_write().map_err(|e| fail(e.to_string()))?;
+        f(&tx).map_err(|e| fail(e.to_string()))?;
+        tx.commit().map_err(|e| fail(e.to_string()))
+    }
+
+    fn read<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&redb::ReadTransaction) -> DbResult<T>,
+    ) -> Result<T, StoreError> {
+        let fail = self.fail(operation);
+        let tx = self.db.begin_read().map_err(|e| fail(e.to_string()))?;
+        f(&tx).map_err(|e| fail(e.to_string()))
+    }
+
+    fn decode<T: BorshDeserialize>(
+        &self,
+        what: &'static str,
+        height: u64,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        borsh::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+            height,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError> {
+        let bytes = borsh::to_vec(record).unwrap_or_default();
+        let height = record.height;
+        self.write("commit decided", |tx| {
+            tx.open_table(DECIDED)?.insert(height, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn decided(&self, height: u64) -> Result<Option<DecidedRecord>, StoreError> {
+        let bytes = self.read("read decided", |tx| {
+            let t = tx.open_table(DECIDED)?;
+            Ok(t.get(height)?.map(|v| v.value().to_vec()))
+        })?;
+        bytes
+            .map(|b| self.decode("decided", height, &b))
+            .transpose()
+    }
+
+    fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        self.read("read decided range", |tx| {
+            let t = tx.open_table(DECIDED)?;
+            let first = t.first()?.map(|(k, _)| k.value());
+            let last = t.last()?.map(|(k, _)| k.value());
+            Ok(first.zip(last))
+        })
+    }
+
+    fn load_state(&self) -> Result<AppState, StoreError> {
+        let rows: Vec<(u64, Vec<u8>)> = self.read("load state", |tx| {
+            let t = tx.open_table(DECIDED)?;
+            let mut out = Vec::with_capacity(t.len()? as usize);
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value(), v.value().to_vec()));
+            }
+            Ok(out)
+        })?;
+        let mut state = AppState::default();
+        for (height, bytes) in rows {
+            let rec: DecidedRecord = self.decode("decided", height, &bytes)?;
+            state
+                .replay_changes(&rec.changes, rec.root)
+                .map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    what: "change set",
+                    height,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(state)
+    }
+
+    fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError> {
+        self.write("put evidence", |tx| {
+            tx.open_table(EVIDENCE)?.insert(height, evidence)?;
+            Ok(())
+        })
+    }
+
+    fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read("read evidence", |tx| {
+            let t = tx.open_table(EVIDENCE)?;
+            Ok(t.get(height)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn put_undecided(&mut self, record: &UndecidedRecord) -> Result<(), StoreError> {
+        let key = undecided_key(record.height, record.round, &record.value_id);
+        let bytes = borsh::to_vec(record).unwrap_or_default();
+        self.write("put undecided", |tx| {
+            tx.open_table(UNDECIDED)?
+                .insert(key.as_slice(), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn undecided(&self, height: u64) -> Result<Vec<UndecidedRecord>, StoreError> {
+        let lo = height.to_be_bytes();
+        let hi = (height + 1).to_be_bytes();
+        let rows: Vec<Vec<u8>> = self.read("read undecided", |tx| {
+            let t = tx.open_table(UNDECIDED)?;
+            let mut out = Vec::new();
+            for row in t.range(lo.as_slice()..hi.as_slice())? {
+                out.push(row?.1.value().to_vec());
+            }
+            Ok(out)
+        })?;
+        rows.iter()
+            .map(|b| self.decode("undecided", height, b))
+            .collect()
+    }
+
+    fn prune_undecided(&mut self, height: u64) -> Result<(), StoreError> {
+        let hi = (height + 1).to_be_bytes();
+        self.write("prune undecided", |tx| {
+            let mut t = tx.open_table(UNDECIDED)?;
+            t.retain_in(..hi.as_slice(), |_, _| false)?;
+            Ok(())
+        })
+    }
+}

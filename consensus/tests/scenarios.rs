@@ -1,0 +1,215 @@
+//! Four validators on loopback: liveness, proposer failure, loss of quorum,
+//! restarts under load and a corrupted WAL. Clusters run one at a time.
+
+mod support;
+
+use std::time::Duration;
+
+use step_consensus::NodeError;
+use support::{proofs, seed, Cluster, SERIAL};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `n` proofs in batches of `size`, signed under `seed`.
+fn batches(tag: &str, n: usize, size: usize) -> Vec<step_consensus::WireBatch> {
+    proofs::batches(&proofs::bodies(tag, n), size)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_honest_validators_finalize_with_equal_roots() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("four_honest");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    let bs = batches(&format!("honest-{seed}"), 400, 20);
+    let total: usize = bs.iter().map(|b| b.len()).sum();
+    for (k, b) in bs.into_iter().enumerate() {
+        c.submit(k % 4, b).await;
+    }
+    c.wait("every proof accepted on every node", DEADLINE, |c| {
+        (0..4).all(|i| c.accepted_total(i) == total as u64)
+    })
+    .await;
+    c.wait_height(&[0, 1, 2, 3], 5, DEADLINE).await;
+    let heights = c.assert_agreement();
+    assert!(heights >= 5, "seed {seed}: {heights} heights");
+    // Every height was decided by all four, with one root.
+    let h = (0..4).map(|i| c.height(i)).min().unwrap_or(0);
+    for height in 1..=h {
+        let roots: Vec<_> = (0..4)
+            .filter_map(|i| c.decision(i, height))
+            .map(|d| d.root)
+            .collect();
+        assert_eq!(
+            roots.len(),
+            4,
+            "seed {seed}: height {height} missing on a node"
+        );
+    }
+    assert!(
+        c.log.lock().expect("log").evidence.is_empty(),
+        "seed {seed}: honest nodes equivocated"
+    );
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposer_down_next_proposer_takes_over() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("proposer_down");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    c.wait_height(&[0, 1, 2, 3], 2, DEADLINE).await;
+    // Stop the round-0 proposer of a height a little ahead.
+    let target = c.height(0) + 2;
+    let down_addr = c
+        .validators
+        .proposer(
+            step_consensus::Height(target),
+            step_consensus::Round::new(0),
+        )
+        .address;
+    let down = c.index_of(&down_addr);
+    c.stop(down).await;
+    let up: Vec<usize> = (0..4).filter(|i| *i != down).collect();
+    c.wait_height(&up, target + 1, DEADLINE).await;
+    let d = c.decision(up[0], target).expect("target height decided");
+    assert!(
+        d.round >= 1,
+        "seed {seed}: height {target} decided in round {} although its round-0 proposer node{down} was down",
+        d.round
+    );
+    c.assert_agreement();
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_four_down_no_progress_then_resume() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("two_down");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    c.wait_height(&[0, 1, 2, 3], 3, DEADLINE).await;
+    c.stop(2).await;
+    c.stop(3).await;
+    // A height already voted on may still complete; then nothing more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stuck = c.height(0).max(c.height(1));
+    for b in batches(&format!("two-down-{seed}"), 40, 10) {
+        c.submit(0, b).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        c.height(0).max(c.height(1)),
+        stuck,
+        "seed {seed}: 2 of 4 validators decided without a quorum"
+    );
+    c.assert_agreement();
+    c.start(2).await.expect("node2 restarts");
+    c.start(3).await.expect("node3 restarts");
+    c.wait_height(&[0, 1, 2, 3], stuck + 3, DEADLINE).await;
+    c.wait("the 40 proofs accepted on node0", DEADLINE, |c| {
+        c.accepted_total(0) == 40
+    })
+    .await;
+    c.assert_agreement();
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_restart_each_validator_under_load() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("restart_under_load");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    let all = batches(&format!("restart-{seed}"), 640, 10);
+    let total: u64 = all.iter().map(|b| b.len() as u64).sum();
+    let mut feed = all.into_iter();
+    for victim in 0..4 {
+        // Load: each batch goes to two live validators.
+        let live: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+        for k in 0..8 {
+            if let Some(b) = feed.next() {
+                c.submit(live[k % 3], b.clone()).await;
+                c.submit(live[(k + 1) % 3], b).await;
+            }
+        }
+        let h = c.height(live[0]);
+        c.stop(victim).await;
+        c.wait_height(&live, h + 2, DEADLINE).await;
+        c.start(victim).await.expect("restart");
+        let target = c.height(live[0]) + 1;
+        c.wait_height(&[victim], target, DEADLINE).await;
+    }
+    for (k, b) in feed.enumerate() {
+        c.submit(k % 4, b.clone()).await;
+        c.submit((k + 1) % 4, b).await;
+    }
+    c.wait("every proof accepted once on every node", DEADLINE, |c| {
+        (0..4).all(|i| c.accepted_total(i) == total)
+    })
+    .await;
+    let top = (0..4).map(|i| c.height(i)).max().unwrap_or(0);
+    c.wait_height(&[0, 1, 2, 3], top, DEADLINE).await;
+    c.assert_agreement();
+    let evidence = c.log.lock().expect("log").evidence.clone();
+    assert!(
+        evidence.is_empty(),
+        "seed {seed}: a restarted validator equivocated: {evidence:?}"
+    );
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_last_wal_entry_refuses_to_start_clearly() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("corrupted_wal");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    c.wait_height(&[0, 1, 2, 3], 2, DEADLINE).await;
+    let wal = c.settings(3).wal_path();
+    // Stop node3 while its WAL holds entries of the current height.
+    let mut tries = 0;
+    loop {
+        c.stop(3).await;
+        if step_consensus::node::check_wal(&wal).expect("clean WAL") > 0 {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 20, "seed {seed}: node3's WAL never held an entry");
+        c.start(3).await.expect("restart");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut bytes = std::fs::read(&wal).expect("read WAL");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&wal, &bytes).expect("write WAL");
+    let started = tokio::time::timeout(Duration::from_secs(20), c.start(3))
+        .await
+        .unwrap_or_else(|_| panic!("seed {seed}: start hung on a corrupted WAL"));
+    match started {
+        Err(NodeError::WalCorrupted { path, .. }) => {
+            assert_eq!(path, wal);
+            let msg = started_msg(&c, &wal);
+            assert!(
+                msg.contains("corrupted") && msg.contains("consensus.wal"),
+                "{msg}"
+            );
+        }
+        other => panic!("seed {seed}: expected WalCorrupted, got {other:?}"),
+    }
+    // The operator moves the WAL aside; the node starts and catches up.
+    std::fs::rename(&wal, wal.with_extension("wal.corrupt")).expect("move WAL aside");
+    c.start(3).await.expect("starts without the WAL");
+    let target = c.height(0) + 1;
+    c.wait_height(&[0, 1, 2, 3], target, DEADLINE).await;
+    c.assert_agreement();
+    c.stop_all().await;
+}
+
+fn started_msg(c: &Cluster, wal: &std::path::Path) -> String {
+    let _ = c;
+    step_consensus::node::check_wal(wal)
+        .expect_err("still corrupted")
+        .to_string()
+}
