@@ -274,6 +274,12 @@ impl Node {
             .map_err(|_| NodeError::Stopped)
     }
 
+    /// A sender for [`Node::submit_batch`] usable from other threads
+    /// (`blocking_send` outside the runtime).
+    pub fn submitter(&self) -> mpsc::Sender<WireBatch> {
+        self.submit.clone()
+    }
+
     /// Decisions, evidence and fatal errors from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()

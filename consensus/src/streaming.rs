@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use malachitebft_engine::util::streaming::{StreamContent, StreamId, StreamMessage};
-use malachitebft_peer::PeerId;
+pub use malachitebft_peer::PeerId;
 
 use crate::block::{BlockData, WireBatch};
 use crate::context::{Address, Height, ProposalPart, ValueId};

@@ -213,3 +213,51 @@ fn started_msg(c: &Cluster, wal: &std::path::Path) -> String {
         .expect_err("still corrupted")
         .to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_batch_is_never_finalized() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("tampered_batch");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    c.wait_height(&[0, 1, 2, 3], 1, DEADLINE).await;
+    // node0 proposes a batch whose proof was altered after signing; the
+    // others re-verify it, find it invalid and prevote nil.
+    let mut bad = batches(&format!("tampered-{seed}"), 10, 10).remove(0);
+    bad.proofs[4].lat_bits = (f64::from_bits(bad.proofs[4].lat_bits) + 1e-5).to_bits();
+    let bad_node = c.index_of(&c.validators.validators()[0].address);
+    let from = c.height(bad_node);
+    c.submit(bad_node, bad.clone()).await;
+    let good = batches(&format!("good-{seed}"), 60, 10);
+    let total: u64 = good.iter().map(|b| b.len() as u64).sum();
+    let others: Vec<usize> = (0..4).filter(|i| *i != bad_node).collect();
+    for (k, b) in good.into_iter().enumerate() {
+        c.submit(others[k % 3], b).await;
+    }
+    // Validator 0 is the round-0 proposer of every height ≡ 0 (mod 4).
+    let probe = (from + 2..).find(|h| h % 4 == 0).unwrap_or(4);
+    c.wait_height(&[0, 1, 2, 3], probe, DEADLINE).await;
+    c.wait("the good proofs accepted everywhere", DEADLINE, |c| {
+        (0..4).all(|i| c.accepted_total(i) == total)
+    })
+    .await;
+    c.assert_agreement();
+    let (with_bad, probe_round) = {
+        let log = c.log.lock().expect("log");
+        let with_bad = log
+            .decided
+            .values()
+            .filter(|d| d.batch_digests.contains(&bad.digest))
+            .count();
+        (with_bad, log.decided[&(others[0], probe)].round)
+    };
+    assert_eq!(
+        with_bad, 0,
+        "seed {seed}: a block with the tampered batch was decided"
+    );
+    assert!(
+        probe_round >= 1,
+        "seed {seed}: height {probe} (node{bad_node} proposes in round 0) decided in round {probe_round}"
+    );
+    c.stop_all().await;
+}

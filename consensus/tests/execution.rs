@@ -1,0 +1,265 @@
+//! Deterministic execution, the store, proposal streaming and the wire
+//! form of batches: pure or single-process tests, no network.
+
+mod support;
+
+use step_consensus::block::{BlockData, WireBatch};
+use step_consensus::context::{Height, ValueId};
+use step_consensus::execution::{AppState, ChangeSet, CLICKS_MAX, SUBDIVIDE_AT_CLICK};
+use step_consensus::store::{DecidedRecord, UndecidedRecord};
+use step_consensus::{RedbStore, Store};
+use step_engine::pipeline::{reverify_batch, Batch};
+use step_engine::proof::{Nonce, Proof, Timestamp};
+use step_engine::reward::reward_micro;
+use step_engine::{Address, Limits, TriangleId, Verifier};
+use support::proofs;
+
+fn proof(account: u8, t: TriangleId, ms: i64, nonce: &str) -> Proof {
+    let (lat, lon) = step_engine::mesh::centroid_lat_lon(&t);
+    Proof {
+        account: Address([account; 20]),
+        triangle: t,
+        lat,
+        lon,
+        accuracy_m: 5.0,
+        timestamp: Timestamp::from_unix_ms(ms).expect("timestamp"),
+        nonce: Nonce::parse(nonce).expect("nonce"),
+        signature: Ok([0; 65]),
+    }
+}
+
+fn batch(proofs: Vec<Proof>) -> Batch {
+    let n = proofs.len();
+    Batch {
+        proofs,
+        pubkeys: vec![[0; 64]; n],
+        digest: [n as u8; 32],
+    }
+}
+
+fn apply(state: &mut AppState, batches: &[Batch]) -> ChangeSet {
+    let h = Height(state.height + 1);
+    state
+        .apply_block(&Limits::default(), h, ValueId([h.0 as u8; 32]), batches)
+        .changes
+}
+
+fn tri(s: &str) -> TriangleId {
+    TriangleId::new(
+        s.as_bytes()[0] - b'a',
+        &s.as_bytes()[1..]
+            .iter()
+            .map(|d| d - b'0')
+            .collect::<Vec<_>>(),
+    )
+    .expect("triangle")
+}
+
+#[test]
+fn eleventh_click_subdivides_and_later_proofs_are_rejected() {
+    let parent = tri("c");
+    let mut s = AppState::default();
+    let clicks: Vec<Proof> = (0..SUBDIVIDE_AT_CLICK)
+        .map(|k| proof(k + 1, parent, proofs::T0, &format!("n{k}")))
+        .collect();
+    let c = apply(&mut s, &[batch(clicks)]);
+    assert_eq!(c.accepted, u64::from(SUBDIVIDE_AT_CLICK));
+    let st = s.triangles[&parent];
+    assert_eq!((st.clicks, st.subdivided), (SUBDIVIDE_AT_CLICK, true));
+    for k in 0..4 {
+        let child = parent.child(k).expect("child");
+        assert_eq!(
+            s.triangles[&child].clicks, 0,
+            "child {k} active with 0 clicks"
+        );
+        assert!(!s.triangles[&child].subdivided);
+    }
+    // The 12th proof on the parent is rejected; one on a child earns level 2.
+    let child = parent.child(2).expect("child");
+    let c = apply(
+        &mut s,
+        &[batch(vec![
+            proof(100, parent, proofs::T0, "late"),
+            proof(101, child, proofs::T0, "child"),
+        ])],
+    );
+    assert_eq!(c.rejected, vec![(0, 0, "TRIANGLE_SUBDIVIDED".to_string())]);
+    assert!(!s.balances.contains_key(&Address([100; 20])));
+    assert_eq!(s.balances[&Address([101; 20])], reward_micro(2));
+    assert_eq!(s.balances[&Address([1; 20])], reward_micro(1));
+}
+
+#[test]
+fn level_21_triangle_is_capped_at_28_clicks() {
+    let digits = [1u8; 20];
+    let t = TriangleId::new(5, &digits).expect("level 21");
+    assert_eq!(t.level(), 21);
+    let mut s = AppState::default();
+    let ps: Vec<Proof> = (0..=CLICKS_MAX)
+        .map(|k| proof(k + 1, t, proofs::T0, &format!("x{k}")))
+        .collect();
+    let c = apply(&mut s, &[batch(ps)]);
+    assert_eq!(c.accepted, u64::from(CLICKS_MAX));
+    assert_eq!(
+        c.rejected,
+        vec![(0, u32::from(CLICKS_MAX), "TRIANGLE_EXHAUSTED".to_string())]
+    );
+    assert!(!s.triangles[&t].subdivided);
+    assert_eq!(s.balances[&Address([1; 20])], reward_micro(21));
+}
+
+#[test]
+fn stateful_checks_run_in_block_order() {
+    let t = tri("a1");
+    let mut s = AppState::default();
+    let c = apply(
+        &mut s,
+        &[
+            batch(vec![proof(1, t, proofs::T0, "a")]),
+            batch(vec![
+                proof(1, t, proofs::T0 + 20_000, "a"), // same nonce
+                proof(1, t, proofs::T0 + 5_000, "b"),  // inside the moratorium
+                proof(1, t, proofs::T0 + 11_000, "c"), // fine
+            ]),
+        ],
+    );
+    assert_eq!(c.accepted, 2);
+    assert_eq!(
+        c.rejected,
+        vec![
+            (1, 0, "NONCE_REPLAY".to_string()),
+            (1, 1, "MORATORIUM".to_string())
+        ]
+    );
+    assert_eq!(s.balances[&Address([1; 20])], 2 * reward_micro(2));
+}
+
+#[test]
+fn same_blocks_same_roots_and_order_matters() {
+    let t = tri("b");
+    let b1 = batch(vec![
+        proof(1, t, proofs::T0, "p"),
+        proof(2, t, proofs::T0, "q"),
+    ]);
+    let b2 = batch(vec![proof(1, t, proofs::T0 + 1_000, "r")]);
+    let mut x = AppState::default();
+    let mut y = AppState::default();
+    for blocks in [vec![b1.clone()], vec![b2.clone()]] {
+        apply(&mut x, &blocks);
+        apply(&mut y, &blocks);
+        assert_eq!(x.root, y.root);
+    }
+    assert_eq!(x, y);
+    let mut z = AppState::default();
+    apply(&mut z, &[b2]);
+    apply(&mut z, &[b1]);
+    assert_ne!(x.root, z.root, "a different order is a different state");
+    assert_ne!(x.root, [0; 32]);
+}
+
+#[test]
+fn store_survives_reopen_and_rebuilds_the_state() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    let t = tri("d");
+    let mut s = AppState::default();
+    {
+        let mut store = RedbStore::open(&path).expect("open");
+        for h in 1..=3u8 {
+            let ps = (0..4)
+                .map(|k| proof(k + 10 * h, t, proofs::T0, &format!("h{h}k{k}")))
+                .collect();
+            let changes = apply(&mut s, &[batch(ps)]);
+            store
+                .commit_decided(&DecidedRecord {
+                    height: u64::from(h),
+                    block: vec![h],
+                    certificate: vec![],
+                    changes,
+                    root: s.root,
+                })
+                .expect("commit");
+        }
+        store.put_evidence(2, b"pairs").expect("evidence");
+        for (h, r) in [(4, 0), (4, 1), (5, 0)] {
+            store
+                .put_undecided(&UndecidedRecord {
+                    height: h,
+                    round: r,
+                    value_id: [r as u8; 32],
+                    proposed: vec![],
+                    block: vec![],
+                })
+                .expect("undecided");
+        }
+    }
+    let mut store = RedbStore::open(&path).expect("reopen");
+    assert_eq!(store.load_state().expect("load"), s);
+    assert_eq!(store.decided_range().expect("range"), Some((1, 3)));
+    assert_eq!(
+        store.decided(2).expect("read").map(|r| r.block),
+        Some(vec![2])
+    );
+    assert_eq!(store.evidence(2).expect("read"), Some(b"pairs".to_vec()));
+    assert_eq!(store.undecided(4).expect("read").len(), 2);
+    store.prune_undecided(4).expect("prune");
+    assert!(store.undecided(4).expect("read").is_empty());
+    assert_eq!(store.undecided(5).expect("read").len(), 1);
+}
+
+#[test]
+fn wire_batches_round_trip_and_tampering_is_caught() {
+    let wire = proofs::batches(&proofs::bodies("wire", 30), 10);
+    let verifier = Verifier::default();
+    for w in &wire {
+        let bytes = borsh::to_vec(w).expect("encode");
+        let back: WireBatch = borsh::from_slice(&bytes).expect("decode");
+        assert_eq!(&back, w);
+        reverify_batch(&verifier, &back.to_batch().expect("batch")).expect("re-verifies");
+    }
+    let mut bad = wire[0].clone();
+    bad.proofs[3].lat_bits = (f64::from_bits(bad.proofs[3].lat_bits) + 1e-6).to_bits();
+    let err = reverify_batch(&verifier, &bad.to_batch().expect("batch")).expect_err("tampered");
+    assert_eq!(err.index(), Some(3));
+    let mut bad = wire[1].clone();
+    bad.digest[0] ^= 1;
+    assert!(reverify_batch(&verifier, &bad.to_batch().expect("batch")).is_err());
+}
+
+#[test]
+fn proposals_reassemble_from_parts_in_any_order() {
+    use step_consensus::streaming::{split, Reassembler};
+    use step_consensus::Round;
+    let block = BlockData::new(proofs::batches(&proofs::bodies("parts", 50), 5));
+    let proposer = step_consensus::Address([7; 20]);
+    let mut msgs = split(Height(3), Round::new(1), Round::Nil, proposer, &block, 3);
+    assert_eq!(
+        msgs.len(),
+        1 + 4 + 1 + 1,
+        "init, 4 parts of ≤3 batches, fin, stream fin"
+    );
+    let peer = malachitebft_peer_id();
+    let mut r = Reassembler::default();
+    msgs.reverse();
+    let last = msgs.pop().expect("init");
+    for m in msgs {
+        assert!(r.insert(peer, m).is_none(), "incomplete without Init");
+    }
+    let a = r.insert(peer, last).expect("complete");
+    assert_eq!(a.block, block);
+    assert_eq!(
+        (a.height, a.round, a.proposer),
+        (Height(3), Round::new(1), proposer)
+    );
+    // A stream missing a part never completes.
+    let mut msgs = split(Height(4), Round::new(0), Round::Nil, proposer, &block, 3);
+    msgs.remove(2);
+    let mut r = Reassembler::default();
+    assert!(msgs.into_iter().all(|m| r.insert(peer, m).is_none()));
+}
+
+fn malachitebft_peer_id() -> step_consensus::streaming::PeerId {
+    let mut bytes = vec![0x00, 0x20]; // identity multihash, 32 bytes
+    bytes.extend_from_slice(&[9; 32]);
+    step_consensus::streaming::PeerId::from_bytes(&bytes).expect("peer id")
+}
