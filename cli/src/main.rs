@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
 mod verify;
 
 #[global_allocator]
@@ -25,12 +26,15 @@ struct Cli {
 enum Command {
     /// Verify JSONL proofs in order, keeping state between lines; one JSON verdict per line.
     Verify(verify::Args),
+    /// In-process benchmarks (`step bench engine --workers W --seconds S [--json]`).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => verify::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

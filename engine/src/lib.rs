@@ -1,4 +1,5 @@
-//! STEP-PROOF-v1 verification engine. Pure: no I/O, no clocks, no threads.
+//! STEP-PROOF-v1 verification engine. Pure: no I/O, no clocks; threads only in
+//! [`pipeline`], which takes its clock as an argument.
 //!
 //! Data flow for one proof (see `docs/ARCHITECTURE.md`):
 //! body bytes → [`proof::parse`] → [`Proof`] → accuracy / age → signature policy
@@ -13,6 +14,7 @@ pub mod heuristics;
 pub mod jsnum;
 pub mod mesh;
 pub mod message;
+pub mod pipeline;
 pub mod proof;
 pub mod reward;
 pub mod triangle;

@@ -62,7 +62,10 @@ pub enum BatchError {
     #[error("proof {index} of the batch is invalid: {reason}")]
     Proof { index: usize, reason: Reject },
     #[error("batch digest does not match its content")]
-    Digest { carried: [u8; 32], computed: [u8; 32] },
+    Digest {
+        carried: [u8; 32],
+        computed: [u8; 32],
+    },
 }
 
 impl BatchError {
@@ -123,7 +126,10 @@ pub fn write_canonical(batch: &Batch, out: &mut Vec<u8>) -> Result<(), BatchErro
     out.extend_from_slice(BATCH_DOMAIN);
     let mut msg = MessageBuf::default();
     for (index, (p, key)) in batch.proofs.iter().zip(&batch.pubkeys).enumerate() {
-        let sig = p.signature.map_err(|e| BatchError::Proof { index, reason: e.into() })?;
+        let sig = p.signature.map_err(|e| BatchError::Proof {
+            index,
+            reason: e.into(),
+        })?;
         msg.build(p);
         out.extend_from_slice(&eip191_digest(msg.as_bytes()));
         out.extend_from_slice(&sig);
@@ -135,7 +141,10 @@ pub fn write_canonical(batch: &Batch, out: &mut Vec<u8>) -> Result<(), BatchErro
 
 fn check_shape(batch: &Batch) -> Result<(), BatchError> {
     if batch.proofs.len() != batch.pubkeys.len() || batch.proofs.len() > u32::MAX as usize {
-        return Err(BatchError::Shape { proofs: batch.proofs.len(), pubkeys: batch.pubkeys.len() });
+        return Err(BatchError::Shape {
+            proofs: batch.proofs.len(),
+            pubkeys: batch.pubkeys.len(),
+        });
     }
     Ok(())
 }
@@ -164,7 +173,9 @@ pub fn reverify_batch(verifier: &Verifier, batch: &Batch) -> Result<(), BatchErr
         let digest = eip191_digest(msg.as_bytes());
         let key_address = Address::from_public_key(key);
         if key_address != p.account {
-            return Err(fail(Reject::SignerMismatch { recovered: key_address }));
+            return Err(fail(Reject::SignerMismatch {
+                recovered: key_address,
+            }));
         }
         verifier
             .backend
@@ -177,7 +188,10 @@ pub fn reverify_batch(verifier: &Verifier, batch: &Batch) -> Result<(), BatchErr
     }
     let computed = hasher.finish();
     if computed != batch.digest {
-        return Err(BatchError::Digest { carried: batch.digest, computed });
+        return Err(BatchError::Digest {
+            carried: batch.digest,
+            computed,
+        });
     }
     Ok(())
 }

@@ -1,0 +1,270 @@
+//! Signs a corpus of valid STEP-PROOF-v1 bodies with libsecp256k1.
+//!
+//! Proof `i` belongs to account `i mod accounts` and is that account's
+//! `i / accounts`-th proof. An account always proves the same place (the
+//! centroid of its own triangle, levels 1–21 over the 20 faces) and its proofs
+//! are 11 s apart: in corpus order every proof passes the speed gate (0 m/s)
+//! and the 10 s moratorium with the default limits. Timestamps start at
+//! 2026-01-01; the age window must be off (it is by default).
+
+use secp256k1::ecdsa::RecoverableSignature;
+use secp256k1::{Message, PublicKey, SecretKey};
+use sha2::{Digest, Sha256};
+use step_engine::crypto::CheckedSignature;
+use step_engine::jsnum::JsNumBuf;
+use step_engine::message::{eip191_digest, MessageBuf};
+use step_engine::proof::{Nonce, Proof, Timestamp};
+use step_engine::{Address, TriangleId};
+
+/// 2026-01-01T00:00:00.000Z in unix ms.
+pub const T0_MS: i64 = 1_767_225_600_000;
+/// Time between two proofs of one account.
+pub const SPACING_MS: i64 = 11_000;
+
+/// One signing thread's share: bodies back to back, plus what the ceiling needs.
+#[derive(Debug, Default)]
+struct Part {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Canonical messages, back to back (for the ceiling's hash).
+    messages: Vec<u8>,
+    message_ends: Vec<usize>,
+    signatures: Vec<CheckedSignature>,
+    accounts: Vec<Address>,
+}
+
+fn span(ends: &[usize], i: usize) -> std::ops::Range<usize> {
+    (if i == 0 { 0 } else { ends[i - 1] })..ends[i]
+}
+
+impl Part {
+    fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + self.messages.capacity()
+            + (self.ends.capacity() + self.message_ends.capacity()) * 8
+            + self.signatures.capacity() * std::mem::size_of::<CheckedSignature>()
+            + self.accounts.capacity() * 20
+    }
+}
+
+/// The signed corpus: `parts[k]` holds proofs `k * chunk ..`, in order. The
+/// parts are kept as the signing threads made them (no merge copy).
+#[derive(Debug, Default)]
+pub struct Corpus {
+    parts: Vec<Part>,
+    chunk: usize,
+    len: usize,
+}
+
+impl Corpus {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn locate(&self, i: usize) -> (&Part, usize) {
+        (&self.parts[i / self.chunk], i % self.chunk)
+    }
+
+    /// The `i`-th body.
+    pub fn body(&self, i: usize) -> &[u8] {
+        let (p, j) = self.locate(i);
+        &p.bytes[span(&p.ends, j)]
+    }
+
+    /// Every body, in order.
+    pub fn bodies(&self) -> Vec<&[u8]> {
+        (0..self.len).map(|i| self.body(i)).collect()
+    }
+
+    /// The `i`-th canonical message, signature and signer.
+    pub fn ceiling_item(&self, i: usize) -> (&[u8], &CheckedSignature, &Address) {
+        let (p, j) = self.locate(i);
+        (
+            &p.messages[span(&p.message_ends, j)],
+            &p.signatures[j],
+            &p.accounts[j],
+        )
+    }
+
+    /// Total bytes held (bodies, messages, signatures, addresses).
+    pub fn heap_bytes(&self) -> usize {
+        self.parts.iter().map(Part::heap_bytes).sum()
+    }
+}
+
+/// A signing key and its address.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub sk: SecretKey,
+    pub address: Address,
+}
+
+/// Key `k` of `seed`: sha256("{seed}|key|{k}"), rehashed until valid.
+pub fn key(seed: &str, k: u64) -> Key {
+    let mut h: [u8; 32] = Sha256::digest(format!("{seed}|key|{k}")).into();
+    let sk = loop {
+        match SecretKey::from_secret_bytes(h) {
+            Ok(sk) => break sk,
+            Err(_) => h = Sha256::digest(h).into(),
+        }
+    };
+    let full = PublicKey::from_secret_key(&sk).serialize_uncompressed();
+    let mut xy = [0u8; 64];
+    xy.copy_from_slice(&full[1..]);
+    Key {
+        sk,
+        address: Address::from_public_key(&xy),
+    }
+}
+
+/// Account `a`'s triangle: faces and levels 1..=21 in turn.
+pub fn triangle(a: u64) -> TriangleId {
+    let level = (a % 21) as usize + 1;
+    let face = ((a / 21) % 20) as u8;
+    let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let digits: Vec<u8> = (0..level - 1)
+        .map(|_| {
+            x = x.rotate_left(2);
+            (x & 3) as u8
+        })
+        .collect();
+    // Every digit 0-3 and level 1-21 is valid: `new` cannot fail here.
+    TriangleId::new(face, &digits).unwrap_or_else(|| unreachable!("valid triangle"))
+}
+
+/// The triangle's centroid, rounded to 6 decimals where that stays inside.
+pub fn place(t: &TriangleId) -> (f64, f64) {
+    let (lat, lon) = step_engine::mesh::centroid_lat_lon(t);
+    let r = |x: f64| (x * 1e6).round() / 1e6;
+    if step_engine::mesh::contains(t, r(lat), r(lon)) {
+        (r(lat), r(lon))
+    } else {
+        (lat, lon)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+/// Signs proofs `range` of a corpus over `keys` into `out`.
+fn sign_range(keys: &[Key], range: std::ops::Range<usize>, out: &mut Part, tick: &dyn Fn(u64)) {
+    let mut msg = MessageBuf::default();
+    let mut num = JsNumBuf::new();
+    let mut tri = [0u8; step_engine::triangle::ID_MAX_LEN];
+    let mut acct = [0u8; 42];
+    let mut since_tick = 0;
+    for i in range {
+        let a = i % keys.len();
+        let round = (i / keys.len()) as i64;
+        let key = &keys[a];
+        let t = triangle(a as u64);
+        let (lat, lon) = place(&t);
+        let accuracy = 3.0 + (i % 3700) as f64 / 100.0;
+        let ms = T0_MS + round * SPACING_MS + (a % 1000) as i64;
+        let nonce_text = format!("bench-{i:x}");
+        let (Some(timestamp), Some(nonce)) =
+            (Timestamp::from_unix_ms(ms), Nonce::parse(&nonce_text))
+        else {
+            unreachable!("in-range timestamp and short nonce")
+        };
+        let proof = Proof {
+            account: key.address,
+            triangle: t,
+            lat,
+            lon,
+            accuracy_m: accuracy,
+            timestamp,
+            nonce,
+            signature: Ok([0; 65]),
+        };
+        msg.build(&proof);
+        let digest = eip191_digest(msg.as_bytes());
+        let sig =
+            RecoverableSignature::sign_ecdsa_recoverable(Message::from_digest(digest), &key.sk);
+        let (recid, rs) = sig.serialize_compact();
+        let v = u8::from(recid) + 27;
+
+        let b = &mut out.bytes;
+        b.extend_from_slice(br#"{"payload":{"version":"STEP-PROOF-v1","account":""#);
+        key.address.write_lower(&mut acct);
+        b.extend_from_slice(&acct);
+        b.extend_from_slice(br#"","triangleId":""#);
+        let n = t.write(&mut tri);
+        b.extend_from_slice(&tri[..n]);
+        b.extend_from_slice(br#"","lat":"#);
+        b.extend_from_slice(num.format(lat).as_bytes());
+        b.extend_from_slice(br#","lon":"#);
+        b.extend_from_slice(num.format(lon).as_bytes());
+        b.extend_from_slice(br#","accuracy":"#);
+        b.extend_from_slice(num.format(accuracy).as_bytes());
+        b.extend_from_slice(br#","timestamp":""#);
+        b.extend_from_slice(timestamp.as_bytes());
+        b.extend_from_slice(br#"","nonce":""#);
+        b.extend_from_slice(nonce_text.as_bytes());
+        b.extend_from_slice(br#""},"signature":"0x"#);
+        push_hex(b, &rs);
+        push_hex(b, &[v]);
+        b.extend_from_slice(br#""}"#);
+        out.ends.push(b.len());
+
+        out.messages.extend_from_slice(msg.as_bytes());
+        out.message_ends.push(out.messages.len());
+        out.signatures.push(CheckedSignature { rs, recid: v - 27 });
+        out.accounts.push(key.address);
+        since_tick += 1;
+        if since_tick == 1000 {
+            tick(since_tick);
+            since_tick = 0;
+        }
+    }
+    tick(since_tick);
+}
+
+/// Signs `n` proofs over `accounts` accounts with `threads` threads, calling
+/// `tick(k)` as every `k` proofs are done (for a progress bar).
+pub fn sign(
+    seed: &str,
+    n: usize,
+    accounts: usize,
+    threads: usize,
+    tick: &(dyn Fn(u64) + Sync),
+) -> Corpus {
+    let accounts = accounts.max(1);
+    let keys: Vec<Key> = (0..accounts as u64).map(|k| key(seed, k)).collect();
+    let threads = threads.clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads);
+    let parts: Vec<Part> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let keys = &keys;
+                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+                s.spawn(move || {
+                    let mut p = Part::default();
+                    p.bytes.reserve(range.len() * 480);
+                    p.messages.reserve(range.len() * 240);
+                    sign_range(keys, range, &mut p, tick);
+                    p
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    Corpus {
+        parts,
+        chunk: chunk.max(1),
+        len: n,
+    }
+}
