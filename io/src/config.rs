@@ -1,0 +1,397 @@
+//! Node configuration: a TOML file, every key overridable by environment
+//! variable (`STEP_<SECTION>_<KEY>`, e.g. `STEP_HTTP_LISTEN`) and by
+//! [`Config::set`] (what the CLI's flags call, e.g. `--redis-url` →
+//! `redis.url`). Defaults and the full reference: `docs/VALIDATOR_GUIDE.md`.
+//!
+//! Precedence, lowest first: built-in defaults → file → environment → flags.
+//! There are no optional keys: a switch is a `bool` or a `0 = off` value, so
+//! every key exists in the defaults and can be overridden the same way.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use step_engine::{AgeWindow, Backend, Limits};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {source}")]
+    Toml { source: toml::de::Error },
+    #[error("unknown configuration key `{key}`")]
+    UnknownKey { key: String },
+    #[error("value {value:?} for `{key}` is not a valid {expected}")]
+    BadValue {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("`{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub limits: LimitsConfig,
+    pub pipeline: PipelineSettings,
+    pub rate_limit: RateLimitConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Most bytes in a `POST /proofs` body.
+    pub batch_body_max_bytes: usize,
+    /// Most proofs in one `POST /proofs` body.
+    pub batch_max_proofs: usize,
+    /// Most `POST /proofs` requests handled at once (bounds their memory to
+    /// about this × `batch_body_max_bytes`); beyond it, 503 OVERLOADED.
+    pub batch_concurrency: usize,
+    /// A request body must arrive within this time (408 otherwise).
+    pub body_timeout_ms: u64,
+    /// A request's headers must arrive within this time, and an idle
+    /// keep-alive connection is closed after it.
+    pub header_timeout_ms: u64,
+    /// Most open connections; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// `POST /proof/submit` (waiting) answers 202 "pending" after this long.
+    pub finality_timeout_ms: u64,
+    /// Take the client IP from the first `X-Forwarded-For` entry (behind a
+    /// trusted gateway only).
+    pub trust_forwarded_for: bool,
+    /// On shutdown, in-flight requests get this long to finish.
+    pub shutdown_grace_ms: u64,
+    /// Finalized blocks buffered per `/events` subscriber before it lags.
+    pub events_buffer: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            batch_body_max_bytes: 4 * 1024 * 1024,
+            batch_max_proofs: 1000,
+            batch_concurrency: 8,
+            body_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_connections: 10_000,
+            finality_timeout_ms: 10_000,
+            trust_forwarded_for: false,
+            shutdown_grace_ms: 10_000,
+            events_buffer: 1024,
+        }
+    }
+}
+
+/// Verification limits (Phase 2's, each switchable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// GPS_MAX_ACCURACY_M.
+    pub accuracy_m_max: f64,
+    pub speed_gate: bool,
+    /// PROOF_SPEED_LIMIT_MPS.
+    pub speed_mps_max: f64,
+    pub moratorium: bool,
+    /// PROOF_MORATORIUM_MS.
+    pub moratorium_ms: u64,
+    /// Reject proofs whose timestamp is outside [now − max_age, now + max_future].
+    pub age_window: bool,
+    pub max_age_ms: u64,
+    pub max_future_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            accuracy_m_max: l.accuracy_m_max,
+            speed_gate: l.speed_mps_max.is_some(),
+            speed_mps_max: l.speed_mps_max.unwrap_or(15.0),
+            moratorium: l.moratorium_ms.is_some(),
+            moratorium_ms: l.moratorium_ms.unwrap_or(10_000),
+            age_window: false,
+            max_age_ms: 24 * 3600 * 1000,
+            max_future_ms: 60_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The engine's limits.
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            accuracy_m_max: self.accuracy_m_max,
+            speed_mps_max: self.speed_gate.then_some(self.speed_mps_max),
+            moratorium_ms: self.moratorium.then_some(self.moratorium_ms),
+            age_window: self.age_window.then_some(AgeWindow {
+                max_age_ms: self.max_age_ms,
+                max_future_ms: self.max_future_ms,
+            }),
+        }
+    }
+}
+
+/// The engine pipeline (see `step_engine::pipeline::PipelineConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Recovery backend: "secp256k1" or "k256" (if compiled in).
+    pub backend: String,
+    /// Stateless workers; 0 = one per core.
+    pub workers: usize,
+    /// Most proofs between submission and verdict; beyond it, OVERLOADED.
+    pub capacity: usize,
+    /// Proofs per batch (LocalLedger: per block).
+    pub batch_size: usize,
+    /// A partial batch is closed this long after its first proof.
+    pub flush_after_ms: u64,
+    /// Closed batches waiting to be committed.
+    pub batch_queue: usize,
+    pub pin_workers: bool,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            backend: Backend::default().name().into(),
+            workers: 0,
+            capacity: 1024,
+            batch_size: 100,
+            flush_after_ms: 20,
+            batch_queue: 64,
+            pin_workers: true,
+        }
+    }
+}
+
+/// Fixed-window rate limits. `0` switches a limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub window_ms: u64,
+    /// Requests per window per client IP (a `POST /proofs` costs one per proof).
+    pub per_ip: u64,
+    /// Proofs per window per account (any letter case).
+    pub per_account: u64,
+    /// Most keys the in-memory limiter tracks per window (bounds its memory).
+    pub max_keys: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            window_ms: 1000,
+            per_ip: 1000,
+            per_account: 10,
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// Optional Redis: shared replay pre-check and rate-limit store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; empty = no Redis.
+    pub url: String,
+    /// Prefix of every key this node writes.
+    pub key_prefix: String,
+    /// How long an (account, nonce) claim lives.
+    pub replay_ttl_ms: u64,
+    /// Per-command timeout; on timeout or error the node goes on without Redis.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: String::new(),
+            key_prefix: "step:".into(),
+            replay_ttl_ms: 10 * 60 * 1000,
+            timeout_ms: 200,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// "text" or "json".
+    pub format: String,
+    /// A `tracing` filter, e.g. "info" or "step_io=debug,info".
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text (missing keys take their defaults; unknown keys are errors).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Toml { source })
+    }
+
+    /// Reads a file, then applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut c = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Config::from_toml(&text)?
+            }
+            None => Config::default(),
+        };
+        c.apply_env(|k| std::env::var(k).ok())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Every key as (`section.key`, env var name).
+    pub fn keys() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok(toml::Value::Table(t)) = toml::Value::try_from(Config::default()) {
+            for (section, v) in &t {
+                if let toml::Value::Table(inner) = v {
+                    for key in inner.keys() {
+                        let path = format!("{section}.{key}");
+                        let env = env_name(&path);
+                        out.push((path, env));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies `STEP_<SECTION>_<KEY>` variables read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (path, env) in Config::keys() {
+            if let Some(v) = get(&env) {
+                self.set(&path, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one key from text, as a flag or environment variable gives it:
+    /// `set("redis.url", "redis://127.0.0.1:6379")`, `set("limits.speed_gate", "false")`.
+    /// The text is read according to the key's type.
+    pub fn set(&mut self, path: &str, value: &str) -> Result<(), ConfigError> {
+        let unknown = || ConfigError::UnknownKey { key: path.into() };
+        let mut tree = toml::Value::try_from(&*self).map_err(|_| unknown())?;
+        let (section, key) = path.split_once('.').ok_or_else(unknown)?;
+        let slot = tree
+            .get_mut(section)
+            .and_then(|s| s.get_mut(key))
+            .ok_or_else(unknown)?;
+        let bad = |expected| ConfigError::BadValue {
+            key: path.into(),
+            value: value.into(),
+            expected,
+        };
+        let v = value.trim();
+        *slot = match slot {
+            toml::Value::String(_) => toml::Value::String(value.to_string()),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                v.replace('_', "")
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .ok_or_else(|| bad("non-negative integer"))?,
+            ),
+            toml::Value::Float(_) => toml::Value::Float(v.parse().map_err(|_| bad("number"))?),
+            toml::Value::Boolean(_) => toml::Value::Boolean(match v {
+                "true" | "1" | "on" | "yes" => true,
+                "false" | "0" | "off" | "no" => false,
+                _ => return Err(bad("boolean (true/false)")),
+            }),
+            _ => return Err(unknown()),
+        };
+        *self = tree
+            .try_into()
+            .map_err(|source| ConfigError::Toml { source })?;
+        Ok(())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("http.listen", "must be an IP:port socket address");
+        }
+        if Backend::from_name(&self.pipeline.backend).is_none() {
+            return invalid(
+                "pipeline.backend",
+                "unknown or not compiled-in recovery backend",
+            );
+        }
+        if self.limits.accuracy_m_max.is_nan() || self.limits.accuracy_m_max <= 0.0 {
+            return invalid("limits.accuracy_m_max", "must be > 0");
+        }
+        if self.limits.speed_gate
+            && (self.limits.speed_mps_max.is_nan() || self.limits.speed_mps_max <= 0.0)
+        {
+            return invalid("limits.speed_mps_max", "must be > 0");
+        }
+        if self.rate_limit.window_ms == 0 {
+            return invalid("rate_limit.window_ms", "must be > 0");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return invalid("log.format", "must be \"text\" or \"json\"");
+        }
+        if self.http.batch_max_proofs == 0
+            || self.http.events_buffer == 0
+            || self.http.batch_concurrency == 0
+            || self.http.max_connections == 0
+            || self.http.header_timeout_ms == 0
+        {
+            return invalid(
+                "http",
+                "batch_max_proofs, batch_concurrency, events_buffer, max_connections and header_timeout_ms must be > 0",
+            );
+        }
+        Ok(())
+    }
+
+    /// The recovery backend named by `pipeline.backend` (the default if unknown;
+    /// [`Config::validate`] rejects unknown names).
+    pub fn backend(&self) -> Backend {
+        Backend::from_name(&self.pipeline.backend).unwrap_or_default()
+    }
+
+    pub fn finality_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.finality_timeout_ms)
+    }
+}
+
+/// `http.listen` → `STEP_HTTP_LISTEN`.
+pub fn env_name(path: &str) -> String {
+    format!("STEP_{}", path.replace('.', "_").to_ascii_uppercase())
+}

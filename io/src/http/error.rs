@@ -1,0 +1,152 @@
+//! Error responses: `{"ok":false,"code":…,"message":…,"timestamp":…}`.
+//!
+//! Proof verdict codes come from `step_engine::Code` (its `as_str` and
+//! `http_status` are the single source). The HTTP layer adds a few codes
+//! that concern requests, not proofs ([`HttpCode`]); they are listed in
+//! `docs/ERROR_CODES.md` as HTTP-only additions.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use step_engine::{Code, Reject};
+
+/// A wire code: a proof verdict code, or an HTTP-only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpCode {
+    Engine(Code),
+    /// 429: a per-IP or per-account rate limit (Retry-After says when to retry).
+    RateLimited,
+    /// 404: no route, proof or resource with this name.
+    NotFound,
+    /// 405: the route exists with another method.
+    MethodNotAllowed,
+    /// 415: the body's Content-Type is not accepted by this route.
+    UnsupportedMediaType,
+    /// 408: the request body did not arrive within `http.body_timeout_ms`.
+    RequestTimeout,
+    /// 503: the node is not ready (starting or shutting down).
+    NotReady,
+}
+
+impl HttpCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HttpCode::Engine(c) => c.as_str(),
+            HttpCode::RateLimited => "RATE_LIMITED",
+            HttpCode::NotFound => "NOT_FOUND",
+            HttpCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            HttpCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            HttpCode::RequestTimeout => "REQUEST_TIMEOUT",
+            HttpCode::NotReady => "NOT_READY",
+        }
+    }
+
+    pub const fn http_status(self) -> u16 {
+        match self {
+            HttpCode::Engine(c) => c.http_status(),
+            HttpCode::RateLimited => 429,
+            HttpCode::NotFound => 404,
+            HttpCode::MethodNotAllowed => 405,
+            HttpCode::UnsupportedMediaType => 415,
+            HttpCode::RequestTimeout => 408,
+            HttpCode::NotReady => 503,
+        }
+    }
+
+    /// Every HTTP-only code (the engine's are `Code::ALL`).
+    pub const HTTP_ONLY: [HttpCode; 6] = [
+        HttpCode::RateLimited,
+        HttpCode::NotFound,
+        HttpCode::MethodNotAllowed,
+        HttpCode::UnsupportedMediaType,
+        HttpCode::RequestTimeout,
+        HttpCode::NotReady,
+    ];
+}
+
+/// An error answer. Its timestamp is taken when it is rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: HttpCode,
+    pub message: String,
+    /// Adds `Retry-After` (seconds, rounded up).
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: HttpCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn engine(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError::new(HttpCode::Engine(code), message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::engine(Code::InvalidPayload, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(HttpCode::NotFound, message)
+    }
+
+    pub fn with_retry_after_ms(mut self, ms: u64) -> ApiError {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": false,
+            "code": self.code.as_str(),
+            "message": self.message,
+            "timestamp": now_iso(),
+        })
+    }
+}
+
+impl From<Reject> for ApiError {
+    fn from(r: Reject) -> ApiError {
+        let e = ApiError::engine(r.code(), r.to_string());
+        if r.code() == Code::Overloaded {
+            e.with_retry_after_ms(1000)
+        } else {
+            e
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (status, axum::Json(self.body())).into_response();
+        if let Some(ms) = self.retry_after_ms {
+            let secs = ms.div_ceil(1000).max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+}
+
+/// Unix ms as `YYYY-MM-DDTHH:MM:SS.sssZ`.
+pub fn iso(unix_ms: i64) -> String {
+    step_engine::proof::Timestamp::from_unix_ms(unix_ms)
+        .map(|t| t.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// The system time as ISO-8601 (error timestamps are wall-clock facts, not
+/// verdict inputs, so they read the system clock directly).
+pub fn now_iso() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    iso(ms)
+}

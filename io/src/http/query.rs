@@ -1,0 +1,227 @@
+//! Read-only routes: proofs, accounts, triangles, config, status, health, metrics.
+
+use super::error::{iso, ApiError, HttpCode};
+use super::proofs::final_json;
+use super::{AppState, ClientIp};
+use crate::ledger::{hex, ProofId, ProofStatus};
+use crate::metrics::QueueLabel;
+use crate::ratelimit::LimitKey;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use step_engine::mesh::{centroid_lat_lon, triangle_vertices};
+use step_engine::reward::MicroStep;
+use step_engine::{Address, Code, TriangleId};
+
+fn path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::invalid(format!("bad path parameter: {e}")))
+}
+
+/// `GET /proof/config`: the limits in Phase 2's shape (`null` for a check
+/// that is switched off).
+pub async fn proof_config(State(s): State<AppState>, ip: ClientIp) -> Result<Response, ApiError> {
+    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    let l = s.ledger.limits();
+    // Written by hand to keep Phase 2's key order.
+    let body = format!(
+        r#"{{"GPS_MAX_ACCURACY_M":{},"PROOF_SPEED_LIMIT_MPS":{},"PROOF_MORATORIUM_MS":{}}}"#,
+        js_number(l.accuracy_m_max),
+        l.speed_mps_max.map_or(Value::Null, js_number),
+        l.moratorium_ms.map_or(Value::Null, |m| json!(m)),
+    );
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A number as JavaScript prints it: `50`, not `50.0`.
+pub fn js_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}
+
+/// `GET /proof/{id}`.
+pub async fn proof(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    let raw = path(id)?;
+    let id =
+        ProofId::parse(&raw).ok_or_else(|| ApiError::invalid("a proof id is 64 hex characters"))?;
+    let rec = s
+        .ledger
+        .proof(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no accepted proof {id}")))?;
+    let mut body = match rec.status {
+        ProofStatus::Final(f) => final_json(&f),
+        ProofStatus::Pending => json!({
+            "ok": true,
+            "status": "pending",
+            "proofId": id.to_string(),
+            "reward": MicroStep(rec.reward_micro).to_string(),
+            "unit": "STEP",
+            "triangleId": rec.proof.triangle.to_string(),
+            "level": rec.proof.triangle.level(),
+        }),
+    };
+    let p = &rec.proof;
+    body["account"] = json!(p.account.to_string());
+    body["nonce"] = json!(p.nonce.as_str());
+    body["timestamp"] = json!(p.timestamp.as_str());
+    body["lat"] = js_number(p.lat);
+    body["lon"] = js_number(p.lon);
+    body["accuracy"] = js_number(p.accuracy_m);
+    Ok(Json(body))
+}
+
+/// `GET /account/{address}` (any letter case).
+pub async fn account(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    address: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    let raw = path(address)?;
+    let address = Address::parse(&raw)
+        .ok_or_else(|| ApiError::invalid("an account is 0x followed by 40 hex characters"))?;
+    let a = s.ledger.account(&address);
+    Ok(Json(json!({
+        "ok": true,
+        "account": a.address.to_string(),
+        "balance": a.balance_micro.to_string(),
+        "balanceStep": MicroStep(a.balance_micro).to_string(),
+        "unit": "STEP",
+        "nonces": a.proofs,
+        "lastProofAt": a.last_proof_ms.map(iso),
+    })))
+}
+
+/// `GET /triangle/{id}`. An id that is not a canonical `STEP-TRI-v1` id names
+/// no triangle: 404 `TRIANGLE_NOT_FOUND`.
+pub async fn triangle(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    let raw = path(id)?;
+    let id = TriangleId::parse(&raw).map_err(|e| {
+        ApiError::engine(Code::TriangleNotFound, format!("no triangle {raw:?}: {e}"))
+    })?;
+    let t = s.ledger.triangle(&id);
+    let (lat, lon) = centroid_lat_lon(&id);
+    let polygon: Vec<[f64; 2]> = triangle_vertices(&id)
+        .iter()
+        .map(|v| {
+            let (lat, lon) = v.to_lat_lon();
+            [lat, lon]
+        })
+        .collect();
+    Ok(Json(json!({
+        "ok": true,
+        "triangleId": id.to_string(),
+        "level": id.level(),
+        "clicks": t.clicks,
+        "state": t.state(),
+        "lastClickAt": t.last_click_ms.map(iso),
+        "centroid": {"lat": lat, "lon": lon},
+        "polygon": polygon,
+    })))
+}
+
+/// `GET /status`.
+pub async fn status(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
+    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    let st = s.ledger.status();
+    Ok(Json(json!({
+        "ok": true,
+        "backend": st.backend,
+        "height": st.height,
+        "round": st.round,
+        "state_root": hex(&st.state_root),
+        "validators": st.validators,
+        "peers": st.peers,
+        "ready": st.ready,
+        "queue": {
+            "ingest": st.queue.ingest,
+            "in_flight": st.queue.in_flight,
+            "capacity": st.queue.capacity,
+        },
+    })))
+}
+
+async fn redis_state(s: &AppState) -> &'static str {
+    match &s.redis {
+        None => "off",
+        Some(r) if r.ping().await => "ok",
+        Some(_) => "down",
+    }
+}
+
+/// `GET /health`: liveness and readiness in one answer; 200 when ready,
+/// 503 `NOT_READY` otherwise. Redis being down does not make a node unready.
+pub async fn health(State(s): State<AppState>) -> Response {
+    let st = s.ledger.status();
+    let redis = redis_state(&s).await;
+    if st.ready {
+        Json(json!({
+            "ok": true, "live": true, "ready": true, "height": st.height, "redis": redis,
+        }))
+        .into_response()
+    } else {
+        let mut body = ApiError::new(HttpCode::NotReady, "the node is not taking proofs").body();
+        body["live"] = json!(true);
+        body["ready"] = json!(false);
+        body["redis"] = json!(redis);
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// `GET /health/live`: 200 while the process serves HTTP.
+pub async fn live() -> Json<Value> {
+    Json(json!({"ok": true, "live": true}))
+}
+
+/// `GET /health/ready`: 200 when the backend takes proofs, else 503.
+pub async fn ready(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if s.ledger.status().ready {
+        Ok(Json(json!({"ok": true, "ready": true})))
+    } else {
+        Err(ApiError::new(
+            HttpCode::NotReady,
+            "the node is not taking proofs",
+        ))
+    }
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let st = s.ledger.status();
+    let m = &s.metrics;
+    let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    m.queue_depth
+        .get_or_create(&QueueLabel { queue: "ingest" })
+        .set(gauge(st.queue.ingest));
+    m.queue_depth
+        .get_or_create(&QueueLabel { queue: "in_flight" })
+        .set(gauge(st.queue.in_flight));
+    m.queue_capacity.set(gauge(st.queue.capacity));
+    m.height.set(i64::try_from(st.height).unwrap_or(i64::MAX));
+    m.round.set(st.round);
+    m.peers.set(gauge(st.peers));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
+}
