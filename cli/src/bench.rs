@@ -44,6 +44,9 @@ pub struct EngineArgs {
     /// Skip the ceiling measurement.
     #[arg(long)]
     no_ceiling: bool,
+    /// Also time hash + known-key verify + compare (what re-verifying a peer's batch costs).
+    #[arg(long)]
+    known_key: bool,
     /// Do not pin threads to cores.
     #[arg(long)]
     no_pin: bool,
@@ -101,6 +104,7 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
         pin: !a.no_pin,
         ceiling: !a.no_ceiling,
         rate: a.rate,
+        known_key: a.known_key,
     };
     let r = engine::run(&corpus, &opts);
 
@@ -120,6 +124,32 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
             r.workers, c, ratio
         );
     }
+    if let (Some(p), Some(c), Some(ratio)) = (
+        r.proofs_per_cpu_sec,
+        r.ceiling_proofs_per_cpu_sec,
+        r.cpu_ratio,
+    ) {
+        println!(
+            "per CPU-second of this process: pipeline {p:.0}, ceiling {c:.0} proofs; ratio {ratio:.3} \
+             (pipeline CPU {:.2} s, of which workers {:.2} s)",
+            r.cpu_s, r.worker_cpu_s
+        );
+    }
+    if let (Some(k), Some(c)) = (r.known_key_proofs_per_sec, r.ceiling_proofs_per_sec) {
+        println!(
+            "known-key verify (hash + verify + compare, {} threads): {:.0} proofs/s; {:.3} × the recovery ceiling",
+            r.workers,
+            k,
+            k / c
+        );
+    }
+    if let (Some(k), Some(c)) = (r.known_key_proofs_per_cpu_sec, r.ceiling_proofs_per_cpu_sec) {
+        println!(
+            "known-key per CPU-second: {k:.0} proofs; {:.3} × recovery per CPU-second",
+            k / c
+        );
+    }
+
     match r.offered_rate {
         Some(rate) => println!(
             "latency at {rate} proofs/s offered: p50 {:.0} µs, p99 {:.0} µs (submit to verdict)",
@@ -154,6 +184,15 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
             "corpus_exhausted": r.corpus_exhausted,
             "ceiling_proofs_per_sec": r.ceiling_proofs_per_sec,
             "ratio": r.ratio,
+            "cpu_s": r.cpu_s,
+            "worker_cpu_s": r.worker_cpu_s,
+            "proofs_per_cpu_sec": r.proofs_per_cpu_sec,
+            "ceiling_cpu_s": r.ceiling_cpu_s,
+            "ceiling_proofs_per_cpu_sec": r.ceiling_proofs_per_cpu_sec,
+            "cpu_ratio": r.cpu_ratio,
+            "load_average_1m": load_average(),
+            "known_key_proofs_per_sec": r.known_key_proofs_per_sec,
+            "known_key_proofs_per_cpu_sec": r.known_key_proofs_per_cpu_sec,
             "offered_rate": r.offered_rate,
             "latency_p50_us": r.latency_p50_us,
             "latency_p99_us": r.latency_p99_us,
@@ -170,6 +209,16 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The 1-minute load average at the end of the run (how busy the machine was).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn mib(b: u64) -> f64 {

@@ -31,6 +31,8 @@ struct Part {
     message_ends: Vec<usize>,
     signatures: Vec<CheckedSignature>,
     accounts: Vec<Address>,
+    /// The signers' public keys (x ‖ y), for the known-key measurement.
+    pubkeys: Vec<[u8; 64]>,
 }
 
 fn span(ends: &[usize], i: usize) -> std::ops::Range<usize> {
@@ -44,6 +46,7 @@ impl Part {
             + (self.ends.capacity() + self.message_ends.capacity()) * 8
             + self.signatures.capacity() * std::mem::size_of::<CheckedSignature>()
             + self.accounts.capacity() * 20
+            + self.pubkeys.capacity() * 64
     }
 }
 
@@ -90,7 +93,13 @@ impl Corpus {
         )
     }
 
-    /// Total bytes held (bodies, messages, signatures, addresses).
+    /// The `i`-th signer's public key (x ‖ y).
+    pub fn pubkey(&self, i: usize) -> &[u8; 64] {
+        let (p, j) = self.locate(i);
+        &p.pubkeys[j]
+    }
+
+    /// Total bytes held (bodies, messages, signatures, addresses, keys).
     pub fn heap_bytes(&self) -> usize {
         self.parts.iter().map(Part::heap_bytes).sum()
     }
@@ -101,6 +110,7 @@ impl Corpus {
 pub struct Key {
     pub sk: SecretKey,
     pub address: Address,
+    pub pubkey: [u8; 64],
 }
 
 /// Key `k` of `seed`: sha256("{seed}|key|{k}"), rehashed until valid.
@@ -118,6 +128,7 @@ pub fn key(seed: &str, k: u64) -> Key {
     Key {
         sk,
         address: Address::from_public_key(&xy),
+        pubkey: xy,
     }
 }
 
@@ -221,6 +232,7 @@ fn sign_range(keys: &[Key], range: std::ops::Range<usize>, out: &mut Part, tick:
         out.message_ends.push(out.messages.len());
         out.signatures.push(CheckedSignature { rs, recid: v - 27 });
         out.accounts.push(key.address);
+        out.pubkeys.push(key.pubkey);
         since_tick += 1;
         if since_tick == 1000 {
             tick(since_tick);

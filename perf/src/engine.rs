@@ -21,6 +21,8 @@ pub struct Options {
     pub ceiling: bool,
     /// Offered load in proofs/s; `None` submits as fast as the pipeline takes them.
     pub rate: Option<u64>,
+    /// Also time [`Bare::KnownKey`] (after the second ceiling half, as long as it).
+    pub known_key: bool,
 }
 
 /// What was measured.
@@ -41,8 +43,24 @@ pub struct Report {
     pub corpus_exhausted: bool,
     pub ceiling_proofs: u64,
     pub ceiling_elapsed_s: f64,
+    /// Process CPU seconds spent in the ceiling phases.
+    pub ceiling_cpu_s: f64,
+    /// Process CPU seconds spent in the pipeline run (workers, submitting
+    /// thread, callback: everything).
+    pub cpu_s: f64,
+    /// Of `cpu_s`, the CPU seconds of the worker threads.
+    pub worker_cpu_s: f64,
+    /// Verdicts per process CPU-second.
+    pub proofs_per_cpu_sec: Option<f64>,
+    pub ceiling_proofs_per_cpu_sec: Option<f64>,
+    /// proofs_per_cpu_sec / ceiling_proofs_per_cpu_sec: the pipeline's CPU
+    /// efficiency against bare recovery, much less sensitive to other load.
+    pub cpu_ratio: Option<f64>,
     pub ceiling_proofs_per_sec: Option<f64>,
     pub ratio: Option<f64>,
+    /// [`Bare::KnownKey`] throughput with the same threads, when asked.
+    pub known_key_proofs_per_sec: Option<f64>,
+    pub known_key_proofs_per_cpu_sec: Option<f64>,
     /// Submit-to-verdict latency percentiles, microseconds.
     pub latency_p50_us: f64,
     pub latency_p99_us: f64,
@@ -105,12 +123,22 @@ fn cores(pin: bool) -> Vec<core_affinity::CoreId> {
     }
 }
 
-/// Bare hash + recover + compare over the corpus (cycled) with `threads`
-/// threads pinned like the pipeline's workers, for `seconds`. The canonical
-/// messages are prebuilt; per proof this is keccak256 of the EIP-191 message,
-/// libsecp256k1 recovery, keccak256 of the key, and the address compare.
+/// What each ceiling thread does per proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bare {
+    /// keccak256 of the EIP-191 message, libsecp256k1 recovery, keccak256 of
+    /// the key, address compare: the recovery ceiling.
+    Recover,
+    /// keccak256 of the EIP-191 message, address of the known key compared,
+    /// libsecp256k1 verify against the known key: what re-verifying a peer's
+    /// batch costs per proof (`reverify_batch`, minus its non-crypto checks).
+    KnownKey,
+}
+
+/// Bare work over the corpus (cycled) with `threads` threads pinned like the
+/// pipeline's workers, for `seconds`. Canonical messages are prebuilt.
 /// Returns (proofs checked, seconds).
-pub fn ceiling(corpus: &Corpus, threads: usize, seconds: f64, pin: bool) -> (u64, f64) {
+pub fn bare(corpus: &Corpus, mode: Bare, threads: usize, seconds: f64, pin: bool) -> (u64, f64) {
     let items = corpus.len().min(1 << 16);
     if items == 0 {
         return (0, 0.0);
@@ -133,12 +161,20 @@ pub fn ceiling(corpus: &Corpus, threads: usize, seconds: f64, pin: bool) -> (u64
                     while Instant::now() < end {
                         let from = next.fetch_add(64, Ordering::Relaxed);
                         for j in from..from + 64 {
-                            let (msg, sig, account) = corpus.ceiling_item(j % items);
+                            let i = j % items;
+                            let (msg, sig, account) = corpus.ceiling_item(i);
                             let digest = eip191_digest(msg);
-                            let good = backend
-                                .recover(&digest, sig)
-                                .is_ok_and(|pk| Address::from_public_key(&pk) == *account);
-                            assert!(good, "corpus proof {} does not verify", j % items);
+                            let good = match mode {
+                                Bare::Recover => backend
+                                    .recover(&digest, sig)
+                                    .is_ok_and(|pk| Address::from_public_key(&pk) == *account),
+                                Bare::KnownKey => {
+                                    let key = corpus.pubkey(i);
+                                    Address::from_public_key(key) == *account
+                                        && backend.verify_known_key(&digest, sig, key).is_ok()
+                                }
+                            };
+                            assert!(good, "corpus proof {i} does not verify");
                             ok += 1;
                         }
                     }
@@ -154,6 +190,11 @@ pub fn ceiling(corpus: &Corpus, threads: usize, seconds: f64, pin: bool) -> (u64
     (counts.iter().sum(), start.elapsed().as_secs_f64())
 }
 
+/// The recovery ceiling, see [`Bare::Recover`].
+pub fn ceiling(corpus: &Corpus, threads: usize, seconds: f64, pin: bool) -> (u64, f64) {
+    bare(corpus, Bare::Recover, threads, seconds, pin)
+}
+
 /// Runs the pipeline over `corpus` for `opts.seconds` (or until the corpus
 /// runs out), with the ceiling before and after when asked.
 pub fn run(corpus: &Corpus, opts: &Options) -> Report {
@@ -164,10 +205,13 @@ pub fn run(corpus: &Corpus, opts: &Options) -> Report {
         ..Report::default()
     };
     let half = opts.seconds / 2.0;
+    let cpu = crate::process_cpu_seconds;
     if opts.ceiling {
+        let c0 = cpu();
         let (n, s) = ceiling(corpus, report.workers, half, opts.pin);
         report.ceiling_proofs += n;
         report.ceiling_elapsed_s += s;
+        report.ceiling_cpu_s += cpu().zip(c0).map_or(0.0, |(b, a)| b - a);
     }
 
     let mut config = PipelineConfig::new(
@@ -211,6 +255,7 @@ pub fn run(corpus: &Corpus, opts: &Options) -> Report {
     // of signing the corpus.
     report.peak_rss_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     report.rss_before_run_bytes = crate::proc_status_bytes("VmRSS");
+    let cpu0 = cpu();
     let pipeline = Pipeline::with_memory_state(config, sink);
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(opts.seconds);
@@ -240,14 +285,22 @@ pub fn run(corpus: &Corpus, opts: &Options) -> Report {
             batches += 1;
             pipeline.recycle(b);
         }
-        if refused || opts.rate.is_some() {
+        if refused {
+            // Full: `capacity` proofs take the workers far longer than this,
+            // and a longer nap keeps the submitting thread's CPU negligible.
+            std::thread::sleep(Duration::from_millis(1));
+        } else if opts.rate.is_some() {
             std::thread::sleep(Duration::from_micros(100));
         }
     }
     report.corpus_exhausted = next >= bodies.len();
     report.pinned_workers = pipeline.stats().pinned_workers;
+    // Workers are still alive here (they exit in `finish`).
+    let worker_cpu = crate::threads_cpu_seconds("step-worker-");
     let finished = pipeline.finish();
     report.elapsed_s = start.elapsed().as_secs_f64();
+    report.cpu_s = cpu().zip(cpu0).map_or(0.0, |(b, a)| b - a);
+    report.worker_cpu_s = worker_cpu.unwrap_or(0.0);
     report.batches = batches + finished.batches.len() as u64;
     report.refused = finished.stats.refused;
     report.proofs = finished.stats.committed;
@@ -258,13 +311,30 @@ pub fn run(corpus: &Corpus, opts: &Options) -> Report {
     report.latency_p99_us = hist.quantile_us(0.99);
     drop(finished);
 
+    if report.cpu_s > 0.0 {
+        report.proofs_per_cpu_sec = Some(report.proofs as f64 / report.cpu_s);
+    }
     if opts.ceiling {
+        let c0 = cpu();
         let (n, s) = ceiling(corpus, report.workers, half, opts.pin);
         report.ceiling_proofs += n;
         report.ceiling_elapsed_s += s;
+        report.ceiling_cpu_s += cpu().zip(c0).map_or(0.0, |(b, a)| b - a);
         let c = report.ceiling_proofs as f64 / report.ceiling_elapsed_s;
         report.ceiling_proofs_per_sec = Some(c);
         report.ratio = Some(report.proofs_per_sec / c);
+        if report.ceiling_cpu_s > 0.0 {
+            let cc = report.ceiling_proofs as f64 / report.ceiling_cpu_s;
+            report.ceiling_proofs_per_cpu_sec = Some(cc);
+            report.cpu_ratio = report.proofs_per_cpu_sec.map(|p| p / cc);
+        }
+    }
+    if opts.known_key {
+        let c0 = cpu();
+        let (n, s) = bare(corpus, Bare::KnownKey, report.workers, half, opts.pin);
+        report.known_key_proofs_per_sec = Some(n as f64 / s);
+        let used = cpu().zip(c0).map_or(0.0, |(b, a)| b - a);
+        report.known_key_proofs_per_cpu_sec = (used > 0.0).then(|| n as f64 / used);
     }
     report.peak_rss_bytes = crate::proc_status_bytes("VmHWM");
     report

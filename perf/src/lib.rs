@@ -24,3 +24,36 @@ pub fn proc_status_bytes(key: &str) -> Option<u64> {
         .ok()?;
     Some(kb * 1024)
 }
+
+/// CPU time used so far by the whole process (every thread, live or exited),
+/// in seconds, from `/proc/self/stat` (utime + stime, in USER_HZ = 100 ticks:
+/// 10 ms resolution). `None` where there is no such file.
+///
+/// Wall-clock rates on a shared machine swing with other people's load; the
+/// proofs per CPU-second of this process do much less.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds used so far by this process's live threads whose name starts
+/// with `prefix` (from `/proc/self/task/*/stat`, 10 ms resolution).
+pub fn threads_cpu_seconds(prefix: &str) -> Option<f64> {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / 100.0)
+}

@@ -71,6 +71,7 @@ fn short_bench_run_reports_its_figures() {
         pin: false,
         ceiling: true,
         rate: None,
+        known_key: true,
     };
     let r = engine::run(&c, &opts);
     assert!(r.proofs > 0);
@@ -82,6 +83,8 @@ fn short_bench_run_reports_its_figures() {
         r.ratio.expect("ratio"),
     );
     assert!(ceiling > 0.0 && ratio > 0.0);
+    assert!(r.known_key_proofs_per_sec.is_some_and(|k| k > 0.0));
+    assert!(r.known_key_proofs_per_sec.is_some_and(|k| k > 0.0));
     assert!(r.batches >= r.proofs / 100);
     assert!(r.memory_bound_bytes > 256 * 16 * 1024);
 }
