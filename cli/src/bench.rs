@@ -26,7 +26,7 @@ pub struct EngineArgs {
     /// How long to run the pipeline, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Proofs to sign beforehand (default: twice the measured signing rate per worker, times --seconds).
+    /// Proofs to sign beforehand (default: 3 × the measured signing rate per worker, times --seconds).
     #[arg(long)]
     proofs: Option<usize>,
     /// Signing accounts (proofs are spread over them round-robin).
@@ -73,11 +73,11 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
         (None, Some(rate)) => (rate as f64 * 1.1 * a.seconds) as usize + 1000,
         (None, None) => {
             // Calibrate: recovery runs about 1.4 times as fast as signing
-            // here; sign enough for 2 times the signing rate per worker.
+            // here; sign enough for 3 times the signing rate per worker.
             let t = std::time::Instant::now();
             let probe = corpus::sign("step-bench-probe", 2000, 100, 1, &|_| {});
             let sign_rate = probe.len() as f64 / t.elapsed().as_secs_f64();
-            (2.0 * sign_rate * workers as f64 * a.seconds) as usize + 1000
+            (3.0 * sign_rate * workers as f64 * a.seconds) as usize + 1000
         }
     };
     anyhow::ensure!(n > 0, "--proofs must be positive");
