@@ -130,7 +130,7 @@ fn no_allocation_per_proof_after_warm_up() {
         wait_until(&p, &done, WARM as u64);
         // Let every worker go idle once: a thread's first wait on a channel
         // allocates its wait context and the channel's waiter list.
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(500));
         let before = ALLOCS.load(Ordering::Relaxed);
         submit_all(&bodies[WARM..], WARM);
         wait_until(&p, &done, (WARM + MEASURED) as u64);
