@@ -25,7 +25,7 @@
 //!    best effort: a failure leaves the thread unpinned, see
 //!    [`Stats::pinned_workers`]). Each takes up to `worker_batch` jobs at a
 //!    time and runs [`Verifier::check_stateless`] on each. This is where the
-//!    time goes (recovery is about 25 µs a proof).
+//!    time goes (recovery is about 90 % of the instructions of a proof).
 //! 3. **Stateful stage.** The worker then takes the stage's lock, puts its
 //!    results in a reorder ring and commits every result that is next in
 //!    sequence: [`Verifier::commit`] against the account's state shard
