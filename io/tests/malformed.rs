@@ -335,6 +335,8 @@ async fn slow_headers_and_idle_connections_are_closed() {
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let mut c = test_config();
     c.http.max_connections = 1;
+    // A's idle keep-alive must outlive the test, however loaded the machine.
+    c.http.header_timeout_ms = 120_000;
     let server = Server::start(c).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A holds the only slot: a keep-alive connection after one request.
