@@ -7,7 +7,7 @@
 //! ```
 //! Defaults: 40,000 proofs offered at 10,000/s. Ingest = submission to the
 //! ingesting validator's pipeline; finality = node0's `Decided` event for the
-//! block that carries the proof.
+//! block that carries the proof. `STEP_BENCH_VERBOSE=1` prints every height.
 
 #[path = "../tests/support/proofs.rs"]
 #[allow(dead_code)]
@@ -45,6 +45,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(40_000);
     let rate: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000.0);
+    let verbose = std::env::var_os("STEP_BENCH_VERBOSE").is_some();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
 
     eprintln!("signing {total} proofs…");
     let bodies = proofs::bodies("bench", total);
@@ -81,7 +85,8 @@ async fn main() {
     let mut events = nodes[0].subscribe();
     // Warm up: wait for height 2 (peers connected).
     loop {
-        if let Ok(NodeEvent::Decided(d)) = events.recv().await {
+        let ev = events.recv().await;
+        if let Ok(NodeEvent::Decided(d)) = ev {
             if d.height >= 2 {
                 break;
             }
@@ -151,6 +156,16 @@ async fn main() {
         };
         if let NodeEvent::Decided(d) = ev {
             heights += 1;
+            if verbose {
+                eprintln!(
+                    "{:>8.3} s  height {} round {}  batches {}  proofs {}",
+                    start.elapsed().as_secs_f64(),
+                    d.height,
+                    d.round,
+                    d.batch_digests.len(),
+                    d.proofs
+                );
+            }
             let sent = sent.lock().expect("sent");
             for digest in &d.batch_digests {
                 if let Some(ts) = sent.get(digest) {

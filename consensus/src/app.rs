@@ -220,9 +220,14 @@ impl<S: Store> App<S> {
                 }
             }
             AppMsg::ReceivedProposalPart {
-                from, part, reply, ..
+                from,
+                published_by,
+                part,
+                reply,
             } => {
-                let out = match self.streams.insert(from, part) {
+                // Group by the publisher: relays may deliver parts of one
+                // stream through different neighbours.
+                let out = match self.streams.insert(published_by.unwrap_or(from), part) {
                     Some(a) => self.received_proposal(a).await?,
                     None => None,
                 };
@@ -400,7 +405,16 @@ impl<S: Store> App<S> {
         if a.height.0 <= self.state.height || a.block.value.id() != a.announced_id {
             return Ok(None);
         }
+        let t0 = Instant::now();
         let validity = self.verify_block(&a.block).await;
+        tracing::debug!(
+            height = a.height.0,
+            round = a.round.as_i64(),
+            batches = a.block.batches.len(),
+            ?validity,
+            verify_ms = t0.elapsed().as_millis() as u64,
+            "proposal received"
+        );
         let pv = ProposedValue {
             height: a.height,
             round: a.round,

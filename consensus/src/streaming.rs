@@ -4,7 +4,9 @@
 //! `Data(Batches)`…, `Data(Fin)`, then the stream's own `Fin`. Parts may
 //! arrive out of order; a stream is complete when every sequence number up
 //! to the stream `Fin` has arrived. At most [`MAX_OPEN_STREAMS`] streams are
-//! kept; the oldest is dropped first.
+//! kept; the oldest is dropped first. Streams are keyed by the *publisher*
+//! (`published_by`), not by the neighbour that relayed a part: GossipSub may
+//! deliver the parts of one stream through different peers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -38,7 +40,7 @@ struct Partial {
     end: Option<u64>,
 }
 
-/// Streams being reassembled, keyed by (peer, stream id).
+/// Streams being reassembled, keyed by (publisher, stream id).
 #[derive(Debug, Default)]
 pub struct Reassembler {
     open: HashMap<(PeerId, StreamId), Partial>,

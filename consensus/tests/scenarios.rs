@@ -261,3 +261,43 @@ async fn tampered_batch_is_never_finalized() {
     );
     c.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blocks_stream_in_many_parts() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("large_blocks");
+    let mut c = Cluster::new(4, seed);
+    // One batch per part: a block of 20 batches is 23 stream messages,
+    // which GossipSub may relay through different neighbours.
+    c.app.batches_per_part = 1;
+    // A debug build on a loaded 2-core machine needs seconds to move such a
+    // block: use the production propose timeout (5 s), not the test one.
+    c.app.timeouts.propose_ms = 5_000;
+    c.start_all().await;
+    c.wait_height(&[0, 1, 2, 3], 1, DEADLINE).await;
+    let bs = batches(&format!("large-{seed}"), 1_000, 50);
+    let total: u64 = bs.iter().map(|b| b.len() as u64).sum();
+    let proposer = c.index_of(&c.validators.validators()[1].address);
+    for b in bs {
+        c.submit(proposer, b).await;
+    }
+    c.wait("the 1,000 proofs accepted everywhere", DEADLINE, |c| {
+        (0..4).all(|i| c.accepted_total(i) == total)
+    })
+    .await;
+    c.assert_agreement();
+    let rounds: Vec<i64> = {
+        let log = c.log.lock().expect("log");
+        log.decided
+            .values()
+            .filter(|d| d.batch_digests.len() >= 10)
+            .map(|d| d.round)
+            .collect()
+    };
+    assert!(!rounds.is_empty(), "seed {seed}: no large block decided");
+    assert!(
+        rounds.iter().all(|r| *r <= 1),
+        "seed {seed}: large blocks needed rounds {rounds:?}: their parts did not arrive"
+    );
+    c.stop_all().await;
+}

@@ -27,6 +27,10 @@ pub fn test_timeouts() -> Timeouts {
 
 /// A seed from the environment (`STEP_SEED`) or the clock; printed.
 pub fn seed(test: &str) -> u64 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let seed = std::env::var("STEP_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -118,6 +118,8 @@ pub fn batches(bodies: &[Vec<u8>], batch_size: usize) -> Vec<WireBatch> {
     cfg.workers = 1;
     cfg.pin_workers = false;
     cfg.batch_size = batch_size;
+    cfg.capacity = bodies.len().max(1);
+    cfg.batch_queue = bodies.len() / batch_size.max(1) + 2;
     let p = Pipeline::with_memory_state(cfg, |v| assert!(v.result.is_ok(), "{v:?}"));
     assert_eq!(p.submit_slice(bodies, 0), bodies.len());
     let done = p.finish();
