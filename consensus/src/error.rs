@@ -45,6 +45,8 @@ pub enum NodeError {
     Address { addr: String, reason: String },
     #[error("malachite engine failed to start: {reason}")]
     EngineStart { reason: String },
+    #[error(transparent)]
+    Wire(#[from] WireError),
     #[error("the node has stopped")]
     Stopped,
 }

@@ -274,6 +274,14 @@ impl Node {
             .map_err(|_| NodeError::Stopped)
     }
 
+    /// [`Node::submit_batch`] for a batch straight from the engine pipeline.
+    pub async fn submit_pipeline_batch(
+        &self,
+        batch: &step_engine::pipeline::Batch,
+    ) -> Result<(), NodeError> {
+        self.submit_batch(WireBatch::from_batch(batch)?).await
+    }
+
     /// A sender for [`Node::submit_batch`] usable from other threads
     /// (`blocking_send` outside the runtime).
     pub fn submitter(&self) -> mpsc::Sender<WireBatch> {

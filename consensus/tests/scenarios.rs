@@ -24,7 +24,16 @@ async fn four_honest_validators_finalize_with_equal_roots() {
     let bs = batches(&format!("honest-{seed}"), 400, 20);
     let total: usize = bs.iter().map(|b| b.len()).sum();
     for (k, b) in bs.into_iter().enumerate() {
-        c.submit(k % 4, b).await;
+        // Half through the engine-batch entry point, half as wire batches.
+        if k % 2 == 0 {
+            let engine_batch = b.to_batch().expect("engine batch");
+            let node = c.nodes[k % 4].as_ref().expect("running");
+            node.submit_pipeline_batch(&engine_batch)
+                .await
+                .expect("submit");
+        } else {
+            c.submit(k % 4, b).await;
+        }
     }
     c.wait("every proof accepted on every node", DEADLINE, |c| {
         (0..4).all(|i| c.accepted_total(i) == total as u64)
