@@ -17,6 +17,8 @@ pub mod message;
 pub mod pipeline;
 pub mod proof;
 pub mod reward;
+#[cfg(feature = "secp256k1")]
+pub mod signing;
 pub mod triangle;
 pub mod verify;
 

@@ -8,8 +8,7 @@
 //! 2026-01-01; the age window must be off (it is by default).
 
 use secp256k1::ecdsa::RecoverableSignature;
-use secp256k1::{Message, PublicKey, SecretKey};
-use sha2::{Digest, Sha256};
+use secp256k1::Message;
 use step_engine::crypto::CheckedSignature;
 use step_engine::jsnum::JsNumBuf;
 use step_engine::message::{eip191_digest, MessageBuf};
@@ -105,32 +104,8 @@ impl Corpus {
     }
 }
 
-/// A signing key and its address.
-#[derive(Debug, Clone, Copy)]
-pub struct Key {
-    pub sk: SecretKey,
-    pub address: Address,
-    pub pubkey: [u8; 64],
-}
-
-/// Key `k` of `seed`: sha256("{seed}|key|{k}"), rehashed until valid.
-pub fn key(seed: &str, k: u64) -> Key {
-    let mut h: [u8; 32] = Sha256::digest(format!("{seed}|key|{k}")).into();
-    let sk = loop {
-        match SecretKey::from_secret_bytes(h) {
-            Ok(sk) => break sk,
-            Err(_) => h = Sha256::digest(h).into(),
-        }
-    };
-    let full = PublicKey::from_secret_key(&sk).serialize_uncompressed();
-    let mut xy = [0u8; 64];
-    xy.copy_from_slice(&full[1..]);
-    Key {
-        sk,
-        address: Address::from_public_key(&xy),
-        pubkey: xy,
-    }
-}
+/// Signing keys (key, address, public key) come from `step_engine::signing`.
+pub use step_engine::signing::{key, Key};
 
 /// Account `a`'s triangle: faces and levels 1..=21 in turn.
 pub fn triangle(a: u64) -> TriangleId {
@@ -148,15 +123,7 @@ pub fn triangle(a: u64) -> TriangleId {
 }
 
 /// The triangle's centroid, rounded to 6 decimals where that stays inside.
-pub fn place(t: &TriangleId) -> (f64, f64) {
-    let (lat, lon) = step_engine::mesh::centroid_lat_lon(t);
-    let r = |x: f64| (x * 1e6).round() / 1e6;
-    if step_engine::mesh::contains(t, r(lat), r(lon)) {
-        (r(lat), r(lon))
-    } else {
-        (lat, lon)
-    }
-}
+pub use step_engine::signing::point_in as place;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
