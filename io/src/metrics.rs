@@ -14,14 +14,26 @@
 //! | `step_finality_seconds` | histogram | | from submission to finality, per proof |
 //! | `step_height` | gauge | | last finalized height |
 //! | `step_round` | gauge | | consensus round of the last decision |
-//! | `step_peers` | gauge | | connected peers |
+//! | `step_peers` | gauge | | connected peers (other validators; this node not counted) |
+//! | `step_validators` | gauge | | validators in the current set (this node included) |
 //! | `step_redis_errors_total` | counter | | Redis commands that failed or timed out (the node went on without Redis) |
 //! | `step_http_requests_total` | counter | `route`, `status` | HTTP responses |
+//! | `process_resident_memory_bytes` | gauge | | resident set size, read from `/proc/self/status` at scrape time (Linux only) |
+//! | `process_threads` | gauge | | OS threads of the process (Linux only) |
+//! | `process_open_fds` | gauge | | open file descriptors (Linux only) |
+//!
+//! Gauges that a backend owns (height, round, peers, validators, queues) have
+//! setters ([`Metrics::set_height`], …, or [`Metrics::observe_status`] for
+//! everything a [`StatusView`] holds), so that a backend never reaches into
+//! the registry. `docs/ops/` (Grafana dashboard, Prometheus alerts) queries
+//! these names; `io/tests/ops_docs.rs` fails if one of them disappears.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use crate::ledger::StatusView;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -60,6 +72,7 @@ pub struct Metrics {
     pub height: Gauge,
     pub round: Gauge,
     pub peers: Gauge,
+    pub validators: Gauge,
     pub redis_errors: Counter,
     pub http_requests: Family<RouteLabels, Counter>,
     registry: Registry,
@@ -87,6 +100,7 @@ impl Metrics {
             height: Gauge::default(),
             round: Gauge::default(),
             peers: Gauge::default(),
+            validators: Gauge::default(),
             redis_errors: Counter::default(),
             http_requests: Family::default(),
             registry: Registry::default(),
@@ -138,7 +152,16 @@ impl Metrics {
             "Consensus round of the last decision",
             m.round.clone(),
         );
-        r.register("step_peers", "Connected peers", m.peers.clone());
+        r.register(
+            "step_peers",
+            "Connected peers (other validators; this node not counted)",
+            m.peers.clone(),
+        );
+        r.register(
+            "step_validators",
+            "Validators in the current set (this node included)",
+            m.validators.clone(),
+        );
         r.register(
             "step_redis_errors",
             "Redis commands that failed or timed out",
@@ -149,7 +172,49 @@ impl Metrics {
             "HTTP responses by route and status",
             m.http_requests.clone(),
         );
+        r.register_collector(Box::new(ProcessCollector));
         m
+    }
+
+    /// Sets `step_height`, the last finalized height.
+    pub fn set_height(&self, height: u64) {
+        self.height.set(saturating_i64(height));
+    }
+
+    /// Sets `step_round`, the consensus round of the last decision.
+    pub fn set_round(&self, round: i64) {
+        self.round.set(round);
+    }
+
+    /// Sets `step_peers`, the connected peers (this node not counted).
+    pub fn set_peers(&self, peers: usize) {
+        self.peers.set(saturating_i64(peers));
+    }
+
+    /// Sets `step_validators`, the size of the current validator set.
+    pub fn set_validators(&self, validators: usize) {
+        self.validators.set(saturating_i64(validators));
+    }
+
+    /// Sets `step_queue_depth{queue="ingest"|"in_flight"}` and `step_queue_capacity`.
+    pub fn set_queue(&self, ingest: usize, in_flight: usize, capacity: usize) {
+        self.queue_depth
+            .get_or_create(&QueueLabel { queue: "ingest" })
+            .set(saturating_i64(ingest));
+        self.queue_depth
+            .get_or_create(&QueueLabel { queue: "in_flight" })
+            .set(saturating_i64(in_flight));
+        self.queue_capacity.set(saturating_i64(capacity));
+    }
+
+    /// Sets every gauge a backend's status holds: height, round, peers,
+    /// validators and the queues. Call it at scrape time (`GET /metrics`).
+    pub fn observe_status(&self, st: &StatusView) {
+        self.set_height(st.height);
+        self.set_round(st.round);
+        self.set_peers(st.peers);
+        self.set_validators(st.validators);
+        self.set_queue(st.queue.ingest, st.queue.in_flight, st.queue.capacity);
     }
 
     /// Counts one proof verdict.
@@ -163,5 +228,64 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn saturating_i64<T: TryInto<i64>>(v: T) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+/// `process_*` gauges read from `/proc/self` at scrape time (Linux). Elsewhere,
+/// or if `/proc` cannot be read, they are left out of the scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl ProcessCollector {
+    /// `VmRSS` (bytes) and `Threads` from `/proc/self/status`.
+    fn status() -> (Option<i64>, Option<i64>) {
+        let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+            return (None, None);
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        (
+            field("VmRSS:").map(|kib| kib.saturating_mul(1024)),
+            field("Threads:"),
+        )
+    }
+
+    fn open_fds() -> Option<i64> {
+        let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+        Some(saturating_i64(dir.count()))
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (rss_bytes, threads) = Self::status();
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                rss_bytes,
+            ),
+            ("process_threads", "OS threads of the process", threads),
+            (
+                "process_open_fds",
+                "Open file descriptors",
+                Self::open_fds(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let Some(v) = value else { continue };
+            let g = ConstGauge::new(v);
+            let metric = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            g.encode(metric)?;
+        }
+        Ok(())
     }
 }
