@@ -1,14 +1,100 @@
-//! `step bench engine`: in-process benchmark of the pipeline (see `step-perf`).
+//! `step bench`: benchmarks (see `step-perf`).
+//!
+//! * `step bench --rate R [--devnet N | --target URL,...] ...`: the open-loop
+//!   load generator (`step_perf::load`, docs/PERFORMANCE.md "Load generator").
+//! * `step bench engine ...`: in-process benchmark of the pipeline.
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use step_perf::load::devnet::{Devnet, DevnetOptions};
+use step_perf::load::{self, parse_duration};
 use step_perf::{corpus, engine};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
-    what: What,
+    what: Option<What>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// `step bench --rate R ...`: offer R proofs/s to HTTP nodes, open loop.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Proofs per second offered (open loop: not slowed down by the answers).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How long the measured load lasts (e.g. 60s, 500ms, 2m).
+    #[arg(long, visible_alias = "burst", default_value = "10s")]
+    duration: String,
+    /// Load at the same rate before the measured window, not counted.
+    #[arg(long, default_value = "0s")]
+    warmup: String,
+    /// Nodes' base URLs, comma-separated; requests go round-robin.
+    #[arg(long, value_delimiter = ',')]
+    target: Vec<String>,
+    /// Start `step devnet --validators N` for the run, load all its validators, stop it after.
+    #[arg(long, conflicts_with = "target")]
+    devnet: Option<usize>,
+    /// The devnet's first HTTP port (validator i: P + i; P2P: P + 100 + i).
+    #[arg(long, default_value_t = 27000)]
+    base_port: u16,
+    /// The devnet's data directory (kept); default: a temporary one, removed after.
+    #[arg(long)]
+    devnet_data_dir: Option<PathBuf>,
+    /// Node configuration for every devnet validator (`key=value`, repeatable),
+    /// after the bench's own `rate_limit.per_ip=0` (all load comes from one IP).
+    #[arg(long = "devnet-set", value_name = "KEY=VALUE")]
+    devnet_set: Vec<String>,
+    /// Seconds to wait for `devnet ready`.
+    #[arg(long, default_value_t = 120)]
+    devnet_ready_timeout: u64,
+    /// Proofs per request: 1 = `POST /proof/submit?wait=false`; more = `POST /proofs`.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Keep-alive connections per target.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Requests that may wait for a free connection, per target, before
+    /// arrivals are dropped (default: 0.1 s of arrivals, at least 2 per connection).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Share of bad proofs (each kind in turn: bad signature, out of bounds,
+    /// low accuracy, replay, bad payload, moratorium).
+    #[arg(long, default_value_t = 0.0)]
+    invalid_ratio: f64,
+    /// Signing accounts (default: max(1000, 2 × rate)).
+    #[arg(long)]
+    accounts: Option<u64>,
+    /// Seeds keys and nonces. Against a network that keeps its state, use a
+    /// new seed for each run (the same seed sends the same proofs: replays).
+    #[arg(long, default_value = "step-bench")]
+    seed: String,
+    /// Where prepared proofs are cached (default: target/step-bench-cache if
+    /// ./target exists, else $TMPDIR/step-bench-cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Sign afresh and do not write the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Signing threads (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// A request without an answer after this long is an error.
+    #[arg(long, default_value = "30s")]
+    timeout: String,
+    /// After the last send, wait at most this long for accepted proofs to be final.
+    #[arg(long, default_value = "30s")]
+    finality_timeout: String,
+    /// Do not follow `/events` (no finality figures).
+    #[arg(long)]
+    no_finality: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,8 +143,93 @@ pub struct EngineArgs {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
-        What::Engine(a) => run_engine(a),
+        Some(What::Engine(a)) => run_engine(a),
+        None => run_load(args.load),
     }
+}
+
+fn default_cache_dir() -> PathBuf {
+    let target = PathBuf::from("target");
+    if target.is_dir() {
+        target.join("step-bench-cache")
+    } else {
+        std::env::temp_dir().join("step-bench-cache")
+    }
+}
+
+fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
+    let Some(rate) = a.rate else {
+        anyhow::bail!(
+            "`step bench` needs --rate R (with --devnet N or --target URL,...), or a subcommand: `step bench engine`"
+        );
+    };
+    anyhow::ensure!(
+        a.devnet.is_some() || !a.target.is_empty(),
+        "give --devnet N or --target URL,..."
+    );
+    let mut o = load::Options::new(a.target.clone(), rate, parse_duration(&a.duration)?);
+    o.warmup = parse_duration(&a.warmup)?;
+    o.batch = a.batch;
+    o.connections = a.connections;
+    o.queue = a.queue.unwrap_or(0);
+    o.invalid_ratio = a.invalid_ratio;
+    o.accounts = a.accounts;
+    o.seed = a.seed.clone();
+    o.cache_dir = (!a.no_cache).then(|| a.cache_dir.clone().unwrap_or_else(default_cache_dir));
+    o.request_timeout = parse_duration(&a.timeout)?;
+    o.finality_timeout = parse_duration(&a.finality_timeout)?;
+    o.track_finality = !a.no_finality;
+    o.threads = a.threads;
+    o.progress = true;
+
+    let devnet = match a.devnet {
+        None => None,
+        Some(n) => {
+            anyhow::ensure!(n >= 1, "--devnet needs at least 1 validator");
+            let mut sets = vec!["rate_limit.per_ip=0".to_owned()];
+            sets.extend(a.devnet_set.iter().cloned());
+            let opts = DevnetOptions {
+                exe: std::env::current_exe()?,
+                validators: n,
+                base_port: a.base_port,
+                data_dir: a.devnet_data_dir.clone(),
+                sets,
+                ready_timeout: std::time::Duration::from_secs(a.devnet_ready_timeout),
+            };
+            eprintln!(
+                "starting a devnet of {n} validators (base port {})",
+                a.base_port
+            );
+            let d = Devnet::start(&opts)?;
+            o.targets = d.targets();
+            o.validators = d.validators.clone();
+            Some(d)
+        }
+    };
+    let result = load::run(&o);
+    let clean_stop = match devnet {
+        Some(d) => Some(d.stop()?),
+        None => None,
+    };
+    let report = result?;
+    print!("{}", report.to_text());
+    if clean_stop == Some(false) {
+        println!(
+            "devnet: did not stop cleanly (no `devnet stopped`, or validators had to be killed)"
+        );
+    }
+    if a.json {
+        let mut v = report.to_json();
+        v["devnet"] = serde_json::json!(a.devnet);
+        v["devnet_stopped_cleanly"] = serde_json::json!(clean_stop);
+        println!("{v}");
+    }
+    // A validator that died during the run fails the run.
+    Ok(if report.validators.iter().all(|v| v.alive) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {

@@ -5,14 +5,23 @@
 //! * [`engine`] runs the whole [`step_engine::pipeline`] from body bytes to
 //!   verdicts for a while, and times the bare hash + recover + compare
 //!   ceiling on the same proofs with the same number of threads.
+//! * [`load`] is `step bench --rate R`: an open-loop HTTP load generator
+//!   that follows each proof to finality (issue #7).
 
 pub mod corpus;
 pub mod engine;
+pub mod load;
 
 /// A line of `/proc/self/status` in bytes (`VmHWM`, `VmRSS`); `None` where
 /// there is no such file (not Linux).
 pub fn proc_status_bytes(key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_status_bytes_of("self", key)
+}
+
+/// A line of `/proc/<pid>/status` in bytes; `None` if the process or the
+/// line is not there.
+pub fn proc_status_bytes_of(pid: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s
         .lines()
         .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
@@ -32,7 +41,13 @@ pub fn proc_status_bytes(key: &str) -> Option<u64> {
 /// Wall-clock rates on a shared machine swing with other people's load; the
 /// proofs per CPU-second of this process do much less.
 pub fn process_cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    process_cpu_seconds_of("self")
+}
+
+/// CPU seconds used so far by process `pid` (utime + stime; its exited
+/// children are not counted).
+pub fn process_cpu_seconds_of(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &s[s.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();

@@ -1,0 +1,279 @@
+//! Finality tracking: which sent proofs were accepted, and when each
+//! appeared in a finalized block on any target's `GET /events` stream.
+//!
+//! A proof is tracked from when it is sent. Its block may be seen before its
+//! submit response (the order is not guaranteed): the tracker keeps the
+//! block time and counts the proof as finalized once it is accepted. Only
+//! accepted proofs are ever counted as finalized. Finality latency is
+//! measured from the proof's *scheduled* send time (see [`super::latency`]).
+
+use super::latency::Latencies;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    seq: u64,
+    scheduled_ns: u64,
+    measured: bool,
+    accepted: bool,
+    final_ns: Option<u64>,
+}
+
+/// What the tracker learnt; see [`Tracker::snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct FinalityStats {
+    /// Accepted proofs of the measured window seen in a finalized block.
+    pub finalized: u64,
+    /// The same for warm-up proofs.
+    pub finalized_warmup: u64,
+    /// Submit → finality, coordinated-omission corrected.
+    pub latency: Latencies,
+    /// When the last measured proof was finalized (ns after the start).
+    pub last_final_ns: u64,
+    /// Accepted measured proofs not seen final yet.
+    pub outstanding: u64,
+    /// Finalized blocks received (counting every target's copy).
+    pub blocks: u64,
+    /// Blocks a slow `/events` subscriber skipped (`event: lagged`).
+    pub lagged_blocks: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<[u8; 32], Entry>,
+    stats: FinalityStats,
+}
+
+/// Shared by the connection workers and the `/events` followers.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    inner: Mutex<Inner>,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain counters: keep going.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Proof `seq` with id `id` is being sent. A proof with the same id
+    /// already in flight (a replay of it) keeps its entry.
+    pub fn sent(&self, id: &[u8; 32], seq: u64, scheduled_ns: u64, measured: bool) {
+        self.lock().map.entry(*id).or_insert(Entry {
+            seq,
+            scheduled_ns,
+            measured,
+            accepted: false,
+            final_ns: None,
+        });
+    }
+
+    /// The submit response for proof `seq`: accepted or not (rejected, or no
+    /// verdict at all: such a proof is never counted as finalized).
+    pub fn verdict(&self, id: &[u8; 32], seq: u64, accepted: bool) {
+        let mut g = self.lock();
+        let Some(e) = g.map.get_mut(id) else { return };
+        if e.seq != seq {
+            return;
+        }
+        if !accepted {
+            g.map.remove(id);
+            return;
+        }
+        match e.final_ns {
+            Some(f) => {
+                let e = *e;
+                g.map.remove(id);
+                record(&mut g.stats, &e, f);
+            }
+            None => {
+                e.accepted = true;
+                if e.measured {
+                    g.stats.outstanding += 1;
+                }
+            }
+        }
+    }
+
+    /// A finalized block with these proof ids arrived at `now_ns`.
+    pub fn block<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 32]>, now_ns: u64) {
+        let mut g = self.lock();
+        g.stats.blocks += 1;
+        for id in ids {
+            let Some(e) = g.map.get_mut(id) else { continue };
+            if !e.accepted {
+                e.final_ns.get_or_insert(now_ns);
+                continue;
+            }
+            let e = *e;
+            g.map.remove(id);
+            if e.measured {
+                g.stats.outstanding -= 1;
+            }
+            record(&mut g.stats, &e, now_ns);
+        }
+    }
+
+    /// A subscriber skipped `n` blocks.
+    pub fn lagged(&self, n: u64) {
+        self.lock().stats.lagged_blocks += n;
+    }
+
+    pub fn outstanding(&self) -> u64 {
+        self.lock().stats.outstanding
+    }
+
+    /// (finalized measured, finalized warm-up) so far.
+    pub fn finalized(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.stats.finalized, g.stats.finalized_warmup)
+    }
+
+    pub fn snapshot(&self) -> FinalityStats {
+        self.lock().stats.clone()
+    }
+}
+
+fn record(stats: &mut FinalityStats, e: &Entry, final_ns: u64) {
+    if e.measured {
+        stats.finalized += 1;
+        stats.latency.record_corrected(e.scheduled_ns, final_ns);
+        stats.last_final_ns = stats.last_final_ns.max(final_ns);
+    } else {
+        stats.finalized_warmup += 1;
+    }
+}
+
+/// Parses 64 hex digits.
+pub fn parse_id(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// One server-sent event: its `event:` name and its `data:` lines joined.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub name: String,
+    pub data: String,
+}
+
+/// Splits complete events (ended by a blank line) off the front of `buf`.
+pub fn take_events(buf: &mut Vec<u8>) -> Vec<SseEvent> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+        let raw: Vec<u8> = buf.drain(..end + 2).collect();
+        let text = String::from_utf8_lossy(&raw);
+        let mut ev = SseEvent::default();
+        for line in text.lines() {
+            let line = line.trim_end_matches('\r');
+            if let Some(v) = line.strip_prefix("event:") {
+                ev.name = v.trim_start().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !ev.data.is_empty() {
+                    ev.data.push('\n');
+                }
+                ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if !ev.name.is_empty() || !ev.data.is_empty() {
+            out.push(ev);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_before_or_after_the_response() {
+        let t = Tracker::new();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        t.sent(&a, 0, 1_000_000, true);
+        t.sent(&b, 1, 2_000_000, true);
+        t.sent(&c, 2, 3_000_000, true);
+        t.verdict(&a, 0, true);
+        assert_eq!(t.outstanding(), 1);
+        // b's block arrives before its response; c is rejected.
+        t.block([&a, &b], 11_000_000);
+        t.verdict(&c, 2, false);
+        assert_eq!(t.finalized(), (1, 0));
+        t.verdict(&b, 1, true);
+        let s = t.snapshot();
+        assert_eq!(s.finalized, 2);
+        assert_eq!(s.outstanding, 0);
+        assert_eq!(s.latency.count(), 2);
+        // a: 10 ms after it was due; b: 9 ms.
+        assert!(
+            (s.latency.max_ms() - 10.0).abs() < 0.1,
+            "{}",
+            s.latency.summary_text()
+        );
+        // A duplicate block (another validator's copy) counts nothing.
+        t.block([&a, &b], 20_000_000);
+        assert_eq!(t.finalized(), (2, 0));
+    }
+
+    #[test]
+    fn a_replay_does_not_take_over_the_original() {
+        let t = Tracker::new();
+        let id = [9u8; 32];
+        t.sent(&id, 0, 0, true);
+        t.sent(&id, 5, 100, true); // replay of proof 0, in flight
+        t.verdict(&id, 5, false); // the replay is rejected
+        t.verdict(&id, 0, true);
+        t.block([&id], 1_000_000);
+        assert_eq!(t.finalized(), (1, 0));
+    }
+
+    #[test]
+    fn unaccepted_proofs_are_never_finalized() {
+        let t = Tracker::new();
+        let id = [4u8; 32];
+        t.sent(&id, 0, 0, false);
+        t.block([&id], 5);
+        t.verdict(&id, 0, false);
+        assert_eq!(t.finalized(), (0, 0));
+        t.sent(&[5u8; 32], 1, 0, false);
+        t.verdict(&[5u8; 32], 1, true);
+        t.block([&[5u8; 32]], 5);
+        assert_eq!(t.finalized(), (0, 1));
+    }
+
+    #[test]
+    fn sse_parsing() {
+        let mut buf = b"event: block\nid: 7\ndata: {\"height\":7}\n\n: keep-alive\n\nevent: lagged\ndata: {\"sk".to_vec();
+        let evs = take_events(&mut buf);
+        assert_eq!(
+            evs,
+            vec![SseEvent {
+                name: "block".into(),
+                data: "{\"height\":7}".into()
+            }]
+        );
+        buf.extend_from_slice(b"ipped\":3}\n\n");
+        let evs = take_events(&mut buf);
+        assert_eq!(evs[0].name, "lagged");
+        assert_eq!(evs[0].data, "{\"skipped\":3}");
+        assert!(buf.is_empty());
+        assert_eq!(parse_id(&"0a".repeat(32)), Some([10u8; 32]));
+        assert_eq!(parse_id("0a"), None);
+    }
+}

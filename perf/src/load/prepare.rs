@@ -1,0 +1,582 @@
+//! The proofs a load run sends, signed beforehand on all cores and cached on
+//! disk.
+//!
+//! Slot `i` of the sequence is either a valid proof or, at the rate
+//! `--invalid-ratio`, a bad one; the bad kinds take turns (see [`Kind`]).
+//! Valid proof `v` belongs to account `v mod accounts` and is its
+//! `v / accounts`-th proof: an account always proves the same place (the
+//! centroid of its own triangle) and its proofs are 11 s apart in proof
+//! time, so the speed gate (0 m/s) and the 10 s moratorium pass them when
+//! they arrive in order. With `accounts` ≥ 2 × the rate (the default), two
+//! proofs of one account are sent ≥ 2 s apart, so they are not reordered in
+//! flight. Timestamps start at 2026-01-01: a node's age window must be off
+//! (its default).
+//!
+//! Slot `i`'s proof depends only on (seed, accounts, invalid ratio, `i`),
+//! not on how many are prepared: a cached set serves any run that needs as
+//! many proofs or fewer.
+
+use super::LoadError;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use step_engine::jsnum::JsNumBuf;
+use step_engine::proof::{Nonce, Proof, Timestamp};
+use step_engine::signing::{key, point_in, sign, Key};
+use step_engine::{Code, TriangleId};
+
+/// 2026-01-01T00:00:00.000Z in unix ms.
+pub const T0_MS: i64 = crate::corpus::T0_MS;
+/// Proof time between two valid proofs of one account.
+pub const SPACING_MS: i64 = 11_000;
+
+/// What a prepared proof is, and so what the network should answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    Valid = 0,
+    /// A valid proof whose signature's `r` was altered after signing.
+    BadSignature = 1,
+    /// Validly signed; the point is the centroid of another face's triangle.
+    OutOfBounds = 2,
+    /// Validly signed with accuracy 80 m (the limit is 50 m).
+    LowAccuracy = 3,
+    /// A byte-identical copy of a valid proof sent earlier.
+    Replay = 4,
+    /// The triangle id's checksum altered (the body does not parse).
+    BadPayload = 5,
+    /// A fresh proof of an account 1 s (proof time) after its previous one.
+    Moratorium = 6,
+}
+
+impl Kind {
+    /// The bad kinds, in the order they take turns.
+    pub const INVALID: [Kind; 6] = [
+        Kind::BadSignature,
+        Kind::OutOfBounds,
+        Kind::LowAccuracy,
+        Kind::Replay,
+        Kind::BadPayload,
+        Kind::Moratorium,
+    ];
+
+    fn from_u8(b: u8) -> Option<Kind> {
+        [Kind::Valid]
+            .into_iter()
+            .chain(Kind::INVALID)
+            .find(|k| *k as u8 == b)
+    }
+
+    /// The verdict code this kind should get; `None` for a valid proof.
+    pub fn expected(self) -> Option<Code> {
+        match self {
+            Kind::Valid => None,
+            Kind::BadSignature => Some(Code::BadSignature),
+            Kind::OutOfBounds => Some(Code::OutOfBounds),
+            Kind::LowAccuracy => Some(Code::LowGpsAccuracy),
+            Kind::Replay => Some(Code::NonceReplay),
+            Kind::BadPayload => Some(Code::InvalidPayload),
+            Kind::Moratorium => Some(Code::Moratorium),
+        }
+    }
+}
+
+/// What the prepared set depends on (besides its length).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub seed: String,
+    pub accounts: u64,
+    /// Bad proofs per million.
+    pub invalid_ppm: u64,
+}
+
+/// One slot of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub kind: Kind,
+    /// Valid proofs before this slot (this slot's valid index if valid).
+    pub valid_index: u64,
+    /// For replay and moratorium: the earlier valid proof they refer to.
+    pub refers_to: Option<u64>,
+}
+
+impl Params {
+    fn invalid_before(&self, i: u64) -> u64 {
+        (u128::from(i) * u128::from(self.invalid_ppm) / 1_000_000) as u64
+    }
+
+    /// What slot `i` holds: O(1), no state.
+    pub fn slot(&self, i: u64) -> Slot {
+        let before = self.invalid_before(i);
+        let valid_index = i - before;
+        if self.invalid_before(i + 1) == before {
+            return Slot {
+                kind: Kind::Valid,
+                valid_index,
+                refers_to: None,
+            };
+        }
+        let kind = Kind::INVALID[(before % Kind::INVALID.len() as u64) as usize];
+        // Refer to a valid proof sent about half an account cycle earlier
+        // (long since answered); too early in the run, sign a bad
+        // signature instead.
+        let lag = (self.accounts / 2).max(1);
+        match kind {
+            Kind::Replay | Kind::Moratorium if valid_index < lag => Slot {
+                kind: Kind::BadSignature,
+                valid_index,
+                refers_to: None,
+            },
+            Kind::Replay | Kind::Moratorium => Slot {
+                kind,
+                valid_index,
+                refers_to: Some(valid_index - lag),
+            },
+            _ => Slot {
+                kind,
+                valid_index,
+                refers_to: None,
+            },
+        }
+    }
+
+    /// The cache file name for these parameters.
+    pub fn cache_key(&self) -> String {
+        let h = Sha256::digest(format!(
+            "step-load-v1|{}|{}|{}|{}",
+            self.seed, self.accounts, self.invalid_ppm, SPACING_MS
+        ));
+        h[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The prepared proofs: bodies back to back, their ids (SHA-256 of the 65
+/// signature bytes, as the node computes them) and kinds.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    parts: Vec<Part>,
+    chunk: usize,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+struct Part {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    ids: Vec<[u8; 32]>,
+    kinds: Vec<Kind>,
+}
+
+impl Part {
+    fn body(&self, j: usize) -> &[u8] {
+        let start = if j == 0 { 0 } else { self.ends[j - 1] };
+        &self.bytes[start..self.ends[j]]
+    }
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn locate(&self, i: usize) -> (&Part, usize) {
+        (&self.parts[i / self.chunk], i % self.chunk)
+    }
+
+    pub fn body(&self, i: usize) -> &[u8] {
+        let (p, j) = self.locate(i);
+        p.body(j)
+    }
+
+    pub fn id(&self, i: usize) -> &[u8; 32] {
+        let (p, j) = self.locate(i);
+        &p.ids[j]
+    }
+
+    pub fn kind(&self, i: usize) -> Kind {
+        let (p, j) = self.locate(i);
+        p.kinds[j]
+    }
+
+    /// Bytes of bodies held.
+    pub fn body_bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.bytes.len()).sum()
+    }
+}
+
+/// Everything one signing thread needs.
+struct Signer<'a> {
+    params: &'a Params,
+    keys: &'a [Key],
+    num: JsNumBuf,
+}
+
+impl Signer<'_> {
+    fn account_key(&self, a: u64) -> &Key {
+        &self.keys[(a % self.keys.len() as u64) as usize]
+    }
+
+    /// Valid proof `v`: (key, proof without signature, nonce).
+    fn valid(&self, v: u64) -> (Key, Proof, String) {
+        let accounts = self.params.accounts.max(1);
+        let a = v % accounts;
+        let round = (v / accounts) as i64;
+        let t = crate::corpus::triangle(a);
+        let ms = T0_MS + round * SPACING_MS + (a % 1000) as i64;
+        let accuracy_m = 3.0 + (v % 3700) as f64 / 100.0;
+        let key = *self.account_key(a);
+        let nonce = format!("ld-{v:x}");
+        (
+            key,
+            proof(&key, t, point_in(&t), accuracy_m, ms, &nonce),
+            nonce,
+        )
+    }
+
+    fn push(&mut self, i: u64, out: &mut Part) {
+        let slot = self.params.slot(i);
+        let (key, mut p, nonce) = match (slot.kind, slot.refers_to) {
+            (Kind::Valid, _) => self.valid(slot.valid_index),
+            (Kind::Replay, Some(r)) => self.valid(r),
+            (Kind::Moratorium, Some(r)) => {
+                let (key, earlier, _) = self.valid(r);
+                let nonce = format!("ldm-{i:x}");
+                let ms = earlier.timestamp.unix_ms() + 1000;
+                let p = proof(
+                    &key,
+                    earlier.triangle,
+                    (earlier.lat, earlier.lon),
+                    10.0,
+                    ms,
+                    &nonce,
+                );
+                (key, p, nonce)
+            }
+            (kind, _) => {
+                // Bad proofs use the valid accounts' keys: rejections
+                // change no account state.
+                let k = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+                let key = *self.account_key(k);
+                let t = crate::corpus::triangle(k);
+                let nonce = format!("ldx-{i:x}");
+                let ms = T0_MS + (i % 1_000_000) as i64;
+                let (place, accuracy_m) = match kind {
+                    Kind::OutOfBounds => {
+                        // The same path on the face 10 faces away: far outside.
+                        let digits: Vec<u8> = t.digits().collect();
+                        let other = TriangleId::new((t.face() + 10) % 20, &digits)
+                            .unwrap_or_else(|| unreachable!("same level and digits"));
+                        (point_in(&other), 10.0)
+                    }
+                    Kind::LowAccuracy => (point_in(&t), 80.0),
+                    _ => (point_in(&t), 10.0),
+                };
+                (key, proof(&key, t, place, accuracy_m, ms, &nonce), nonce)
+            }
+        };
+        let mut sig = sign(&key, &p);
+        if slot.kind == Kind::BadSignature {
+            // Flip bits of r: a different (or no) signer is recovered.
+            sig[5] ^= 0x5a;
+        }
+        p.signature = Ok(sig);
+        let body_start = out.bytes.len();
+        write_body(&mut out.bytes, &p, &nonce, &sig, &mut self.num);
+        if slot.kind == Kind::BadPayload {
+            corrupt_checksum(&mut out.bytes[body_start..]);
+        }
+        out.ends.push(out.bytes.len());
+        out.ids.push(Sha256::digest(sig).into());
+        out.kinds.push(slot.kind);
+    }
+}
+
+fn proof(
+    key: &Key,
+    t: TriangleId,
+    (lat, lon): (f64, f64),
+    accuracy_m: f64,
+    ms: i64,
+    nonce: &str,
+) -> Proof {
+    let (Some(timestamp), Some(nonce)) = (Timestamp::from_unix_ms(ms), Nonce::parse(nonce)) else {
+        unreachable!("timestamps near 2026 and short nonces are valid")
+    };
+    Proof {
+        account: key.address,
+        triangle: t,
+        lat,
+        lon,
+        accuracy_m,
+        timestamp,
+        nonce,
+        signature: Ok([0; 65]),
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn write_body(b: &mut Vec<u8>, p: &Proof, nonce: &str, sig: &[u8; 65], num: &mut JsNumBuf) {
+    let mut acct = [0u8; 42];
+    let mut tri = [0u8; step_engine::triangle::ID_MAX_LEN];
+    b.extend_from_slice(br#"{"payload":{"version":"STEP-PROOF-v1","account":""#);
+    p.account.write_lower(&mut acct);
+    b.extend_from_slice(&acct);
+    b.extend_from_slice(br#"","triangleId":""#);
+    let n = p.triangle.write(&mut tri);
+    b.extend_from_slice(&tri[..n]);
+    b.extend_from_slice(br#"","lat":"#);
+    b.extend_from_slice(num.format(p.lat).as_bytes());
+    b.extend_from_slice(br#","lon":"#);
+    b.extend_from_slice(num.format(p.lon).as_bytes());
+    b.extend_from_slice(br#","accuracy":"#);
+    b.extend_from_slice(num.format(p.accuracy_m).as_bytes());
+    b.extend_from_slice(br#","timestamp":""#);
+    b.extend_from_slice(p.timestamp.as_bytes());
+    b.extend_from_slice(br#"","nonce":""#);
+    b.extend_from_slice(nonce.as_bytes());
+    b.extend_from_slice(br#""},"signature":"0x"#);
+    for x in sig {
+        b.push(HEX[usize::from(x >> 4)]);
+        b.push(HEX[usize::from(x & 15)]);
+    }
+    b.extend_from_slice(br#""}"#);
+}
+
+/// Changes the last checksum character of the body's triangle id.
+fn corrupt_checksum(body: &mut [u8]) {
+    let key = br#""triangleId":""#;
+    if let Some(at) = body.windows(key.len()).position(|w| w == key) {
+        let start = at + key.len();
+        if let Some(len) = body[start..].iter().position(|&c| c == b'"') {
+            let last = &mut body[start + len - 1];
+            *last = if *last == b'A' { b'B' } else { b'A' };
+        }
+    }
+}
+
+/// Signs slots `0..n` with `threads` threads, calling `tick(k)` as every `k`
+/// proofs are done.
+pub fn sign_all(
+    params: &Params,
+    n: usize,
+    threads: usize,
+    tick: &(dyn Fn(u64) + Sync),
+) -> Prepared {
+    let accounts = params.accounts.clamp(1, n.max(1) as u64);
+    let threads = threads.clamp(1, n.max(1));
+    // Keys in parallel too (≈ 30 µs each).
+    let key_chunk = (accounts as usize).div_ceil(threads);
+    let keys: Vec<Key> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * key_chunk).min(accounts as usize)
+                    ..((t + 1) * key_chunk).min(accounts as usize);
+                let seed = &params.seed;
+                s.spawn(move || range.map(|k| key(seed, k as u64)).collect::<Vec<Key>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let params = Params {
+        accounts,
+        ..params.clone()
+    };
+    let chunk = n.div_ceil(threads).max(1);
+    let parts: Vec<Part> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+                let (keys, params) = (&keys, &params);
+                s.spawn(move || {
+                    let mut signer = Signer {
+                        params,
+                        keys,
+                        num: JsNumBuf::new(),
+                    };
+                    let mut part = Part {
+                        bytes: Vec::with_capacity(range.len() * 460),
+                        ends: Vec::with_capacity(range.len()),
+                        ids: Vec::with_capacity(range.len()),
+                        kinds: Vec::with_capacity(range.len()),
+                    };
+                    let mut since = 0;
+                    for i in range {
+                        signer.push(i as u64, &mut part);
+                        since += 1;
+                        if since == 1000 {
+                            tick(since);
+                            since = 0;
+                        }
+                    }
+                    tick(since);
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    Prepared {
+        parts,
+        chunk,
+        len: n,
+    }
+}
+
+const MAGIC: &[u8; 8] = b"STEPLD01";
+
+/// The cache file of `params` in `dir`.
+pub fn cache_path(dir: &Path, params: &Params) -> PathBuf {
+    dir.join(format!("{}.bin", params.cache_key()))
+}
+
+/// Writes `p` to `path` (via a temporary file and a rename).
+pub fn save(path: &Path, p: &Prepared) -> Result<(), LoadError> {
+    let io = |source| LoadError::Cache {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    f.write_all(MAGIC).map_err(io)?;
+    f.write_all(&(p.len as u64).to_le_bytes()).map_err(io)?;
+    for i in 0..p.len {
+        let body = p.body(i);
+        f.write_all(&[p.kind(i) as u8]).map_err(io)?;
+        f.write_all(p.id(i)).map_err(io)?;
+        f.write_all(&(body.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        f.write_all(body).map_err(io)?;
+    }
+    f.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads the first `n` proofs of a cache file; `None` if it is missing,
+/// holds fewer, or is not a well-formed cache file.
+pub fn load(path: &Path, n: usize) -> Option<Prepared> {
+    let data = std::fs::read(path).ok()?;
+    let rest = data.strip_prefix(MAGIC)?;
+    let count = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?) as usize;
+    if count < n {
+        return None;
+    }
+    let mut rest = &rest[8..];
+    let mut part = Part {
+        bytes: Vec::with_capacity(rest.len().min(n.saturating_mul(500))),
+        ends: Vec::with_capacity(n),
+        ids: Vec::with_capacity(n),
+        kinds: Vec::with_capacity(n),
+    };
+    for _ in 0..n {
+        let kind = Kind::from_u8(*rest.first()?)?;
+        let id: [u8; 32] = rest.get(1..33)?.try_into().ok()?;
+        let len = u32::from_le_bytes(rest.get(33..37)?.try_into().ok()?) as usize;
+        let body = rest.get(37..37 + len)?;
+        part.bytes.extend_from_slice(body);
+        part.ends.push(part.bytes.len());
+        part.ids.push(id);
+        part.kinds.push(kind);
+        rest = &rest[37 + len..];
+    }
+    Some(Prepared {
+        parts: vec![part],
+        chunk: n.max(1),
+        len: n,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use step_engine::{MemoryState, Verifier};
+
+    fn params(ppm: u64) -> Params {
+        Params {
+            seed: "prepare-test".into(),
+            accounts: 8,
+            invalid_ppm: ppm,
+        }
+    }
+
+    #[test]
+    fn the_ratio_of_bad_slots_and_their_turns() {
+        let p = params(250_000);
+        let kinds: Vec<Kind> = (0..400).map(|i| p.slot(i).kind).collect();
+        let bad = kinds.iter().filter(|k| **k != Kind::Valid).count();
+        assert_eq!(bad, 100);
+        for k in Kind::INVALID {
+            assert!(kinds.contains(&k), "{k:?} never appears");
+        }
+        assert!(params(0).slot(5).kind == Kind::Valid);
+        assert!((0..100).all(|i| params(1_000_000).slot(i).kind != Kind::Valid));
+    }
+
+    /// Every prepared proof gets its intended verdict from the engine with
+    /// the default limits (speed gate and moratorium on), in send order.
+    #[test]
+    fn verdicts_match_the_kinds_in_order() {
+        let p = params(200_000);
+        let set = sign_all(&p, 300, 2, &|_| {});
+        assert_eq!(set.len(), 300);
+        let v = Verifier::default();
+        let mut state = MemoryState::new();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..set.len() {
+            let got = v.verify(set.body(i), 0, &mut state).map_err(|r| r.code());
+            let kind = set.kind(i);
+            seen.insert(kind);
+            match kind.expected() {
+                None => assert!(got.is_ok(), "slot {i} {kind:?}: {got:?}"),
+                Some(code) => assert_eq!(got.err(), Some(code), "slot {i} {kind:?}"),
+            }
+        }
+        assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+
+    #[test]
+    fn ids_are_the_sha256_of_the_signature() {
+        let set = sign_all(&params(0), 3, 1, &|_| {});
+        let parsed = step_engine::proof::parse(set.body(1)).ok();
+        let sig = parsed.and_then(|p| p.signature.ok()).unwrap_or([0; 65]);
+        let want: [u8; 32] = Sha256::digest(sig).into();
+        assert_eq!(set.id(1), &want);
+    }
+
+    #[test]
+    fn the_cache_round_trips_and_serves_shorter_runs() {
+        let dir = std::env::temp_dir().join(format!("step-prepare-test-{}", std::process::id()));
+        let p = params(100_000);
+        let set = sign_all(&p, 50, 2, &|_| {});
+        let path = cache_path(&dir, &p);
+        save(&path, &set).expect("save");
+        let back = load(&path, 40).expect("load a prefix");
+        assert_eq!(back.len(), 40);
+        for i in 0..40 {
+            assert_eq!(back.body(i), set.body(i));
+            assert_eq!(back.id(i), set.id(i));
+            assert_eq!(back.kind(i), set.kind(i));
+        }
+        assert!(load(&path, 51).is_none(), "too short a cache is not used");
+        // A prefix is the same whatever the length signed.
+        let shorter = sign_all(&p, 20, 1, &|_| {});
+        assert_eq!(shorter.body(19), set.body(19));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

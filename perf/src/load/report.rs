@@ -1,0 +1,293 @@
+//! The report of a load run: human-readable text, or one JSON object.
+//!
+//! Counts are of the measured window (after the warm-up). They add up:
+//! `scheduled = sent + dropped_by_generator` and
+//! `sent = accepted + rejected + errors`; `finalized ≤ accepted`.
+
+use super::client::Tally;
+use super::finality::FinalityStats;
+use serde_json::{json, Value};
+
+/// One validator process the run started.
+#[derive(Debug, Clone)]
+pub struct ValidatorReport {
+    pub index: usize,
+    pub pid: u32,
+    pub http: String,
+    /// Still running when the load ended.
+    pub alive: bool,
+    pub peak_rss_bytes: Option<u64>,
+    pub rss_start_bytes: Option<u64>,
+    pub rss_end_bytes: Option<u64>,
+    /// CPU seconds it used during the load.
+    pub cpu_s: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub targets: Vec<String>,
+    pub offered_rate: f64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub batch: usize,
+    pub connections_per_target: usize,
+    pub queue_per_target: usize,
+    /// Proofs due in the measured window.
+    pub scheduled: u64,
+    pub tally: Tally,
+    pub dropped_by_generator: u64,
+    pub dropped_warmup: u64,
+    pub window_ns: u64,
+    pub measure_start_ns: u64,
+    pub last_due_ns: u64,
+    pub sends_done_s: f64,
+    pub finality_tracked: bool,
+    pub events_errors: Vec<String>,
+    pub finality: FinalityStats,
+    pub validators: Vec<ValidatorReport>,
+    pub prepared_proofs: u64,
+    pub prepared_from_cache: bool,
+    pub prepare_s: f64,
+    pub accounts: u64,
+    pub invalid_ratio: f64,
+}
+
+impl Report {
+    pub fn sent(&self) -> u64 {
+        self.tally.sent
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.tally.accepted
+    }
+
+    pub fn finalized(&self) -> u64 {
+        self.finality.finalized
+    }
+
+    /// Proofs sent per second of the measured window.
+    pub fn achieved_send_rate(&self) -> f64 {
+        self.tally.sent as f64 / (self.window_ns as f64 / 1e9)
+    }
+
+    /// Finalized proofs per second, over the measured window or, if the last
+    /// finality came later, from the window's start to it.
+    pub fn finalized_per_sec(&self) -> f64 {
+        if self.finality.finalized == 0 {
+            return 0.0;
+        }
+        let span = self
+            .finality
+            .last_final_ns
+            .saturating_sub(self.measure_start_ns)
+            .max(self.window_ns);
+        self.finality.finalized as f64 / (span as f64 / 1e9)
+    }
+
+    /// Accepted proofs not seen final when the run stopped waiting.
+    pub fn unfinalized(&self) -> u64 {
+        self.finality.outstanding
+    }
+
+    /// The highest peak RSS of the validators this run started.
+    pub fn validator_peak_rss_bytes(&self) -> Option<u64> {
+        self.validators
+            .iter()
+            .filter_map(|v| v.peak_rss_bytes)
+            .max()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let t = &self.tally;
+        let validators: Vec<Value> = self
+            .validators
+            .iter()
+            .map(|v| {
+                json!({
+                    "index": v.index, "pid": v.pid, "http": v.http, "alive": v.alive,
+                    "peak_rss_bytes": v.peak_rss_bytes, "rss_start_bytes": v.rss_start_bytes,
+                    "rss_end_bytes": v.rss_end_bytes, "cpu_s": v.cpu_s,
+                })
+            })
+            .collect();
+        let cpu_total: Option<f64> = if self.validators.is_empty() {
+            None
+        } else {
+            self.validators.iter().map(|v| v.cpu_s).sum()
+        };
+        json!({
+            "bench": "load",
+            "targets": self.targets,
+            "offered_rate": self.offered_rate,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "batch": self.batch,
+            "connections_per_target": self.connections_per_target,
+            "queue_per_target": self.queue_per_target,
+            "invalid_ratio": self.invalid_ratio,
+            "accounts": self.accounts,
+            "scheduled": self.scheduled,
+            "sent": t.sent,
+            "requests": t.requests,
+            "achieved_send_rate": round1(self.achieved_send_rate()),
+            "dropped_by_generator": self.dropped_by_generator,
+            "accepted": t.accepted,
+            "rejected": t.rejected(),
+            "rejected_by_code": t.rejected_by_code,
+            "errors": t.errors(),
+            "errors_by_kind": t.errors_by_kind,
+            "unexpected_verdicts": t.unexpected,
+            "unexpected_examples": t.unexpected_examples,
+            "finality_tracked": self.finality_tracked,
+            "events_errors": self.events_errors,
+            "finalized": self.finality.finalized,
+            "finalized_per_sec": round1(self.finalized_per_sec()),
+            "unfinalized": self.unfinalized(),
+            "events_blocks": self.finality.blocks,
+            "events_lagged_blocks": self.finality.lagged_blocks,
+            "submit_ms": t.submit.summary_json(),
+            "finality_ms": self.finality.latency.summary_json(),
+            "send_lag_ms": t.send_lag.summary_json(),
+            "warmup": {
+                "sent": t.warmup_sent, "accepted": t.warmup_accepted,
+                "rejected": t.warmup_rejected, "errors": t.warmup_errors,
+                "dropped_by_generator": self.dropped_warmup,
+                "finalized": self.finality.finalized_warmup,
+            },
+            "validator_peak_rss_bytes": self.validator_peak_rss_bytes(),
+            "validator_cpu_s": cpu_total,
+            "validators": validators,
+            "prepared_proofs": self.prepared_proofs,
+            "prepared_from_cache": self.prepared_from_cache,
+            "prepare_s": round1(self.prepare_s),
+            "load_average_1m": load_average(),
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let t = &self.tally;
+        let mut s = String::new();
+        let mut line = |l: String| {
+            s.push_str(&l);
+            s.push('\n');
+        };
+        line(format!(
+            "targets: {} ({} connections each); {} proofs per request",
+            self.targets.join(", "),
+            self.connections_per_target,
+            self.batch
+        ));
+        line(format!(
+            "offered {:.0} proofs/s for {:.1} s (after {:.1} s warm-up): {} due, {} sent = {:.0} proofs/s achieved, {} dropped by the generator",
+            self.offered_rate,
+            self.duration_s,
+            self.warmup_s,
+            self.scheduled,
+            t.sent,
+            self.achieved_send_rate(),
+            self.dropped_by_generator
+        ));
+        let codes: Vec<String> = t
+            .rejected_by_code
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        line(format!(
+            "verdicts: {} accepted, {} rejected ({}), {} errors{}",
+            t.accepted,
+            t.rejected(),
+            if codes.is_empty() {
+                "none".into()
+            } else {
+                codes.join(", ")
+            },
+            t.errors(),
+            if t.errors_by_kind.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    t.errors_by_kind
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+        if t.unexpected > 0 {
+            line(format!(
+                "unexpected verdicts: {} (e.g. {})",
+                t.unexpected,
+                t.unexpected_examples.first().map_or("", String::as_str)
+            ));
+        }
+        if self.finality_tracked {
+            line(format!(
+                "finalized: {} of {} accepted = {:.0} proofs/s; {} not final when the run stopped waiting",
+                self.finality.finalized,
+                t.accepted,
+                self.finalized_per_sec(),
+                self.unfinalized()
+            ));
+        } else {
+            line(format!(
+                "finality not tracked ({})",
+                if self.events_errors.is_empty() {
+                    "--no-finality".to_owned()
+                } else {
+                    self.events_errors.join("; ")
+                }
+            ));
+        }
+        line(format!(
+            "submit→response (from the scheduled time): {}",
+            t.submit.summary_text()
+        ));
+        line(format!(
+            "submit→finality (from the scheduled time): {}",
+            self.finality.latency.summary_text()
+        ));
+        line(format!(
+            "send lag (actual − scheduled send): {}",
+            t.send_lag.summary_text()
+        ));
+        for v in &self.validators {
+            line(format!(
+                "validator {} (pid {}{}): peak RSS {}, RSS {} → {}, CPU {} during the load",
+                v.index,
+                v.pid,
+                if v.alive {
+                    ""
+                } else {
+                    ", NOT RUNNING at the end"
+                },
+                mib(v.peak_rss_bytes),
+                mib(v.rss_start_bytes),
+                mib(v.rss_end_bytes),
+                v.cpu_s.map_or("?".into(), |c| format!("{c:.1} s")),
+            ));
+        }
+        s
+    }
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or("?".into(), |b| {
+        format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+    })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The 1-minute load average (how busy the machine was).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
