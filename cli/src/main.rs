@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod devnet;
+mod keys;
+mod node;
 mod verify;
 
 #[global_allocator]
@@ -28,6 +31,12 @@ enum Command {
     Verify(verify::Args),
     /// In-process benchmarks (`step bench engine --workers W --seconds S [--json]`).
     Bench(bench::Args),
+    /// Run one validator: HTTP API, consensus, store, metrics (`--config FILE`).
+    Node(node::Args),
+    /// Start a local network of N validator processes on loopback.
+    Devnet(devnet::Args),
+    /// Validator keys (`step keys generate`).
+    Keys(keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +44,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Devnet(args) => devnet::run(args),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(code) => code,

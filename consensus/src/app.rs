@@ -4,6 +4,7 @@
 //! prevotes for it), executes decided blocks and stores them.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use malachitebft_app_channel::app::engine::host::{Next, SyncedValueOutcome};
@@ -14,7 +15,7 @@ use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, Reply};
 use malachitebft_core_consensus::MisbehaviorEvidence;
-use step_engine::pipeline::reverify_batch;
+use step_engine::pipeline::{reverify_batch, Batch};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::block::{BlockData, WireBatch};
@@ -23,7 +24,7 @@ use crate::config::AppConfig;
 use crate::context::{Address, Height, StepContext, ValidatorSet, ValueId};
 use crate::error::AppError;
 use crate::evidence::EvidenceRecord;
-use crate::execution::{AppState, StateRoot};
+use crate::execution::{AppState, ProofResult, StateRoot};
 use crate::store::{DecidedRecord, Store, UndecidedRecord};
 use crate::streaming::{split, Reassembler};
 
@@ -77,6 +78,10 @@ pub struct Decision {
     /// Proofs accepted over all heights so far.
     pub accepted_total: u64,
     pub at: Instant,
+    /// The decided batches, in block order.
+    pub batches: Arc<[Batch]>,
+    /// One result per proof of `batches`, in the same order.
+    pub results: Arc<[ProofResult]>,
 }
 
 /// What a running node reports.
@@ -96,13 +101,34 @@ struct PendingGetValue {
     deadline: tokio::time::Instant,
 }
 
+/// The executed state, shared with readers (the node's HTTP queries). The
+/// app holds the write lock only while it executes a decided block.
+#[derive(Debug, Clone, Default)]
+pub struct SharedState(Arc<RwLock<AppState>>);
+
+impl SharedState {
+    pub fn new(state: AppState) -> SharedState {
+        SharedState(Arc::new(RwLock::new(state)))
+    }
+
+    /// A read view; a poisoned lock (a panicking writer) still reads the
+    /// last state written.
+    pub fn read(&self) -> RwLockReadGuard<'_, AppState> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, AppState> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The application state machine around one validator.
 pub struct App<S: Store> {
     pub(crate) cfg: AppConfig,
     pub(crate) address: Address,
     pub(crate) validators: ValidatorSet,
     pub(crate) store: S,
-    pub(crate) state: AppState,
+    pub(crate) state: SharedState,
     pub(crate) mempool: Mempool,
     pub(crate) verified: HashSet<[u8; 32]>,
     pub(crate) streams: Reassembler,
@@ -114,7 +140,7 @@ impl<S: Store> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("address", &self.address)
-            .field("height", &self.state.height)
+            .field("height", &self.state.read().height)
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +156,7 @@ impl<S: Store> App<S> {
         store: S,
         events: broadcast::Sender<NodeEvent>,
     ) -> Result<Self, AppError> {
-        let state = store.load_state()?;
+        let state = SharedState::new(store.load_state()?);
         Ok(App {
             cfg,
             address,
@@ -143,6 +169,11 @@ impl<S: Store> App<S> {
             events,
             pending: None,
         })
+    }
+
+    /// The state readers share with the app.
+    pub fn shared_state(&self) -> SharedState {
+        self.state.clone()
     }
 
     fn params(&self) -> HeightParams<StepContext> {
@@ -183,7 +214,8 @@ impl<S: Store> App<S> {
     ) -> Result<(), AppError> {
         match msg {
             AppMsg::ConsensusReady { reply } => {
-                let _ = reply.send((Height(self.state.height + 1), self.params()));
+                let next = Height(self.state.read().height + 1);
+                let _ = reply.send((next, self.params()));
             }
             AppMsg::StartedRound {
                 height,
@@ -402,7 +434,7 @@ impl<S: Store> App<S> {
         &mut self,
         a: crate::streaming::Assembled,
     ) -> Result<Option<ProposedValue<StepContext>>, AppError> {
-        if a.height.0 <= self.state.height || a.block.value.id() != a.announced_id {
+        if a.height.0 <= self.state.read().height || a.block.value.id() != a.announced_id {
             return Ok(None);
         }
         let t0 = Instant::now();
@@ -486,7 +518,7 @@ impl<S: Store> App<S> {
         ext: &ExtendedCommitCertificate<StepContext>,
     ) -> Result<(), AppError> {
         let height = cert.height;
-        if height.0 <= self.state.height {
+        if height.0 <= self.state.read().height {
             return Ok(()); // already executed (replayed decision)
         }
         let block = self
@@ -508,14 +540,18 @@ impl<S: Store> App<S> {
                 height: height.0,
                 source,
             })?;
-        let outcome =
-            self.state
-                .apply_block(&self.cfg.verifier.limits, height, cert.value_id, &batches);
+        let (outcome, accepted_total) = {
+            let mut state = self.state.write();
+            let outcome =
+                state.apply_block(&self.cfg.verifier.limits, height, cert.value_id, &batches);
+            (outcome, state.accepted_total)
+        };
+        let accepted = outcome.changes.accepted;
         let record = DecidedRecord {
             height: height.0,
             block: borsh::to_vec(&block).unwrap_or_default(),
             certificate: borsh::to_vec(&certificate_to_wire(ext)).unwrap_or_default(),
-            changes: outcome.changes.clone(),
+            changes: outcome.changes,
             root: outcome.root,
         };
         self.store.commit_decided(&record)?;
@@ -529,9 +565,11 @@ impl<S: Store> App<S> {
             root: outcome.root,
             batch_digests: block.value.batch_digests.clone(),
             proofs: block.proof_count() as u64,
-            accepted: outcome.changes.accepted,
-            accepted_total: self.state.accepted_total,
+            accepted,
+            accepted_total,
             at: Instant::now(),
+            batches: batches.into(),
+            results: outcome.results.into(),
         }));
         Ok(())
     }

@@ -94,6 +94,9 @@ pub struct AppState {
     pub triangles: BTreeMap<TriangleId, TriangleState>,
     /// Accepted proofs over all heights.
     pub accepted_total: u64,
+    /// Accepted proofs per account (derived from `nonces`; not hashed into
+    /// the root separately).
+    pub proof_counts: BTreeMap<Address, u64>,
 }
 
 impl ProofState for AppState {
@@ -139,11 +142,29 @@ impl ChangeSet {
     }
 }
 
+/// What an accepted proof did, with the state right after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effects {
+    /// Micro-STEP credited.
+    pub reward_micro: u64,
+    /// The account's balance right after this proof.
+    pub balance_micro: u64,
+    /// The triangle's clicks right after this proof.
+    pub clicks: u8,
+    /// Whether this click subdivided the triangle.
+    pub subdivided: bool,
+}
+
+/// One proof's result, in block order (batch by batch, proof by proof).
+pub type ProofResult = Result<Effects, ExecCode>;
+
 /// The result of executing one block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockOutcome {
     pub changes: ChangeSet,
     pub root: StateRoot,
+    /// One entry per proof of the block, in block order.
+    pub results: Vec<ProofResult>,
 }
 
 impl AppState {
@@ -167,10 +188,13 @@ impl AppState {
         };
         let mut touched_accounts = BTreeSet::new();
         let mut touched_triangles = BTreeSet::new();
+        let mut results = Vec::with_capacity(batches.iter().map(Batch::len).sum());
         for (bi, batch) in batches.iter().enumerate() {
             for (pi, p) in batch.proofs.iter().enumerate() {
-                match self.apply_proof(limits, p, &mut touched_triangles) {
-                    Ok(()) => {
+                let result = self.apply_proof(limits, p, &mut touched_triangles);
+                results.push(result);
+                match result {
+                    Ok(_) => {
                         touched_accounts.insert(p.account);
                         changes
                             .nonces
@@ -205,7 +229,11 @@ impl AppState {
         let root = changes.root(&self.root);
         self.height = height.0;
         self.root = root;
-        BlockOutcome { changes, root }
+        BlockOutcome {
+            changes,
+            root,
+            results,
+        }
     }
 
     fn apply_proof(
@@ -213,7 +241,7 @@ impl AppState {
         limits: &Limits,
         p: &Proof,
         touched: &mut BTreeSet<TriangleId>,
-    ) -> Result<(), ExecCode> {
+    ) -> ProofResult {
         let tri = self.triangles.get(&p.triangle).copied().unwrap_or_default();
         if tri.subdivided {
             return Err(ExecCode::TriangleSubdivided);
@@ -223,8 +251,12 @@ impl AppState {
         }
         check_stateful(limits, p, self).map_err(|r| ExecCode::Stateful(r.code()))?;
         self.record(p.account, p.nonce, LastProof::of(p));
+        *self.proof_counts.entry(p.account).or_insert(0) += 1;
         let level = p.triangle.level();
-        *self.balances.entry(p.account).or_insert(0) += reward_micro(level);
+        let reward = reward_micro(level);
+        let balance = self.balances.entry(p.account).or_insert(0);
+        *balance = balance.saturating_add(reward);
+        let balance_micro = *balance;
         let mut next = TriangleState {
             clicks: tri.clicks + 1,
             subdivided: false,
@@ -240,7 +272,12 @@ impl AppState {
         }
         self.triangles.insert(p.triangle, next);
         touched.insert(p.triangle);
-        Ok(())
+        Ok(Effects {
+            reward_micro: reward,
+            balance_micro,
+            clicks: next.clicks,
+            subdivided: next.subdivided,
+        })
     }
 
     /// Applies a change set read back from the store (restart). The inverse
@@ -257,6 +294,7 @@ impl AppState {
         for (a, n) in &changes.nonces {
             let nonce = Nonce::parse(n).ok_or_else(|| bad("nonce", n))?;
             self.nonces.insert((Address(*a), nonce));
+            *self.proof_counts.entry(Address(*a)).or_insert(0) += 1;
         }
         for (a, unix_ms, lat, lon) in &changes.last {
             self.last.insert(

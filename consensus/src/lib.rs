@@ -28,13 +28,13 @@ pub mod signing;
 pub mod store;
 pub mod streaming;
 
-pub use app::{Decision, Mempool, NodeEvent};
+pub use app::{Decision, Mempool, NodeEvent, SharedState};
 pub use block::{BlockData, WireBatch};
 pub use config::{AppConfig, Timeouts};
 pub use context::{Address, Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorSet};
 pub use error::{AppError, NodeError};
 pub use malachitebft_core_types::Round;
-pub use node::{Node, NodeSettings};
+pub use node::{LiveStatus, Node, NodeSettings};
 pub use store::{RedbStore, Store};
 
 #[cfg(feature = "byzantine")]

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::app::{App, NodeEvent};
+use crate::app::{App, NodeEvent, SharedState};
 use crate::block::WireBatch;
 use crate::codec::BorshCodec;
 use crate::config::AppConfig;
@@ -62,6 +62,29 @@ impl std::fmt::Debug for NodeSettings {
 }
 
 impl NodeSettings {
+    /// Settings for an honest validator.
+    pub fn new(
+        moniker: String,
+        home: PathBuf,
+        listen: String,
+        peers: Vec<String>,
+        key: PrivateKey,
+        validators: ValidatorSet,
+        app: AppConfig,
+    ) -> NodeSettings {
+        NodeSettings {
+            moniker,
+            home,
+            listen,
+            peers,
+            key,
+            validators,
+            app,
+            #[cfg(feature = "byzantine")]
+            byzantine: None,
+        }
+    }
+
     pub fn wal_path(&self) -> PathBuf {
         self.home.join("wal").join("consensus.wal")
     }
@@ -95,9 +118,33 @@ impl NodeConfig for EngineConfig {
     }
 }
 
+/// How recently a validator must have been heard from to count as a peer.
+pub const PEER_SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where consensus stands, from the engine's events.
+#[derive(Debug, Default)]
+struct LiveInner {
+    height: u64,
+    round: i64,
+    heard: std::collections::HashMap<Address, std::time::Instant>,
+}
+
+/// A snapshot of [`Node::live`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LiveStatus {
+    /// The height consensus is working on.
+    pub height: u64,
+    pub round: i64,
+    /// Other validators whose signed votes or proposals arrived within
+    /// [`PEER_SEEN_WITHIN`].
+    pub peers: usize,
+}
+
 /// A running validator.
 pub struct Node {
     pub address: Address,
+    state: SharedState,
+    live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
     submit: mpsc::Sender<WireBatch>,
     events: broadcast::Sender<NodeEvent>,
     engine: EngineHandle,
@@ -239,14 +286,18 @@ impl Node {
         let (channels, engine) = started.map_err(|e| engine_err(&e))?;
 
         let (events, _) = broadcast::channel(4_096);
+        let live = std::sync::Arc::new(std::sync::Mutex::new(LiveInner::default()));
         let watcher = spawn_watcher(
             channels.events.subscribe(),
             events.clone(),
             wal_path.clone(),
             engine.actor.clone(),
+            std::sync::Arc::clone(&live),
+            address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
         let app = App::new(s.app, address, s.validators.clone(), store, events.clone())?;
+        let state = app.shared_state();
         let tx = events.clone();
         let app = tokio::spawn(async move {
             if let Err(e) = app.run(channels, batches).await {
@@ -256,6 +307,8 @@ impl Node {
         });
         Ok(Node {
             address,
+            state,
+            live,
             submit,
             events,
             engine,
@@ -286,6 +339,29 @@ impl Node {
     /// (`blocking_send` outside the runtime).
     pub fn submitter(&self) -> mpsc::Sender<WireBatch> {
         self.submit.clone()
+    }
+
+    /// The executed state (read-only; the app writes it after each decision).
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// Height and round in progress, and how many other validators were heard from lately.
+    pub fn live(&self) -> LiveStatus {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        LiveStatus {
+            height: live.height,
+            round: live.round,
+            peers: live
+                .heard
+                .values()
+                .filter(|t| now.duration_since(**t) <= PEER_SEEN_WITHIN)
+                .count(),
+        }
     }
 
     /// Decisions, evidence and fatal errors from now on.
@@ -336,16 +412,41 @@ async fn plain_start(
 }
 
 /// Turns the engine's safety stops into a [`NodeEvent::Fatal`] and stops
-/// the engine, so that a node never hangs silently.
+/// the engine, so that a node never hangs silently. Also keeps [`LiveInner`]:
+/// the round in progress and when each other validator was last heard from.
 fn spawn_watcher(
     mut rx: broadcast::Receiver<Event<StepContext>>,
     out: broadcast::Sender<NodeEvent>,
     wal_path: PathBuf,
     actor: malachitebft_app_channel::app::engine::node::NodeRef,
+    live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
+    me: Address,
 ) -> JoinHandle<()> {
+    use malachitebft_app_channel::app::types::core::{Proposal as _, Vote as _};
+    use malachitebft_core_consensus::SignedConsensusMsg;
+    fn lock(live: &std::sync::Mutex<LiveInner>) -> std::sync::MutexGuard<'_, LiveInner> {
+        live.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
     tokio::spawn(async move {
         loop {
             let fatal = match rx.recv().await {
+                Ok(Event::StartedRound(height, round, _, _)) => {
+                    let mut l = lock(&live);
+                    l.height = height.0;
+                    l.round = round.as_i64();
+                    continue;
+                }
+                Ok(Event::Received(msg)) => {
+                    let from = match &msg {
+                        SignedConsensusMsg::Vote(v) => *v.message.validator_address(),
+                        SignedConsensusMsg::Proposal(p) => *p.message.validator_address(),
+                    };
+                    if from != me {
+                        lock(&live).heard.insert(from, std::time::Instant::now());
+                    }
+                    continue;
+                }
                 Ok(Event::WalCorrupted(e)) => {
                     format!("consensus WAL {} is corrupted: {e}", wal_path.display())
                 }

@@ -263,3 +263,40 @@ fn malachitebft_peer_id() -> step_consensus::streaming::PeerId {
     bytes.extend_from_slice(&[9; 32]);
     step_consensus::streaming::PeerId::from_bytes(&bytes).expect("peer id")
 }
+
+#[test]
+fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
+    use step_consensus::execution::ExecCode;
+    let t = tri("c0");
+    let mut s = AppState::default();
+    let a = proof(1, t, proofs::T0, "a");
+    let b = proof(2, t, proofs::T0, "b");
+    let replay = proof(1, t, proofs::T0 + 60_000, "a");
+    let a2 = proof(1, t, proofs::T0 + 120_000, "a2");
+    let out = s.apply_block(
+        &Limits::default(),
+        Height(1),
+        ValueId([1; 32]),
+        &[batch(vec![a, b]), batch(vec![replay, a2])],
+    );
+    assert_eq!(out.results.len(), 4, "one result per proof");
+    let reward = reward_micro(t.level());
+    let ok = |i: usize| out.results[i].expect("accepted");
+    assert_eq!((ok(0).balance_micro, ok(0).clicks), (reward, 1));
+    assert_eq!((ok(1).balance_micro, ok(1).clicks), (reward, 2));
+    assert_eq!(
+        out.results[2],
+        Err(ExecCode::Stateful(step_engine::Code::NonceReplay))
+    );
+    assert_eq!((ok(3).balance_micro, ok(3).clicks), (2 * reward, 3));
+    assert_eq!(ok(3).reward_micro, reward);
+    // The results agree with the state and the change set.
+    assert_eq!(s.balances[&Address([1; 20])], 2 * reward);
+    assert_eq!(s.proof_counts[&Address([1; 20])], 2);
+    assert_eq!(out.changes.accepted, 3);
+    assert_eq!(out.changes.rejected, vec![(1, 0, "NONCE_REPLAY".to_owned())]);
+    // A restart rebuilds the per-account counts from the change set.
+    let mut r = AppState::default();
+    r.replay_changes(&out.changes, out.root).expect("replay");
+    assert_eq!(r.proof_counts, s.proof_counts);
+}

@@ -44,6 +44,81 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
+    pub node: NodeConfig,
+    pub consensus: ConsensusConfig,
+}
+
+/// The validator: identity, data directory, peers (`step node`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// "consensus" (BFT, the default) or "local" (one process, in memory,
+    /// not fault tolerant: for development only).
+    pub backend: String,
+    /// Data directory: the consensus WAL and the redb store. Relative paths
+    /// are taken from the configuration file's directory.
+    pub home: String,
+    /// The validator's consensus key (`step keys generate`); empty =
+    /// `<home>/validator_key.toml`.
+    pub key_file: String,
+    /// The genesis / validator-set file; empty = `<home>/genesis.toml`.
+    pub genesis_file: String,
+    /// Name in logs; empty = the validator address.
+    pub moniker: String,
+    /// libp2p listen address.
+    pub p2p_listen: String,
+    /// Bootstrap peers, comma-separated multiaddrs; empty = every other
+    /// validator's `p2p` address from the genesis file.
+    pub peers: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            backend: "consensus".into(),
+            home: "step-home".into(),
+            key_file: String::new(),
+            genesis_file: String::new(),
+            moniker: String::new(),
+            p2p_listen: "/ip4/127.0.0.1/tcp/27100".into(),
+            peers: String::new(),
+        }
+    }
+}
+
+/// Consensus timeouts and block shape (`step_consensus::AppConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    pub propose_timeout_ms: u64,
+    pub prevote_timeout_ms: u64,
+    pub precommit_timeout_ms: u64,
+    pub rebroadcast_ms: u64,
+    /// Most pre-validated batches in one block.
+    pub max_batches_per_block: usize,
+    /// Batches per proposal part.
+    pub batches_per_part: usize,
+    /// How long a proposer waits for a full block before proposing what it has.
+    pub propose_wait_ms: u64,
+    /// Finalized proofs `GET /proof/{id}` remembers (oldest forgotten first).
+    pub proof_index_max: usize,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        let t = step_consensus::Timeouts::default();
+        let a = step_consensus::AppConfig::default();
+        ConsensusConfig {
+            propose_timeout_ms: t.propose_ms,
+            prevote_timeout_ms: t.prevote_ms,
+            precommit_timeout_ms: t.precommit_ms,
+            rebroadcast_ms: t.rebroadcast_ms,
+            max_batches_per_block: a.max_batches_per_block,
+            batches_per_part: a.batches_per_part,
+            propose_wait_ms: u64::try_from(a.propose_wait.as_millis()).unwrap_or(u64::MAX),
+            proof_index_max: 1_000_000,
+        }
+    }
 }
 
 /// The HTTP server.
@@ -362,6 +437,15 @@ impl Config {
         }
         if self.rate_limit.window_ms == 0 {
             return invalid("rate_limit.window_ms", "must be > 0");
+        }
+        if !matches!(self.node.backend.as_str(), "consensus" | "local") {
+            return invalid("node.backend", "must be \"consensus\" or \"local\"");
+        }
+        if self.consensus.max_batches_per_block == 0 || self.consensus.batches_per_part == 0 {
+            return invalid(
+                "consensus",
+                "max_batches_per_block and batches_per_part must be > 0",
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");

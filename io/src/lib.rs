@@ -2,26 +2,32 @@
 //!
 //! * [`ledger`]: the [`Ledger`](ledger::Ledger) trait the HTTP layer calls
 //!   (submit, wait for finality, query, status, finalized-block stream), and
-//!   [`LocalLedger`](ledger::LocalLedger), the single-node backend used until
-//!   the consensus backend (issue #5) lands.
+//!   two backends: [`ConsensusLedger`](ledger::ConsensusLedger) (BFT, on
+//!   malachite) and [`LocalLedger`](ledger::LocalLedger) (one process, not
+//!   fault tolerant; tests and development).
 //! * [`http`]: the Phase 2-compatible axum API.
 //! * [`config`]: the TOML configuration with environment and flag overrides.
 //! * [`metrics`]: typed Prometheus metrics.
 //! * [`ratelimit`], [`redis_store`]: per-IP/per-account limits and the
 //!   optional shared Redis (replay pre-check, rate-limit counters).
 //! * [`node`]: serve the API over a ledger, graceful shutdown, logging.
+//! * [`genesis`]: validator key files and the genesis (validator-set) file.
+//! * [`validator`]: opens the ledger a configuration names (consensus or
+//!   local); `step node` serves the API over it.
 //!
-//! Not here yet (they need consensus): P2P batch gossip, the redb store,
-//! `step node` / `step devnet` wiring.
+//! Not here: a P2P channel of its own. Batches travel inside malachite's
+//! proposal parts over its libp2p network (`docs/P2P_PROTOCOL.md`).
 
 pub mod config;
+pub mod genesis;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
 pub mod ratelimit;
 pub mod redis_store;
+pub mod validator;
 
 pub use config::Config;
-pub use ledger::{Ledger, LocalLedger, ProofId};
+pub use ledger::{ConsensusLedger, Ledger, LocalLedger, ProofId};
 pub use metrics::Metrics;

@@ -25,6 +25,10 @@ pub enum HttpCode {
     RequestTimeout,
     /// 503: the node is not ready (starting or shutting down).
     NotReady,
+    /// 422: execution-time code `TRIANGLE_SUBDIVIDED` (consensus).
+    TriangleSubdivided,
+    /// 422: execution-time code `TRIANGLE_EXHAUSTED` (consensus).
+    TriangleExhausted,
 }
 
 impl HttpCode {
@@ -37,6 +41,8 @@ impl HttpCode {
             HttpCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             HttpCode::RequestTimeout => "REQUEST_TIMEOUT",
             HttpCode::NotReady => "NOT_READY",
+            HttpCode::TriangleSubdivided => "TRIANGLE_SUBDIVIDED",
+            HttpCode::TriangleExhausted => "TRIANGLE_EXHAUSTED",
         }
     }
 
@@ -49,10 +55,22 @@ impl HttpCode {
             HttpCode::UnsupportedMediaType => 415,
             HttpCode::RequestTimeout => 408,
             HttpCode::NotReady => 503,
+            HttpCode::TriangleSubdivided | HttpCode::TriangleExhausted => 422,
         }
     }
 
-    /// Every HTTP-only code (the engine's are `Code::ALL`).
+    /// The wire code of a proof rejected when its block executed.
+    pub const fn of_exec(c: step_consensus::execution::ExecCode) -> HttpCode {
+        use step_consensus::execution::ExecCode;
+        match c {
+            ExecCode::Stateful(c) => HttpCode::Engine(c),
+            ExecCode::TriangleSubdivided => HttpCode::TriangleSubdivided,
+            ExecCode::TriangleExhausted => HttpCode::TriangleExhausted,
+        }
+    }
+
+    /// Every HTTP-only code (the engine's are `Code::ALL`; the execution-time
+    /// ones are consensus's).
     pub const HTTP_ONLY: [HttpCode; 6] = [
         HttpCode::RateLimited,
         HttpCode::NotFound,

@@ -7,7 +7,7 @@
 //! waiting, then [`Ledger::wait_final`].
 
 use super::body::{drain, read_limited, require_json, require_json_or_lines};
-use super::error::{iso, ApiError};
+use super::error::{iso, ApiError, HttpCode};
 use super::{parse_wait, AppState, ClientIp};
 use crate::ledger::{Final, FinalityError, Pending, ProofId, Submission};
 use crate::ratelimit::LimitKey;
@@ -151,6 +151,13 @@ fn finality_result(p: &Pending, r: Option<Result<Final, FinalityError>>) -> (Sta
         }
         // Timed out, or the ledger is closing: the proof is accepted and
         // will be final; the client can poll GET /proof/{id}.
+        Some(Err(FinalityError::Execution(code))) => {
+            let e = ApiError::new(HttpCode::of_exec(code), code.as_str());
+            (
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::CONFLICT),
+                e.body(),
+            )
+        }
         Some(Err(FinalityError::Unknown | FinalityError::Closed)) | None => {
             (StatusCode::ACCEPTED, pending_json(p))
         }

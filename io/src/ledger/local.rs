@@ -16,64 +16,30 @@
 //! ```
 
 use super::chain::Chain;
+use super::intake::{lock, Finality, Intake};
 use super::{
-    AccountView, Final, FinalityError, FinalizedBlock, Ledger, Pending, ProofId, ProofRecord,
-    ProofStatus, QueueView, StatusView, Submission, TriangleView,
+    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
+    QueueView, StatusView, Submission, TriangleView,
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use step_engine::pipeline::{Batch, Clock, Pipeline, PipelineConfig, Verdict};
-use step_engine::{Address, Limits, Proof, Reject, TriangleId, Verifier};
-use tokio::sync::{broadcast, oneshot, Notify};
+use std::time::Duration;
+use step_engine::pipeline::{Batch, Clock, Pipeline, PipelineConfig};
+use step_engine::{Address, Limits, Reject, TriangleId, Verifier};
+use tokio::sync::{broadcast, Notify};
 
-type FinalTx = oneshot::Sender<Result<Final, FinalityError>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A submission waiting for its pipeline verdict.
-#[derive(Debug)]
-struct Waiting {
-    tx: oneshot::Sender<Result<Pending, Reject>>,
-    submitted: Instant,
-}
-
-/// An accepted proof waiting for its block.
-#[derive(Debug)]
-struct PendingEntry {
-    proof: Proof,
-    reward_micro: u64,
-    submitted: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Verdicts {
-    closing: bool,
-    by_tag: HashMap<u64, Waiting>,
-}
-
-#[derive(Debug)]
-struct Book {
-    chain: Chain,
-    pending: HashMap<ProofId, PendingEntry>,
-    waiters: HashMap<ProofId, Vec<FinalTx>>,
-}
-
-/// What the verdict sink and the block thread share.
+/// What the verdict sink and the block thread share. Lock order:
+/// `finality` before `chain`.
 #[derive(Debug)]
 struct Shared {
-    verdicts: Mutex<Verdicts>,
-    book: Mutex<Book>,
-    /// Signalled when `verdicts.by_tag` may have become empty.
-    idle: Notify,
+    intake: Intake,
+    finality: Mutex<Finality>,
+    chain: Mutex<Chain>,
     /// Signalled after every block.
     settled: Notify,
     events: broadcast::Sender<Arc<FinalizedBlock>>,
@@ -93,7 +59,6 @@ struct Inner {
     shared: Arc<Shared>,
     pipeline: Arc<Pipeline>,
     limits: Limits,
-    next_tag: AtomicU64,
     stop_tx: crossbeam_channel::Sender<()>,
     block_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -128,13 +93,9 @@ impl LocalLedger {
         let clock = pc.clock.clone();
         let (events, _) = broadcast::channel(events_buffer.max(1));
         let shared = Arc::new(Shared {
-            verdicts: Mutex::new(Verdicts::default()),
-            book: Mutex::new(Book {
-                chain: Chain::new(verifier),
-                pending: HashMap::new(),
-                waiters: HashMap::new(),
-            }),
-            idle: Notify::new(),
+            intake: Intake::default(),
+            finality: Mutex::new(Finality::default()),
+            chain: Mutex::new(Chain::new(verifier)),
             settled: Notify::new(),
             events,
             metrics,
@@ -143,7 +104,7 @@ impl LocalLedger {
         });
         let sink_shared = Arc::clone(&shared);
         let pipeline = Arc::new(Pipeline::with_memory_state(pc, move |v| {
-            on_verdict(&sink_shared, v);
+            sink_shared.intake.deliver(v, &sink_shared.finality);
         }));
         shared
             .metrics
@@ -161,7 +122,6 @@ impl LocalLedger {
                 shared,
                 pipeline,
                 limits,
-                next_tag: AtomicU64::new(0),
                 stop_tx,
                 block_thread: Mutex::new(Some(block_thread)),
             }),
@@ -199,48 +159,6 @@ pub fn system_clock() -> Clock {
     })
 }
 
-/// The pipeline's verdict callback (a worker thread, under the stage lock).
-fn on_verdict(shared: &Shared, v: &Verdict) {
-    let waiting = {
-        let mut verdicts = lock(&shared.verdicts);
-        let w = verdicts.by_tag.remove(&v.tag);
-        if verdicts.by_tag.is_empty() {
-            shared.idle.notify_waiters();
-        }
-        w
-    };
-    let result = match &v.result {
-        Ok(accepted) => match ProofId::of_proof(&accepted.proof) {
-            Some(id) => {
-                // Registered before the submitter hears of it, so that
-                // `wait_final` right after the verdict finds it.
-                lock(&shared.book).pending.insert(
-                    id,
-                    PendingEntry {
-                        proof: accepted.proof,
-                        reward_micro: accepted.reward_micro,
-                        submitted: waiting.as_ref().map_or_else(Instant::now, |w| w.submitted),
-                    },
-                );
-                Ok(Pending {
-                    id,
-                    account: accepted.proof.account,
-                    triangle: accepted.proof.triangle,
-                    reward_micro: accepted.reward_micro,
-                })
-            }
-            // An accepted proof always has a decoded signature.
-            None => Err(Reject::Signature(
-                step_engine::error::SignatureError::RecoveryFailed,
-            )),
-        },
-        Err(r) => Err(r.clone()),
-    };
-    if let Some(w) = waiting {
-        let _ = w.tx.send(result);
-    }
-}
-
 fn block_loop(shared: &Shared, pipeline: &Pipeline, stop: &crossbeam_channel::Receiver<()>) {
     let batches = pipeline.batches().clone();
     loop {
@@ -257,13 +175,7 @@ fn block_loop(shared: &Shared, pipeline: &Pipeline, stop: &crossbeam_channel::Re
     }
     shared.block_thread_alive.store(false, Ordering::Release);
     // Wake anyone still waiting: nothing more will be finalized.
-    let mut book = lock(&shared.book);
-    for (_, ws) in book.waiters.drain() {
-        for w in ws {
-            let _ = w.send(Err(FinalityError::Closed));
-        }
-    }
-    drop(book);
+    lock(&shared.finality).close();
     shared.settled.notify_waiters();
 }
 
@@ -271,18 +183,16 @@ fn apply_block(shared: &Shared, batch: &Batch) {
     let time_ms = shared.clock.now_ms();
     let m = &shared.metrics;
     let block = {
-        let mut book = lock(&shared.book);
-        let (block, outcomes) = book.chain.apply(batch, time_ms);
+        let mut finality = lock(&shared.finality);
+        let (block, outcomes) = lock(&shared.chain).apply(batch, time_ms);
         for o in outcomes {
             let Some(id) = o.id else { continue };
-            if let Some(p) = book.pending.remove(&id) {
-                if o.result.is_ok() {
+            let result = o.result.map_err(FinalityError::Rejected);
+            if let Some(p) = finality.resolve(id, &result) {
+                if result.is_ok() {
                     m.finality_seconds
                         .observe(p.submitted.elapsed().as_secs_f64());
                 }
-            }
-            for w in book.waiters.remove(&id).unwrap_or_default() {
-                let _ = w.send(o.result.clone().map_err(FinalityError::Rejected));
             }
         }
         block
@@ -308,77 +218,41 @@ impl Ledger for LocalLedger {
     }
 
     fn submit(&self, body: &[u8]) -> Result<Submission, Reject> {
-        let inner = &self.inner;
-        let tag = inner.next_tag.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut v = lock(&inner.shared.verdicts);
-            if v.closing {
-                return Err(Reject::Overloaded);
-            }
-            v.by_tag.insert(
-                tag,
-                Waiting {
-                    tx,
-                    submitted: Instant::now(),
-                },
-            );
-        }
-        match inner.pipeline.submit(body, tag) {
-            Ok(_) => Ok(Submission::new(rx)),
-            Err(e) => {
-                let mut v = lock(&inner.shared.verdicts);
-                v.by_tag.remove(&tag);
-                if v.by_tag.is_empty() {
-                    inner.shared.idle.notify_waiters();
-                }
-                Err(e)
-            }
-        }
+        self.inner.shared.intake.submit(&self.inner.pipeline, body)
     }
 
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
-        let mut book = lock(&self.inner.shared.book);
-        if let Some(rec) = book.chain.proof(&id) {
+        let mut finality = lock(&self.inner.shared.finality);
+        if let Some(rec) = lock(&self.inner.shared.chain).proof(&id) {
             if let ProofStatus::Final(f) = rec.status {
                 return futures_util::future::ready(Ok(f)).boxed();
             }
         }
-        if !book.pending.contains_key(&id) {
-            return futures_util::future::ready(Err(FinalityError::Unknown)).boxed();
-        }
-        let (tx, rx) = oneshot::channel();
-        book.waiters.entry(id).or_default().push(tx);
-        async move { rx.await.unwrap_or(Err(FinalityError::Closed)) }.boxed()
+        finality.wait(id)
     }
 
     fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
-        let book = lock(&self.inner.shared.book);
-        if let Some(rec) = book.chain.proof(id) {
+        let finality = lock(&self.inner.shared.finality);
+        if let Some(rec) = lock(&self.inner.shared.chain).proof(id) {
             return Some(rec.clone());
         }
-        book.pending.get(id).map(|p| ProofRecord {
-            id: *id,
-            proof: p.proof,
-            reward_micro: p.reward_micro,
-            status: ProofStatus::Pending,
-        })
+        finality.pending_record(id)
     }
 
     fn account(&self, address: &Address) -> AccountView {
-        lock(&self.inner.shared.book).chain.account(address)
+        lock(&self.inner.shared.chain).account(address)
     }
 
     fn triangle(&self, id: &TriangleId) -> TriangleView {
-        lock(&self.inner.shared.book).chain.triangle(id)
+        lock(&self.inner.shared.chain).triangle(id)
     }
 
     fn status(&self) -> StatusView {
         let (height, state_root) = {
-            let book = lock(&self.inner.shared.book);
-            (book.chain.height(), book.chain.root())
+            let chain = lock(&self.inner.shared.chain);
+            (chain.height(), chain.root())
         };
-        let closing = lock(&self.inner.shared.verdicts).closing;
+        let closing = self.inner.shared.intake.is_closing();
         let stats = self.inner.pipeline.stats();
         StatusView {
             backend: "local",
@@ -404,17 +278,8 @@ impl Ledger for LocalLedger {
         let inner = Arc::clone(&self.inner);
         async move {
             let shared = &inner.shared;
-            lock(&shared.verdicts).closing = true;
             // 1. Every queued body gets its verdict.
-            loop {
-                let idle = shared.idle.notified();
-                tokio::pin!(idle);
-                idle.as_mut().enable();
-                if lock(&shared.verdicts).by_tag.is_empty() {
-                    break;
-                }
-                idle.await;
-            }
+            shared.intake.drain().await;
             // 2. The partial batch is emitted and every accepted proof finalized.
             let pipeline = Arc::clone(&inner.pipeline);
             let _ = tokio::task::spawn_blocking(move || pipeline.flush()).await;
@@ -422,7 +287,7 @@ impl Ledger for LocalLedger {
                 let settled = shared.settled.notified();
                 tokio::pin!(settled);
                 settled.as_mut().enable();
-                if lock(&shared.book).pending.is_empty()
+                if lock(&shared.finality).pending.is_empty()
                     || !shared.block_thread_alive.load(Ordering::Acquire)
                 {
                     break;

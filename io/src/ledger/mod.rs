@@ -16,8 +16,11 @@
 //! accepted proofs.
 
 mod chain;
+mod consensus;
+mod intake;
 mod local;
 
+pub use consensus::{ConsensusLedger, ConsensusLedgerError};
 pub use local::{pipeline_config, system_clock, LocalLedger};
 
 use futures_util::future::BoxFuture;
@@ -113,6 +116,10 @@ pub enum FinalityError {
     /// Accepted by the pipeline, rejected when its block was executed.
     #[error("rejected at execution: {0}")]
     Rejected(Reject),
+    /// Accepted by this node's pipeline, rejected when the decided block
+    /// executed (consensus backend: another validator's proof came first).
+    #[error("rejected at execution: {}", .0.as_str())]
+    Execution(step_consensus::execution::ExecCode),
     #[error("the ledger is shutting down")]
     Closed,
 }

@@ -1,0 +1,248 @@
+//! Validator keys and the genesis (validator-set) file, as `step keys
+//! generate`, `step devnet` and `step node` read and write them. Formats:
+//! `docs/VALIDATOR_GUIDE.md`, "Keys and genesis".
+//!
+//! * Key file (TOML, mode 0600): `secret_key = "<64 hex>"` — an ed25519
+//!   consensus key. The libp2p identity is derived from it.
+//! * Genesis file (TOML): `chain_id`, then one `[[validators]]` table per
+//!   validator with `name`, `public_key` (64 hex), `address` (40 hex, derived
+//!   from the key and checked), `power`, `p2p` (multiaddr, may be empty) and
+//!   `http` (informational, may be empty).
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use step_consensus::{Address, PrivateKey, PublicKey, Validator, ValidatorSet};
+
+/// Why a key or genesis file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid TOML: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: `{field}` must be {expected}")]
+    BadField {
+        path: PathBuf,
+        field: String,
+        expected: &'static str,
+    },
+    #[error("{path}: validator {name:?} has address {stated}, but its key gives {derived}")]
+    AddressMismatch {
+        path: PathBuf,
+        name: String,
+        stated: String,
+        derived: String,
+    },
+    #[error("{path}: no validators")]
+    Empty { path: PathBuf },
+    #[error("{path}: validator {address} appears twice")]
+    Duplicate { path: PathBuf, address: String },
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+}
+
+/// A validator's secret consensus key on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub secret_key: String,
+}
+
+/// A fresh key from the operating system's random source.
+pub fn generate_key() -> Result<PrivateKey, GenesisError> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| GenesisError::Random(e.to_string()))?;
+    Ok(PrivateKey::from(b))
+}
+
+/// The public key of `key`.
+pub fn public_key(key: &PrivateKey) -> PublicKey {
+    PublicKey(key.verification_key().to_bytes())
+}
+
+/// Writes `key` to `path` (created with mode 0600 on Unix; an existing file
+/// is an error, so a key is never overwritten).
+pub fn save_key(path: &Path, key: &PrivateKey) -> Result<(), GenesisError> {
+    use std::io::Write;
+    let werr = |source| GenesisError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let text = format!(
+        "# STEP validator consensus key (ed25519). Keep it secret; back it up.\nsecret_key = \"{}\"\n",
+        crate::ledger::hex(key.as_bytes())
+    );
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(werr)?;
+    f.write_all(text.as_bytes()).map_err(werr)?;
+    f.sync_all().map_err(werr)
+}
+
+fn read(path: &Path) -> Result<String, GenesisError> {
+    std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Reads a key file.
+pub fn load_key(path: &Path) -> Result<PrivateKey, GenesisError> {
+    let kf: KeyFile = toml::from_str(&read(path)?).map_err(|source| GenesisError::Toml {
+        path: path.to_owned(),
+        source,
+    })?;
+    let b: [u8; 32] = unhex(&kf.secret_key).ok_or_else(|| GenesisError::BadField {
+        path: path.to_owned(),
+        field: "secret_key".into(),
+        expected: "64 hex digits",
+    })?;
+    Ok(PrivateKey::from(b))
+}
+
+/// One validator of the genesis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    pub name: String,
+    pub public_key: String,
+    pub address: String,
+    pub power: u64,
+    #[serde(default)]
+    pub p2p: String,
+    #[serde(default)]
+    pub http: String,
+}
+
+impl GenesisValidator {
+    pub fn new(name: &str, key: &PublicKey, power: u64, p2p: &str, http: &str) -> Self {
+        GenesisValidator {
+            name: name.into(),
+            public_key: crate::ledger::hex(&key.0),
+            address: crate::ledger::hex(&Address::from_public_key(key).0),
+            power,
+            p2p: p2p.into(),
+            http: http.into(),
+        }
+    }
+}
+
+/// The genesis file: the chain's name and its validator set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    pub chain_id: String,
+    pub validators: Vec<GenesisValidator>,
+}
+
+impl Genesis {
+    /// Reads and checks a genesis file ([`Genesis::validator_set`] must succeed).
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let g: Genesis = toml::from_str(&read(path)?).map_err(|source| GenesisError::Toml {
+            path: path.to_owned(),
+            source,
+        })?;
+        g.validator_set(path)?;
+        Ok(g)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), GenesisError> {
+        let text = toml::to_string_pretty(self).map_err(|e| GenesisError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(path, text).map_err(|source| GenesisError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The validator set; `path` names the file in errors.
+    pub fn validator_set(&self, path: &Path) -> Result<ValidatorSet, GenesisError> {
+        if self.validators.is_empty() {
+            return Err(GenesisError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        let mut out = Vec::with_capacity(self.validators.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, v) in self.validators.iter().enumerate() {
+            let bad = |field: &str, expected| GenesisError::BadField {
+                path: path.to_owned(),
+                field: format!("validators[{i}].{field}"),
+                expected,
+            };
+            let pk =
+                PublicKey(unhex(&v.public_key).ok_or_else(|| bad("public_key", "64 hex digits"))?);
+            if ed25519_key_is_invalid(&pk) {
+                return Err(bad("public_key", "a valid ed25519 public key"));
+            }
+            if v.power == 0 {
+                return Err(bad("power", "> 0"));
+            }
+            let derived = Address::from_public_key(&pk);
+            let stated: [u8; 20] =
+                unhex(&v.address).ok_or_else(|| bad("address", "40 hex digits"))?;
+            if stated != derived.0 {
+                return Err(GenesisError::AddressMismatch {
+                    path: path.to_owned(),
+                    name: v.name.clone(),
+                    stated: v.address.clone(),
+                    derived: crate::ledger::hex(&derived.0),
+                });
+            }
+            if !seen.insert(derived) {
+                return Err(GenesisError::Duplicate {
+                    path: path.to_owned(),
+                    address: v.address.clone(),
+                });
+            }
+            out.push(Validator::new(pk, v.power));
+        }
+        Ok(ValidatorSet::new(out))
+    }
+
+    /// Every other validator's non-empty `p2p` address.
+    pub fn peers_of(&self, me: &Address) -> Vec<String> {
+        let me = crate::ledger::hex(&me.0);
+        self.validators
+            .iter()
+            .filter(|v| !v.address.eq_ignore_ascii_case(&me) && !v.p2p.is_empty())
+            .map(|v| v.p2p.clone())
+            .collect()
+    }
+}
+
+fn ed25519_key_is_invalid(pk: &PublicKey) -> bool {
+    ed25519_consensus::VerificationKey::try_from(pk.0).is_err()
+}

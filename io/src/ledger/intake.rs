@@ -1,0 +1,198 @@
+//! What every ledger backend does between a submitted body and finality,
+//! whatever finalizes its proofs: the pipeline's verdicts routed back to the
+//! submitter ([`Intake`]), and accepted proofs tracked until their block
+//! executes ([`Finality`]).
+
+use super::{Final, FinalityError, Pending, ProofId, ProofRecord, ProofStatus, Submission};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+use step_engine::pipeline::{Pipeline, Verdict};
+use step_engine::{Proof, Reject};
+use tokio::sync::{oneshot, Notify};
+
+pub(super) type FinalTx = oneshot::Sender<Result<Final, FinalityError>>;
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A submission waiting for its pipeline verdict.
+#[derive(Debug)]
+struct Waiting {
+    tx: oneshot::Sender<Result<Pending, Reject>>,
+    submitted: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Verdicts {
+    closing: bool,
+    by_tag: HashMap<u64, Waiting>,
+}
+
+/// Routes each pipeline verdict to the submission that asked for it.
+#[derive(Debug, Default)]
+pub(super) struct Intake {
+    verdicts: Mutex<Verdicts>,
+    /// Signalled when `verdicts.by_tag` may have become empty.
+    idle: Notify,
+    next_tag: AtomicU64,
+}
+
+impl Intake {
+    /// Queues `body` in `pipeline`. Never blocks.
+    pub fn submit<S>(&self, pipeline: &Pipeline<S>, body: &[u8]) -> Result<Submission, Reject>
+    where
+        S: step_engine::ProofState + Send + 'static,
+    {
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut v = lock(&self.verdicts);
+            if v.closing {
+                return Err(Reject::Overloaded);
+            }
+            v.by_tag.insert(
+                tag,
+                Waiting {
+                    tx,
+                    submitted: Instant::now(),
+                },
+            );
+        }
+        match pipeline.submit(body, tag) {
+            Ok(_) => Ok(Submission::new(rx)),
+            Err(e) => {
+                let mut v = lock(&self.verdicts);
+                v.by_tag.remove(&tag);
+                if v.by_tag.is_empty() {
+                    self.idle.notify_waiters();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The pipeline's verdict callback (a worker thread, under the stage
+    /// lock). An accepted proof is registered in `finality` before the
+    /// submitter hears of it, so that `wait_final` right after the verdict
+    /// finds it.
+    pub fn deliver(&self, v: &Verdict, finality: &Mutex<Finality>) {
+        let waiting = {
+            let mut verdicts = lock(&self.verdicts);
+            let w = verdicts.by_tag.remove(&v.tag);
+            if verdicts.by_tag.is_empty() {
+                self.idle.notify_waiters();
+            }
+            w
+        };
+        let result = match &v.result {
+            Ok(accepted) => match ProofId::of_proof(&accepted.proof) {
+                Some(id) => {
+                    lock(finality).pending.insert(
+                        id,
+                        PendingEntry {
+                            proof: accepted.proof,
+                            reward_micro: accepted.reward_micro,
+                            submitted: waiting.as_ref().map_or_else(Instant::now, |w| w.submitted),
+                        },
+                    );
+                    Ok(Pending {
+                        id,
+                        account: accepted.proof.account,
+                        triangle: accepted.proof.triangle,
+                        reward_micro: accepted.reward_micro,
+                    })
+                }
+                // An accepted proof always has a decoded signature.
+                None => Err(Reject::Signature(
+                    step_engine::error::SignatureError::RecoveryFailed,
+                )),
+            },
+            Err(r) => Err(r.clone()),
+        };
+        if let Some(w) = waiting {
+            let _ = w.tx.send(result);
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        lock(&self.verdicts).closing
+    }
+
+    /// Stops taking bodies and waits until every queued one has its verdict.
+    pub async fn drain(&self) {
+        lock(&self.verdicts).closing = true;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if lock(&self.verdicts).by_tag.is_empty() {
+                break;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// An accepted proof waiting for its block.
+#[derive(Debug)]
+pub(super) struct PendingEntry {
+    pub proof: Proof,
+    pub reward_micro: u64,
+    pub submitted: Instant,
+}
+
+/// Accepted proofs not yet executed, and who waits for them.
+#[derive(Debug, Default)]
+pub(super) struct Finality {
+    pub pending: HashMap<ProofId, PendingEntry>,
+    waiters: HashMap<ProofId, Vec<FinalTx>>,
+}
+
+impl Finality {
+    /// A block executed `id`: wakes its waiters; returns the pending entry
+    /// (None if this node did not accept it itself).
+    pub fn resolve(
+        &mut self,
+        id: ProofId,
+        result: &Result<Final, FinalityError>,
+    ) -> Option<PendingEntry> {
+        for w in self.waiters.remove(&id).unwrap_or_default() {
+            let _ = w.send(result.clone());
+        }
+        self.pending.remove(&id)
+    }
+
+    /// `wait_final` for a proof that is not final yet: `Unknown` if it is not pending either.
+    pub fn wait(&mut self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
+        if !self.pending.contains_key(&id) {
+            return futures_util::future::ready(Err(FinalityError::Unknown)).boxed();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(id).or_default().push(tx);
+        async move { rx.await.unwrap_or(Err(FinalityError::Closed)) }.boxed()
+    }
+
+    /// The record of a pending proof.
+    pub fn pending_record(&self, id: &ProofId) -> Option<ProofRecord> {
+        self.pending.get(id).map(|p| ProofRecord {
+            id: *id,
+            proof: p.proof,
+            reward_micro: p.reward_micro,
+            status: ProofStatus::Pending,
+        })
+    }
+
+    /// Nothing more will be finalized: every waiter hears `Closed`.
+    pub fn close(&mut self) {
+        for (_, ws) in self.waiters.drain() {
+            for w in ws {
+                let _ = w.send(Err(FinalityError::Closed));
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Opening the ledger a configuration names: what `step node --config FILE`
+//! runs before it serves the HTTP API.
+//!
+//! `node.backend = "consensus"` (the default) reads the key and genesis
+//! files, checks that the key is one of the genesis validators, and starts a
+//! [`ConsensusLedger`]; `"local"` starts a [`LocalLedger`] (one process, not
+//! fault tolerant).
+
+use crate::config::Config;
+use crate::genesis::{load_key, public_key, Genesis, GenesisError};
+use crate::ledger::{pipeline_config, ConsensusLedger, ConsensusLedgerError, Ledger, LocalLedger};
+use crate::metrics::Metrics;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use step_consensus::{Address, AppConfig, NodeSettings, Timeouts};
+use step_engine::pipeline::Clock;
+
+/// Why a validator could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(
+        "the key in {key_file} (validator {address}) is not in the validator set of {genesis_file}"
+    )]
+    NotAValidator {
+        key_file: PathBuf,
+        genesis_file: PathBuf,
+        address: String,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    Home {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Consensus(#[from] ConsensusLedgerError),
+}
+
+/// `path` as given if absolute, else relative to `base` (the configuration
+/// file's directory).
+pub fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+/// The consensus application settings from the configuration.
+pub fn app_config(config: &Config, verifier: step_engine::Verifier) -> AppConfig {
+    let c = &config.consensus;
+    AppConfig {
+        verifier,
+        timeouts: Timeouts {
+            propose_ms: c.propose_timeout_ms,
+            prevote_ms: c.prevote_timeout_ms,
+            precommit_ms: c.precommit_timeout_ms,
+            rebroadcast_ms: c.rebroadcast_ms,
+        },
+        max_batches_per_block: c.max_batches_per_block,
+        batches_per_part: c.batches_per_part,
+        propose_wait: Duration::from_millis(c.propose_wait_ms),
+    }
+}
+
+/// Starts the ledger `config` names. `base` resolves relative paths.
+pub async fn open_ledger(
+    config: &Config,
+    base: &Path,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn Ledger>, OpenError> {
+    if config.node.backend == "local" {
+        tracing::warn!("node.backend = \"local\": one process, in memory, NOT fault tolerant");
+        return Ok(Arc::new(LocalLedger::start(config, clock, metrics)));
+    }
+    let n = &config.node;
+    let home = resolve(base, &n.home);
+    std::fs::create_dir_all(&home).map_err(|source| OpenError::Home {
+        path: home.clone(),
+        source,
+    })?;
+    let key_file = if n.key_file.is_empty() {
+        home.join("validator_key.toml")
+    } else {
+        resolve(base, &n.key_file)
+    };
+    let genesis_file = if n.genesis_file.is_empty() {
+        home.join("genesis.toml")
+    } else {
+        resolve(base, &n.genesis_file)
+    };
+    let key = load_key(&key_file)?;
+    let genesis = Genesis::load(&genesis_file)?;
+    let validators = genesis.validator_set(&genesis_file)?;
+    let me = Address::from_public_key(&public_key(&key));
+    if !validators.validators().iter().any(|v| v.address == me) {
+        return Err(OpenError::NotAValidator {
+            key_file,
+            genesis_file,
+            address: crate::ledger::hex(&me.0),
+        });
+    }
+    let peers = if n.peers.trim().is_empty() {
+        genesis.peers_of(&me)
+    } else {
+        n.peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let moniker = if n.moniker.is_empty() {
+        me.to_string()
+    } else {
+        n.moniker.clone()
+    };
+    let pc = pipeline_config(config, clock);
+    let settings = NodeSettings::new(
+        moniker,
+        home,
+        n.p2p_listen.clone(),
+        peers,
+        key,
+        validators,
+        app_config(config, pc.verifier),
+    );
+    tracing::info!(
+        validator = %me,
+        chain_id = %genesis.chain_id,
+        validators = genesis.validators.len(),
+        p2p = %n.p2p_listen,
+        "starting consensus"
+    );
+    Ok(Arc::new(
+        ConsensusLedger::start(config, settings, pc, metrics).await?,
+    ))
+}
