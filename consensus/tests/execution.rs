@@ -294,7 +294,10 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
     assert_eq!(s.balances[&Address([1; 20])], 2 * reward);
     assert_eq!(s.proof_counts[&Address([1; 20])], 2);
     assert_eq!(out.changes.accepted, 3);
-    assert_eq!(out.changes.rejected, vec![(1, 0, "NONCE_REPLAY".to_owned())]);
+    assert_eq!(
+        out.changes.rejected,
+        vec![(1, 0, "NONCE_REPLAY".to_owned())]
+    );
     // A restart rebuilds the per-account counts from the change set.
     let mut r = AppState::default();
     r.replay_changes(&out.changes, out.root).expect("replay");
