@@ -18,7 +18,7 @@ pub struct Args {
     #[command(subcommand)]
     what: Option<What>,
     #[command(flatten)]
-    load: LoadArgs,
+    load: Box<LoadArgs>,
 }
 
 /// `step bench --rate R ...`: offer R proofs/s to HTTP nodes, open loop.
@@ -33,6 +33,13 @@ pub struct LoadArgs {
     /// Load at the same rate before the measured window, not counted.
     #[arg(long, default_value = "0s")]
     warmup: String,
+    /// After the measured window, keep sending at --cooldown-rate for this
+    /// long, reported apart (does throughput come back after a burst?).
+    #[arg(long, default_value = "0s")]
+    cooldown: String,
+    /// Proofs/s during the cool-down (default: a tenth of --rate).
+    #[arg(long)]
+    cooldown_rate: Option<f64>,
     /// Nodes' base URLs, comma-separated; requests go round-robin.
     #[arg(long, value_delimiter = ',')]
     target: Vec<String>,
@@ -144,7 +151,7 @@ pub struct EngineArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         Some(What::Engine(a)) => run_engine(a),
-        None => run_load(args.load),
+        None => run_load(*args.load),
     }
 }
 
@@ -169,6 +176,8 @@ fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
     );
     let mut o = load::Options::new(a.target.clone(), rate, parse_duration(&a.duration)?);
     o.warmup = parse_duration(&a.warmup)?;
+    o.cooldown = parse_duration(&a.cooldown)?;
+    o.cooldown_rate = a.cooldown_rate;
     o.batch = a.batch;
     o.connections = a.connections;
     o.queue = a.queue.unwrap_or(0);

@@ -151,16 +151,54 @@ fn check_counts(o: &Options, r: &load::report::Report, server_finalized: usize) 
     }
     assert_eq!(want.len(), Kind::INVALID.len(), "{want:?}");
     assert_eq!(t.rejected_by_code, want, "{j}");
-    // The server finalized exactly the accepted proofs (warm-up included),
-    // and the generator saw every one of them final.
+    // The cool-down, if any, adds up too.
+    let cool = &j["cooldown"];
+    let c = |k: &str| cool[k].as_u64().unwrap_or(0);
+    if o.cooldown > Duration::ZERO {
+        let rate = o.cooldown_rate.unwrap();
+        assert_eq!(
+            c("sent") + c("dropped_by_generator"),
+            (rate * o.cooldown.as_secs_f64()) as u64,
+            "{j}"
+        );
+        assert_eq!(
+            c("accepted") + c("rejected") + c("errors"),
+            c("sent"),
+            "{j}"
+        );
+        assert_eq!((c("errors"), c("dropped_by_generator")), (0, 0), "{j}");
+        assert!(c("accepted") > 0, "{j}");
+        assert_eq!(c("finalized"), c("accepted"), "{j}");
+        assert_eq!(
+            cool["finality_ms"]["count"].as_u64(),
+            Some(c("finalized")),
+            "{j}"
+        );
+    } else {
+        assert!(cool.is_null(), "{j}");
+    }
+    // The server finalized exactly the accepted proofs (warm-up and
+    // cool-down included), and the generator saw every one of them final.
     assert_eq!(
         server_finalized as u64,
-        n("accepted") + j["warmup"]["accepted"].as_u64().unwrap(),
+        n("accepted") + j["warmup"]["accepted"].as_u64().unwrap() + c("accepted"),
         "{j}"
     );
     assert_eq!(
-        n("finalized") + j["warmup"]["finalized"].as_u64().unwrap(),
+        n("finalized") + j["warmup"]["finalized"].as_u64().unwrap() + c("finalized"),
         server_finalized as u64,
+        "{j}"
+    );
+    // The timeline covers every proof sent.
+    let tl_sent: u64 = j["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        tl_sent,
+        n("sent") + j["warmup"]["sent"].as_u64().unwrap() + c("sent"),
         "{j}"
     );
     // Latencies: one submit sample per request, one finality sample per
@@ -198,7 +236,9 @@ fn single_proofs_counts_add_up() {
 #[test]
 fn batches_counts_add_up() {
     let server = Server::start();
-    let o = options(server.url(), 300.0, 10, "e2e-batch");
+    let mut o = options(server.url(), 300.0, 10, "e2e-batch");
+    o.cooldown = Duration::from_secs(1);
+    o.cooldown_rate = Some(100.0);
     let r = load::run(&o).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     check_counts(&o, &r, server.finalized());

@@ -6,6 +6,7 @@
 use super::finality::{parse_id, take_events, Tracker};
 use super::latency::Latencies;
 use super::prepare::{Kind, Prepared};
+use super::schedule::Phase;
 use super::LoadError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -62,8 +63,7 @@ pub struct Job {
     pub count: u32,
     /// When the schedule said to send it (ns after the start).
     pub scheduled_ns: u64,
-    /// After the warm-up.
-    pub measured: bool,
+    pub phase: Phase,
 }
 
 /// Counters the progress bar reads while the run goes on (all proofs,
@@ -77,7 +77,29 @@ pub struct Live {
     pub dropped: AtomicU64,
 }
 
-/// What one connection worker counted (measured window, plus warm-up totals).
+/// Counts of a warm-up or cool-down phase.
+#[derive(Debug, Default, Clone)]
+pub struct PhaseTally {
+    pub sent: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    /// Submit → response per request, from the scheduled send time.
+    pub submit: Latencies,
+}
+
+impl PhaseTally {
+    fn add(&mut self, o: &PhaseTally) {
+        self.sent += o.sent;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.errors += o.errors;
+        self.submit.add(&o.submit);
+    }
+}
+
+/// What one connection worker counted (measured window, plus the warm-up
+/// and cool-down totals).
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub requests: u64,
@@ -94,10 +116,8 @@ pub struct Tally {
     pub submit: Latencies,
     /// Actual send − scheduled send per request (how late the generator was).
     pub send_lag: Latencies,
-    pub warmup_sent: u64,
-    pub warmup_accepted: u64,
-    pub warmup_rejected: u64,
-    pub warmup_errors: u64,
+    pub warmup: PhaseTally,
+    pub cooldown: PhaseTally,
 }
 
 impl Tally {
@@ -119,10 +139,8 @@ impl Tally {
         }
         self.submit.add(&o.submit);
         self.send_lag.add(&o.send_lag);
-        self.warmup_sent += o.warmup_sent;
-        self.warmup_accepted += o.warmup_accepted;
-        self.warmup_rejected += o.warmup_rejected;
-        self.warmup_errors += o.warmup_errors;
+        self.warmup.add(&o.warmup);
+        self.cooldown.add(&o.cooldown);
     }
 
     pub fn rejected(&self) -> u64 {
@@ -289,7 +307,7 @@ pub async fn worker(
         };
         for i in range.clone() {
             s.tracker
-                .sent(s.prepared.id(i), i as u64, job.scheduled_ns, job.measured);
+                .sent(s.prepared.id(i), i as u64, job.scheduled_ns, job.phase);
         }
         let sent_ns = s.now_ns();
         let count = range.len();
@@ -308,13 +326,20 @@ pub async fn worker(
                 vec![Outcome::Error("timeout".into()); count]
             }
         };
-        if job.measured {
-            tally.requests += 1;
-            tally.sent += count as u64;
-            tally.send_lag.record_corrected(job.scheduled_ns, sent_ns);
-            tally.submit.record_corrected(job.scheduled_ns, done_ns);
-        } else {
-            tally.warmup_sent += count as u64;
+        let side = match job.phase {
+            Phase::Measured => {
+                tally.requests += 1;
+                tally.sent += count as u64;
+                tally.send_lag.record_corrected(job.scheduled_ns, sent_ns);
+                tally.submit.record_corrected(job.scheduled_ns, done_ns);
+                None
+            }
+            Phase::Warmup => Some(&mut tally.warmup),
+            Phase::Cooldown => Some(&mut tally.cooldown),
+        };
+        if let Some(t) = side {
+            t.sent += count as u64;
+            t.submit.record_corrected(job.scheduled_ns, done_ns);
         }
         for (i, o) in range.zip(&outcomes_buf) {
             let kind = s.prepared.kind(i);
@@ -326,11 +351,16 @@ pub async fn worker(
                 Outcome::Error(_) => &s.live.errors,
             };
             live.fetch_add(1, Ordering::Relaxed);
-            if !job.measured {
+            let side = match job.phase {
+                Phase::Measured => None,
+                Phase::Warmup => Some(&mut tally.warmup),
+                Phase::Cooldown => Some(&mut tally.cooldown),
+            };
+            if let Some(t) = side {
                 match o {
-                    Outcome::Accepted => tally.warmup_accepted += 1,
-                    Outcome::Rejected(_) => tally.warmup_rejected += 1,
-                    Outcome::Error(_) => tally.warmup_errors += 1,
+                    Outcome::Accepted => t.accepted += 1,
+                    Outcome::Rejected(_) => t.rejected += 1,
+                    Outcome::Error(_) => t.errors += 1,
                 }
                 continue;
             }

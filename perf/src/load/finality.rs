@@ -8,6 +8,7 @@
 //! measured from the proof's *scheduled* send time (see [`super::latency`]).
 
 use super::latency::Latencies;
+use super::schedule::Phase;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -15,7 +16,7 @@ use std::sync::Mutex;
 struct Entry {
     seq: u64,
     scheduled_ns: u64,
-    measured: bool,
+    phase: Phase,
     accepted: bool,
     final_ns: Option<u64>,
 }
@@ -27,6 +28,12 @@ pub struct FinalityStats {
     pub finalized: u64,
     /// The same for warm-up proofs.
     pub finalized_warmup: u64,
+    /// The same for cool-down proofs, with their latency and last finality.
+    pub finalized_cooldown: u64,
+    pub cooldown_latency: Latencies,
+    pub cooldown_last_final_ns: u64,
+    /// Accepted cool-down proofs not seen final yet.
+    pub cooldown_outstanding: u64,
     /// Submit → finality, coordinated-omission corrected.
     pub latency: Latencies,
     /// When the last measured proof was finalized (ns after the start).
@@ -65,11 +72,11 @@ impl Tracker {
 
     /// Proof `seq` with id `id` is being sent. A proof with the same id
     /// already in flight (a replay of it) keeps its entry.
-    pub fn sent(&self, id: &[u8; 32], seq: u64, scheduled_ns: u64, measured: bool) {
+    pub fn sent(&self, id: &[u8; 32], seq: u64, scheduled_ns: u64, phase: Phase) {
         self.lock().map.entry(*id).or_insert(Entry {
             seq,
             scheduled_ns,
-            measured,
+            phase,
             accepted: false,
             final_ns: None,
         });
@@ -95,8 +102,10 @@ impl Tracker {
             }
             None => {
                 e.accepted = true;
-                if e.measured {
-                    g.stats.outstanding += 1;
+                match e.phase {
+                    Phase::Measured => g.stats.outstanding += 1,
+                    Phase::Cooldown => g.stats.cooldown_outstanding += 1,
+                    Phase::Warmup => {}
                 }
             }
         }
@@ -114,8 +123,10 @@ impl Tracker {
             }
             let e = *e;
             g.map.remove(id);
-            if e.measured {
-                g.stats.outstanding -= 1;
+            match e.phase {
+                Phase::Measured => g.stats.outstanding -= 1,
+                Phase::Cooldown => g.stats.cooldown_outstanding -= 1,
+                Phase::Warmup => {}
             }
             record(&mut g.stats, &e, now_ns);
         }
@@ -126,14 +137,20 @@ impl Tracker {
         self.lock().stats.lagged_blocks += n;
     }
 
+    /// Accepted proofs of the measured window and the cool-down not seen
+    /// final yet.
     pub fn outstanding(&self) -> u64 {
-        self.lock().stats.outstanding
+        let g = self.lock();
+        g.stats.outstanding + g.stats.cooldown_outstanding
     }
 
-    /// (finalized measured, finalized warm-up) so far.
+    /// (finalized measured, finalized warm-up and cool-down) so far.
     pub fn finalized(&self) -> (u64, u64) {
         let g = self.lock();
-        (g.stats.finalized, g.stats.finalized_warmup)
+        (
+            g.stats.finalized,
+            g.stats.finalized_warmup + g.stats.finalized_cooldown,
+        )
     }
 
     pub fn snapshot(&self) -> FinalityStats {
@@ -142,12 +159,20 @@ impl Tracker {
 }
 
 fn record(stats: &mut FinalityStats, e: &Entry, final_ns: u64) {
-    if e.measured {
-        stats.finalized += 1;
-        stats.latency.record_corrected(e.scheduled_ns, final_ns);
-        stats.last_final_ns = stats.last_final_ns.max(final_ns);
-    } else {
-        stats.finalized_warmup += 1;
+    match e.phase {
+        Phase::Measured => {
+            stats.finalized += 1;
+            stats.latency.record_corrected(e.scheduled_ns, final_ns);
+            stats.last_final_ns = stats.last_final_ns.max(final_ns);
+        }
+        Phase::Cooldown => {
+            stats.finalized_cooldown += 1;
+            stats
+                .cooldown_latency
+                .record_corrected(e.scheduled_ns, final_ns);
+            stats.cooldown_last_final_ns = stats.cooldown_last_final_ns.max(final_ns);
+        }
+        Phase::Warmup => stats.finalized_warmup += 1,
     }
 }
 
@@ -206,9 +231,9 @@ mod tests {
     fn block_before_or_after_the_response() {
         let t = Tracker::new();
         let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-        t.sent(&a, 0, 1_000_000, true);
-        t.sent(&b, 1, 2_000_000, true);
-        t.sent(&c, 2, 3_000_000, true);
+        t.sent(&a, 0, 1_000_000, Phase::Measured);
+        t.sent(&b, 1, 2_000_000, Phase::Measured);
+        t.sent(&c, 2, 3_000_000, Phase::Measured);
         t.verdict(&a, 0, true);
         assert_eq!(t.outstanding(), 1);
         // b's block arrives before its response; c is rejected.
@@ -235,8 +260,8 @@ mod tests {
     fn a_replay_does_not_take_over_the_original() {
         let t = Tracker::new();
         let id = [9u8; 32];
-        t.sent(&id, 0, 0, true);
-        t.sent(&id, 5, 100, true); // replay of proof 0, in flight
+        t.sent(&id, 0, 0, Phase::Measured);
+        t.sent(&id, 5, 100, Phase::Measured); // replay of proof 0, in flight
         t.verdict(&id, 5, false); // the replay is rejected
         t.verdict(&id, 0, true);
         t.block([&id], 1_000_000);
@@ -247,14 +272,17 @@ mod tests {
     fn unaccepted_proofs_are_never_finalized() {
         let t = Tracker::new();
         let id = [4u8; 32];
-        t.sent(&id, 0, 0, false);
+        t.sent(&id, 0, 0, Phase::Warmup);
         t.block([&id], 5);
         t.verdict(&id, 0, false);
         assert_eq!(t.finalized(), (0, 0));
-        t.sent(&[5u8; 32], 1, 0, false);
+        t.sent(&[5u8; 32], 1, 0, Phase::Cooldown);
         t.verdict(&[5u8; 32], 1, true);
+        assert_eq!(t.outstanding(), 1);
         t.block([&[5u8; 32]], 5);
         assert_eq!(t.finalized(), (0, 1));
+        assert_eq!(t.snapshot().finalized_cooldown, 1);
+        assert_eq!(t.outstanding(), 0);
     }
 
     #[test]

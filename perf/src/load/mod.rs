@@ -30,8 +30,8 @@ use devnet::{ProcSample, Validator};
 use finality::Tracker;
 use indicatif::{ProgressBar, ProgressStyle};
 use prepare::{Params, Prepared};
-use report::{Report, ValidatorReport};
-use schedule::Schedule;
+use report::{Report, TimelinePoint, ValidatorReport};
+use schedule::{Phase, Schedule};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -95,8 +95,13 @@ pub struct Options {
     pub rate: f64,
     /// The measured window.
     pub duration: Duration,
-    /// Sent at the same rate before the measured window; not counted.
+    /// Sent at the same rate before the measured window; reported apart.
     pub warmup: Duration,
+    /// Sent after the measured window at `cooldown_rate`; reported apart
+    /// (does the network come back after a burst?).
+    pub cooldown: Duration,
+    /// Proofs/s during the cool-down (default: a tenth of `rate`).
+    pub cooldown_rate: Option<f64>,
     /// Proofs per request: 1 = `POST /proof/submit?wait=false`, more =
     /// `POST /proofs` with a JSON array.
     pub batch: usize,
@@ -133,6 +138,8 @@ impl Options {
             rate,
             duration,
             warmup: Duration::ZERO,
+            cooldown: Duration::ZERO,
+            cooldown_rate: None,
             batch: 1,
             connections: 64,
             queue: 0,
@@ -164,6 +171,12 @@ impl Options {
         }
         if self.targets.is_empty() {
             return bad("--target", "give at least one target (or --devnet N)");
+        }
+        if self
+            .cooldown_rate
+            .is_some_and(|r| !(r.is_finite() && r > 0.0))
+        {
+            return bad("--cooldown-rate", "must be a positive number of proofs/s");
         }
         if !(0.0..=1.0).contains(&self.invalid_ratio) {
             return bad("--invalid-ratio", "must be within 0..=1");
@@ -230,12 +243,9 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
         .iter()
         .map(|t| Target::parse(t).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
-    let per_request = o.batch as u64;
-    let request_rate = o.rate / per_request as f64;
-    let warmup_requests = schedule::requests_for(o.warmup.as_secs_f64(), request_rate);
-    let total_requests =
-        schedule::requests_for((o.warmup + o.duration).as_secs_f64(), request_rate).max(1);
-    let n = (total_requests * per_request) as usize;
+    let plans = o.plans();
+    let total_requests: u64 = plans.iter().map(|p| p.requests).sum();
+    let n = (total_requests * o.batch as u64) as usize;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let params = o.params();
     let t = Instant::now();
@@ -262,13 +272,7 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
         .enable_all()
         .build()
         .map_err(|source| LoadError::Runtime { source })?;
-    let mut report = rt.block_on(drive(
-        o,
-        targets,
-        Arc::new(prepared),
-        warmup_requests,
-        total_requests,
-    ))?;
+    let mut report = rt.block_on(drive(o, targets, Arc::new(prepared), &plans))?;
     report.prepared_proofs = n as u64;
     report.prepared_from_cache = cached;
     report.prepare_s = prepare_s;
@@ -276,50 +280,97 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
     Ok(report)
 }
 
+/// One phase of the run: `requests` at `rate_per_s` requests/s, from
+/// `start_ns` after the schedule's start; request numbers from `first`.
+#[derive(Debug, Clone, Copy)]
+pub struct PhasePlan {
+    pub phase: Phase,
+    pub rate_per_s: f64,
+    pub requests: u64,
+    pub first: u64,
+    pub start_ns: u64,
+}
+
+impl Options {
+    /// Warm-up, measured window and cool-down, back to back (empty phases left out).
+    pub fn plans(&self) -> Vec<PhasePlan> {
+        let per = self.batch.max(1) as f64;
+        let cool_rate = self.cooldown_rate.unwrap_or(self.rate / 10.0);
+        let mut out: Vec<PhasePlan> = Vec::new();
+        let (mut first, mut start_ns) = (0u64, 0u64);
+        for (phase, rate, d) in [
+            (Phase::Warmup, self.rate, self.warmup),
+            (Phase::Measured, self.rate, self.duration),
+            (Phase::Cooldown, cool_rate, self.cooldown),
+        ] {
+            let rate_per_s = rate / per;
+            let requests = schedule::requests_for(d.as_secs_f64(), rate_per_s);
+            if requests > 0 {
+                out.push(PhasePlan {
+                    phase,
+                    rate_per_s,
+                    requests,
+                    first,
+                    start_ns,
+                });
+            }
+            first += requests;
+            start_ns += d.as_nanos() as u64;
+        }
+        out
+    }
+}
+
 /// What the sender thread counted.
 #[derive(Debug, Default, Clone, Copy)]
 struct Sent {
     dropped: u64,
     dropped_warmup: u64,
-    /// When the last measured request was due (ns after the epoch).
-    last_due_ns: u64,
+    dropped_cooldown: u64,
 }
 
 /// The sender: hands every due request to its target's queue.
 fn send_loop(
-    mut sched: Schedule,
+    plans: &[PhasePlan],
     queues: Vec<async_channel::Sender<Job>>,
     per_request: u64,
-    warmup_requests: u64,
     (start, offset_ns): (Instant, u64),
     live: &Live,
 ) -> Sent {
     let mut out = Sent::default();
     let targets = queues.len() as u64;
-    while let Some(next) = sched.next_due_ns() {
-        let now = start.elapsed().as_nanos() as u64;
-        if now < next {
-            std::thread::sleep(Duration::from_nanos((next - now).min(2_000_000)));
-            continue;
-        }
-        for j in sched.due_by(now) {
-            let measured = j >= warmup_requests;
-            let job = Job {
-                first: j * per_request,
-                count: per_request as u32,
-                scheduled_ns: offset_ns + sched.due_ns(j),
-                measured,
+    for plan in plans {
+        let mut sched = Schedule::new(plan.rate_per_s, plan.requests);
+        let phase_offset_ns = offset_ns + plan.start_ns;
+        let phase_start = start + Duration::from_nanos(plan.start_ns);
+        while let Some(next) = sched.next_due_ns() {
+            // Never early: before the phase starts there is no elapsed time.
+            let at = Instant::now();
+            let Some(elapsed) = at.checked_duration_since(phase_start) else {
+                std::thread::sleep((phase_start - at).min(Duration::from_millis(2)));
+                continue;
             };
-            if queues[(j % targets) as usize].try_send(job).is_err() {
-                live.dropped.fetch_add(per_request, Ordering::Relaxed);
-                if measured {
-                    out.dropped += per_request;
-                } else {
-                    out.dropped_warmup += per_request;
-                }
+            let now = elapsed.as_nanos() as u64;
+            if now < next {
+                std::thread::sleep(Duration::from_nanos((next - now).min(2_000_000)));
+                continue;
             }
-            if measured {
-                out.last_due_ns = job.scheduled_ns;
+            for j in sched.due_by(now) {
+                let request = plan.first + j;
+                let job = Job {
+                    first: request * per_request,
+                    count: per_request as u32,
+                    scheduled_ns: phase_offset_ns + sched.due_ns(j),
+                    phase: plan.phase,
+                };
+                if queues[(request % targets) as usize].try_send(job).is_err() {
+                    live.dropped.fetch_add(per_request, Ordering::Relaxed);
+                    *match plan.phase {
+                        Phase::Warmup => &mut out.dropped_warmup,
+                        Phase::Measured => &mut out.dropped,
+                        Phase::Cooldown => &mut out.dropped_cooldown,
+                    } += per_request;
+                }
             }
         }
     }
@@ -330,8 +381,7 @@ async fn drive(
     o: &Options,
     targets: Vec<Arc<Target>>,
     prepared: Arc<Prepared>,
-    warmup_requests: u64,
-    total_requests: u64,
+    plans: &[PhasePlan],
 ) -> Result<Report, LoadError> {
     let live = Arc::new(Live::default());
     let tracker = Arc::new(Tracker::new());
@@ -397,24 +447,23 @@ async fn drive(
     let offset_ns = shared.now_ns() + 50_000_000;
     let start = shared.epoch + Duration::from_nanos(offset_ns);
     tokio::time::sleep_until(tokio::time::Instant::from_std(start)).await;
-    let sched = Schedule::new(request_rate, total_requests);
+    let plans_owned = plans.to_vec();
     let per_request = o.batch as u64;
     let sender_live = Arc::clone(&live);
     let sender = std::thread::Builder::new()
         .name("step-bench-sender".into())
         .spawn(move || {
             send_loop(
-                sched,
+                &plans_owned,
                 queues,
                 per_request,
-                warmup_requests,
                 (start, offset_ns),
                 &sender_live,
             )
         })
         .map_err(|source| LoadError::Thread { source })?;
 
-    let total_s = (o.warmup + o.duration).as_secs_f64();
+    let total_s = (o.warmup + o.duration + o.cooldown).as_secs_f64();
     let bar = if o.progress {
         ProgressBar::new((total_s * 10.0).ceil() as u64)
     } else {
@@ -425,6 +474,34 @@ async fn drive(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix(format!("{} proofs/s", o.rate));
+    let mut timeline = Vec::new();
+    let mut next_point = start + Duration::from_secs(1);
+    let mut sample = |timeline: &mut Vec<TimelinePoint>, last: bool| {
+        let now = Instant::now();
+        if now < next_point && !last {
+            return;
+        }
+        next_point += Duration::from_secs(1);
+        let (fin, fin_w) = tracker.finalized();
+        let rss: Option<u64> = if o.validators.is_empty() {
+            None
+        } else {
+            o.validators
+                .iter()
+                .map(|v| ProcSample::of(v.pid).rss_bytes)
+                .sum()
+        };
+        timeline.push(TimelinePoint {
+            t_s: now.saturating_duration_since(start).as_secs_f64(),
+            sent: live.sent.load(Ordering::Relaxed),
+            accepted: live.accepted.load(Ordering::Relaxed),
+            rejected: live.rejected.load(Ordering::Relaxed),
+            errors: live.errors.load(Ordering::Relaxed),
+            dropped: live.dropped.load(Ordering::Relaxed),
+            finalized: fin + fin_w,
+            validators_rss_bytes: rss,
+        });
+    };
     let progress = |phase: &str| {
         let (fin, fin_w) = tracker.finalized();
         bar.set_message(format!(
@@ -441,6 +518,7 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(100)).await;
         bar.set_position((start.elapsed().as_secs_f64() * 10.0) as u64);
         progress("sending");
+        sample(&mut timeline, false);
     }
     let sent_stats = sender
         .join()
@@ -461,12 +539,15 @@ async fn drive(
         while tracker.outstanding() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             progress("waiting for finality");
+            sample(&mut timeline, false);
         }
     }
     for f in &followers {
         f.abort();
     }
     bar.finish_and_clear();
+    // The last point: whatever the last interval held.
+    sample(&mut timeline, true);
     let fin = tracker.snapshot();
 
     let validators = o
@@ -492,7 +573,7 @@ async fn drive(
         .collect();
 
     let window_ns = o.duration.as_nanos() as u64;
-    let measure_start_ns = offset_ns + schedule::due_ns(warmup_requests, request_rate);
+    let measure_start_ns = offset_ns + o.warmup.as_nanos() as u64;
     Ok(Report {
         targets: targets.iter().map(|t| t.url.clone()).collect(),
         offered_rate: o.rate,
@@ -507,7 +588,12 @@ async fn drive(
         dropped_warmup: sent_stats.dropped_warmup,
         window_ns,
         measure_start_ns,
-        last_due_ns: sent_stats.last_due_ns,
+        cooldown_s: o.cooldown.as_secs_f64(),
+        cooldown_rate: plans
+            .iter()
+            .find(|p| p.phase == Phase::Cooldown)
+            .map(|p| p.rate_per_s * o.batch as f64),
+        dropped_cooldown: sent_stats.dropped_cooldown,
         sends_done_s: sends_done.as_secs_f64(),
         finality_tracked,
         events_errors,
@@ -518,6 +604,7 @@ async fn drive(
         prepare_s: 0.0,
         accounts: 0,
         invalid_ratio: o.invalid_ratio,
+        timeline,
     })
 }
 
@@ -536,6 +623,31 @@ mod tests {
         assert_eq!(d("1h"), Some(Duration::from_secs(3600)));
         assert!(d("fast").is_none());
         assert!(d("-1s").is_none());
+    }
+
+    #[test]
+    fn phases_back_to_back() {
+        let mut o = Options::new(vec![], 100.0, Duration::from_secs(2));
+        o.warmup = Duration::from_secs(1);
+        o.cooldown = Duration::from_millis(500);
+        o.cooldown_rate = Some(20.0);
+        o.batch = 10;
+        let p = o.plans();
+        let got: Vec<_> = p
+            .iter()
+            .map(|p| (p.phase, p.rate_per_s, p.requests, p.first, p.start_ns))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Phase::Warmup, 10.0, 10, 0, 0),
+                (Phase::Measured, 10.0, 20, 10, 1_000_000_000),
+                (Phase::Cooldown, 2.0, 1, 30, 3_000_000_000),
+            ]
+        );
+        o.warmup = Duration::ZERO;
+        o.cooldown = Duration::ZERO;
+        assert_eq!(o.plans().len(), 1);
     }
 
     #[test]

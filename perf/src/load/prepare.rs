@@ -468,32 +468,43 @@ pub fn save(path: &Path, p: &Prepared) -> Result<(), LoadError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Reads the first `n` proofs of a cache file; `None` if it is missing,
-/// holds fewer, or is not a well-formed cache file.
+/// Reads the first `n` proofs of a cache file (streaming: no second copy of
+/// the file in memory); `None` if it is missing, holds fewer, or is not a
+/// well-formed cache file.
 pub fn load(path: &Path, n: usize) -> Option<Prepared> {
-    let data = std::fs::read(path).ok()?;
-    let rest = data.strip_prefix(MAGIC)?;
-    let count = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?) as usize;
+    use std::io::Read;
+    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).ok()?);
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head).ok()?;
+    if &head[..8] != MAGIC {
+        return None;
+    }
+    let count = u64::from_le_bytes(head[8..].try_into().ok()?) as usize;
     if count < n {
         return None;
     }
-    let mut rest = &rest[8..];
+    let file_len = std::fs::metadata(path).ok()?.len() as usize;
     let mut part = Part {
-        bytes: Vec::with_capacity(rest.len().min(n.saturating_mul(500))),
+        bytes: Vec::with_capacity(file_len.min(n.saturating_mul(480))),
         ends: Vec::with_capacity(n),
         ids: Vec::with_capacity(n),
         kinds: Vec::with_capacity(n),
     };
+    let mut rec = [0u8; 37];
     for _ in 0..n {
-        let kind = Kind::from_u8(*rest.first()?)?;
-        let id: [u8; 32] = rest.get(1..33)?.try_into().ok()?;
-        let len = u32::from_le_bytes(rest.get(33..37)?.try_into().ok()?) as usize;
-        let body = rest.get(37..37 + len)?;
-        part.bytes.extend_from_slice(body);
+        f.read_exact(&mut rec).ok()?;
+        let kind = Kind::from_u8(rec[0])?;
+        let id: [u8; 32] = rec[1..33].try_into().ok()?;
+        let len = u32::from_le_bytes(rec[33..37].try_into().ok()?) as usize;
+        if len > step_engine::proof::BODY_MAX_BYTES {
+            return None;
+        }
+        let at = part.bytes.len();
+        part.bytes.resize(at + len, 0);
+        f.read_exact(&mut part.bytes[at..]).ok()?;
         part.ends.push(part.bytes.len());
         part.ids.push(id);
         part.kinds.push(kind);
-        rest = &rest[37 + len..];
     }
     Some(Prepared {
         parts: vec![part],
@@ -574,6 +585,13 @@ mod tests {
             assert_eq!(back.kind(i), set.kind(i));
         }
         assert!(load(&path, 51).is_none(), "too short a cache is not used");
+        // A truncated or foreign file is not used either.
+        let data = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &data[..data.len() - 10]).expect("write");
+        assert!(load(&path, 50).is_none());
+        assert!(load(&path, 49).is_some());
+        std::fs::write(&path, b"not a cache file at all").expect("write");
+        assert!(load(&path, 1).is_none());
         // A prefix is the same whatever the length signed.
         let shorter = sign_all(&p, 20, 1, &|_| {});
         assert_eq!(shorter.body(19), set.body(19));

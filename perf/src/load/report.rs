@@ -23,6 +23,21 @@ pub struct ValidatorReport {
     pub cpu_s: Option<f64>,
 }
 
+/// Cumulative counts at one moment of the run (all proofs, warm-up included).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TimelinePoint {
+    /// Seconds after the first send was due.
+    pub t_s: f64,
+    pub sent: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub finalized: u64,
+    /// Sum of the started validators' resident sets.
+    pub validators_rss_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Report {
     pub targets: Vec<String>,
@@ -39,7 +54,10 @@ pub struct Report {
     pub dropped_warmup: u64,
     pub window_ns: u64,
     pub measure_start_ns: u64,
-    pub last_due_ns: u64,
+    pub cooldown_s: f64,
+    /// Proofs/s offered in the cool-down (`None`: no cool-down).
+    pub cooldown_rate: Option<f64>,
+    pub dropped_cooldown: u64,
     pub sends_done_s: f64,
     pub finality_tracked: bool,
     pub events_errors: Vec<String>,
@@ -50,6 +68,8 @@ pub struct Report {
     pub prepare_s: f64,
     pub accounts: u64,
     pub invalid_ratio: f64,
+    /// About once a second, from the first send to the end of the wait for finality.
+    pub timeline: Vec<TimelinePoint>,
 }
 
 impl Report {
@@ -115,7 +135,7 @@ impl Report {
         } else {
             self.validators.iter().map(|v| v.cpu_s).sum()
         };
-        json!({
+        let mut v = json!({
             "bench": "load",
             "targets": self.targets,
             "offered_rate": self.offered_rate,
@@ -138,6 +158,8 @@ impl Report {
             "errors_by_kind": t.errors_by_kind,
             "unexpected_verdicts": t.unexpected,
             "unexpected_examples": t.unexpected_examples,
+        });
+        let more = json!({
             "finality_tracked": self.finality_tracked,
             "events_errors": self.events_errors,
             "finalized": self.finality.finalized,
@@ -149,11 +171,12 @@ impl Report {
             "finality_ms": self.finality.latency.summary_json(),
             "send_lag_ms": t.send_lag.summary_json(),
             "warmup": {
-                "sent": t.warmup_sent, "accepted": t.warmup_accepted,
-                "rejected": t.warmup_rejected, "errors": t.warmup_errors,
+                "sent": t.warmup.sent, "accepted": t.warmup.accepted,
+                "rejected": t.warmup.rejected, "errors": t.warmup.errors,
                 "dropped_by_generator": self.dropped_warmup,
                 "finalized": self.finality.finalized_warmup,
             },
+            "cooldown": self.cooldown_json(),
             "validator_peak_rss_bytes": self.validator_peak_rss_bytes(),
             "validator_cpu_s": cpu_total,
             "validators": validators,
@@ -161,7 +184,66 @@ impl Report {
             "prepared_from_cache": self.prepared_from_cache,
             "prepare_s": round1(self.prepare_s),
             "load_average_1m": load_average(),
+            "timeline": self.timeline_json(),
+        });
+        if let (Some(a), Value::Object(b)) = (v.as_object_mut(), more) {
+            a.extend(b);
+        }
+        v
+    }
+
+    /// Finalized cool-down proofs per second of the cool-down (or up to the
+    /// last one's finality, if later).
+    pub fn cooldown_finalized_per_sec(&self) -> f64 {
+        let start_ns = self.measure_start_ns + self.window_ns;
+        let window_ns = (self.cooldown_s * 1e9) as u64;
+        let span = self
+            .finality
+            .cooldown_last_final_ns
+            .saturating_sub(start_ns)
+            .max(window_ns)
+            .max(1);
+        self.finality.finalized_cooldown as f64 / (span as f64 / 1e9)
+    }
+
+    fn cooldown_json(&self) -> Value {
+        let Some(rate) = self.cooldown_rate else {
+            return Value::Null;
+        };
+        let c = &self.tally.cooldown;
+        json!({
+            "offered_rate": rate,
+            "duration_s": self.cooldown_s,
+            "sent": c.sent, "accepted": c.accepted, "rejected": c.rejected, "errors": c.errors,
+            "dropped_by_generator": self.dropped_cooldown,
+            "finalized": self.finality.finalized_cooldown,
+            "finalized_per_sec": round1(self.cooldown_finalized_per_sec()),
+            "unfinalized": self.finality.cooldown_outstanding,
+            "submit_ms": c.submit.summary_json(),
+            "finality_ms": self.finality.cooldown_latency.summary_json(),
         })
+    }
+
+    /// Per interval: its end (s), and what happened in it.
+    fn timeline_json(&self) -> Vec<Value> {
+        let mut prev = TimelinePoint::default();
+        self.timeline
+            .iter()
+            .map(|p| {
+                let v = json!({
+                    "t_s": round1(p.t_s),
+                    "sent": p.sent - prev.sent,
+                    "accepted": p.accepted - prev.accepted,
+                    "rejected": p.rejected - prev.rejected,
+                    "errors": p.errors - prev.errors,
+                    "dropped": p.dropped - prev.dropped,
+                    "finalized": p.finalized - prev.finalized,
+                    "validators_rss_bytes": p.validators_rss_bytes,
+                });
+                prev = *p;
+                v
+            })
+            .collect()
     }
 
     pub fn to_text(&self) -> String {

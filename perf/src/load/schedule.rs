@@ -7,6 +7,17 @@
 //! a response before the next arrival, so a slow server cannot slow the
 //! offered load down (the "coordinated omission" of closed-loop clients).
 
+/// Which part of a run a request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Before the measured window, at the same rate; reported apart.
+    Warmup,
+    /// The measured window (`--duration`/`--burst`).
+    Measured,
+    /// After it, at `--cooldown-rate`: does throughput come back?
+    Cooldown,
+}
+
 /// Constant-rate arrivals of `total` requests.
 #[derive(Debug, Clone)]
 pub struct Schedule {
