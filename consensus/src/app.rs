@@ -53,6 +53,10 @@ impl Mempool {
         self.queue.is_empty()
     }
 
+    pub fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.digests.contains(digest)
+    }
+
     /// The first `max` batches (they stay until decided).
     pub fn peek_block(&self, max: usize) -> Vec<WireBatch> {
         self.queue.iter().take(max).cloned().collect()
@@ -134,6 +138,58 @@ pub struct App<S: Store> {
     pub(crate) streams: Reassembler,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pending: Option<PendingGetValue>,
+    gossip: GossipState,
+}
+
+/// A peer's gossiped batch, verified off the app loop.
+#[derive(Debug)]
+struct GossipVerdict {
+    batch: WireBatch,
+    from: malachitebft_app_channel::app::types::PeerId,
+    valid: bool,
+}
+
+/// Batch gossip bookkeeping (see [`App::on_gossip`]).
+#[derive(Debug)]
+struct GossipState {
+    tx: mpsc::Sender<GossipVerdict>,
+    rx: Option<mpsc::Receiver<GossipVerdict>>,
+    /// Digests being verified now.
+    verifying: HashSet<[u8; 32]>,
+    /// Digests of recently decided batches: late gossip of one is ignored.
+    decided: HashSet<[u8; 32]>,
+    decided_order: VecDeque<[u8; 32]>,
+}
+
+/// Gossiped batches verified at once, at most.
+pub const GOSSIP_VERIFYING_MAX: usize = 64;
+/// Decided batch digests remembered to ignore late gossip.
+pub const DECIDED_RECENT_MAX: usize = 65_536;
+
+impl GossipState {
+    fn new() -> GossipState {
+        let (tx, rx) = mpsc::channel(GOSSIP_VERIFYING_MAX);
+        GossipState {
+            tx,
+            rx: Some(rx),
+            verifying: HashSet::new(),
+            decided: HashSet::new(),
+            decided_order: VecDeque::new(),
+        }
+    }
+
+    fn decided(&mut self, digests: &[[u8; 32]]) {
+        for d in digests {
+            if self.decided.insert(*d) {
+                self.decided_order.push_back(*d);
+            }
+        }
+        while self.decided_order.len() > DECIDED_RECENT_MAX {
+            if let Some(old) = self.decided_order.pop_front() {
+                self.decided.remove(&old);
+            }
+        }
+    }
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -168,7 +224,61 @@ impl<S: Store> App<S> {
             streams: Reassembler::default(),
             events,
             pending: None,
+            gossip: GossipState::new(),
         })
+    }
+
+    /// Most batches the mempool holds: the node's own batches wait (and the
+    /// pipeline behind them refuses with OVERLOADED) and peers' gossip is
+    /// dropped beyond it (those batches still arrive in their proposals).
+    fn mempool_max(&self) -> usize {
+        self.cfg.max_batches_per_block.saturating_mul(8).max(64)
+    }
+
+    /// A peer gossiped `batch`: verify it off the app loop unless it is
+    /// known, decided, being verified, or there is no room.
+    fn on_gossip(&mut self, batch: WireBatch, from: malachitebft_app_channel::app::types::PeerId) {
+        let d = batch.digest;
+        if self.mempool.contains(&d)
+            || self.gossip.decided.contains(&d)
+            || self.gossip.verifying.contains(&d)
+        {
+            return;
+        }
+        if self.gossip.verifying.len() >= GOSSIP_VERIFYING_MAX
+            || self.mempool.len() >= self.mempool_max()
+        {
+            tracing::debug!(%from, "gossiped batch dropped: no room (it will come with its proposal)");
+            return;
+        }
+        self.gossip.verifying.insert(d);
+        let verifier = self.cfg.verifier;
+        let tx = self.gossip.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let valid = batch
+                .to_batch()
+                .is_ok_and(|b| reverify_batch(&verifier, &b).is_ok());
+            let _ = tx.blocking_send(GossipVerdict { batch, from, valid });
+        });
+    }
+
+    fn on_gossip_verdict(&mut self, v: GossipVerdict) {
+        let d = v.batch.digest;
+        self.gossip.verifying.remove(&d);
+        if !v.valid {
+            // The network layer authenticated the publisher as a validator;
+            // an invalid batch from one is misbehaviour.
+            tracing::warn!(from = %v.from, digest = ?d, "peer gossiped an invalid batch; dropped");
+            return;
+        }
+        if self.gossip.decided.contains(&d) {
+            return;
+        }
+        if self.verified.len() > VERIFIED_MAX {
+            self.verified.clear();
+        }
+        self.verified.insert(d);
+        self.mempool.push(v.batch);
     }
 
     /// The state readers share with the app.
@@ -186,16 +296,29 @@ impl<S: Store> App<S> {
         mut channels: Channels<StepContext>,
         mut batches: mpsc::Receiver<WireBatch>,
     ) -> Result<(), AppError> {
+        let Some(mut verdicts) = self.gossip.rx.take() else {
+            return Ok(());
+        };
         loop {
             let deadline = self.pending.as_ref().map(|p| p.deadline);
+            let room = self.mempool.len() < self.mempool_max();
             tokio::select! {
                 msg = channels.consensus.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
                     self.handle(&channels, msg).await?;
                 }
-                Some(batch) = batches.recv() => {
+                Some(batch) = batches.recv(), if room => {
+                    // Gossip first: peers verify it while it waits here.
+                    let msg = crate::streaming::gossip(&batch);
+                    let _ = channels.network.send(NetworkMsg::PublishProposalPart(msg)).await;
                     self.verified.insert(batch.digest);
                     self.mempool.push(batch);
+                    if self.mempool.len() >= self.cfg.max_batches_per_block {
+                        self.propose_pending(&channels).await?;
+                    }
+                }
+                Some(v) = verdicts.recv() => {
+                    self.on_gossip_verdict(v);
                     if self.mempool.len() >= self.cfg.max_batches_per_block {
                         self.propose_pending(&channels).await?;
                     }
@@ -257,6 +380,11 @@ impl<S: Store> App<S> {
                 part,
                 reply,
             } => {
+                if let Some(batch) = crate::streaming::gossiped(&part) {
+                    self.on_gossip(batch.clone(), published_by.unwrap_or(from));
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
                 // Group by the publisher: relays may deliver parts of one
                 // stream through different neighbours.
                 let out = match self.streams.insert(published_by.unwrap_or(from), part) {
@@ -558,6 +686,7 @@ impl<S: Store> App<S> {
         self.store.prune_undecided(height.0)?;
         let done: HashSet<[u8; 32]> = block.value.batch_digests.iter().copied().collect();
         self.mempool.remove(&done);
+        self.gossip.decided(&block.value.batch_digests);
         let _ = self.events.send(NodeEvent::Decided(Decision {
             height: height.0,
             round: cert.round.as_i64(),

@@ -324,6 +324,9 @@ impl mc::Vote<StepContext> for Vote {
 }
 
 /// One part of a streamed proposal: `Init`, then `Batches` parts, then `Fin`.
+/// `Gossip` is not part of a proposal: it carries one pre-validated batch to
+/// every validator ahead of proposals, on the same authenticated channel
+/// (`docs/P2P_PROTOCOL.md`, "Batch gossip").
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum ProposalPart {
     Init {
@@ -336,6 +339,7 @@ pub enum ProposalPart {
     Fin {
         value_id: ValueId,
     },
+    Gossip(WireBatch),
 }
 
 impl mc::ProposalPart<StepContext> for ProposalPart {

@@ -54,6 +54,27 @@ pub fn stream_id(height: Height, round: Round) -> StreamId {
     StreamId::new(bytes::Bytes::from(b))
 }
 
+/// The one-message stream that gossips `batch`: stream id `G` ‖ digest
+/// (33 bytes; proposal stream ids are 16), sequence 0, no stream `Fin`.
+pub fn gossip(batch: &WireBatch) -> StreamMessage<ProposalPart> {
+    let mut b = Vec::with_capacity(33);
+    b.push(b'G');
+    b.extend_from_slice(&batch.digest);
+    StreamMessage::new(
+        StreamId::new(bytes::Bytes::from(b)),
+        0,
+        StreamContent::Data(ProposalPart::Gossip(batch.clone())),
+    )
+}
+
+/// The batch of a gossip message; `None` for proposal parts.
+pub fn gossiped(msg: &StreamMessage<ProposalPart>) -> Option<&WireBatch> {
+    match &msg.content {
+        StreamContent::Data(ProposalPart::Gossip(b)) => Some(b),
+        _ => None,
+    }
+}
+
 /// The stream messages of a proposal, in order.
 pub fn split(
     height: Height,

@@ -310,3 +310,43 @@ async fn large_blocks_stream_in_many_parts() {
     );
     c.stop_all().await;
 }
+
+/// Batch gossip: a validator's batches reach the others before any proposal,
+/// so they are finalized even if it crashes before its turn to propose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_a_crashed_validator_are_finalized_by_the_others() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("gossip_crash");
+    let mut c = Cluster::new(4, seed);
+    c.start_all().await;
+    c.wait_height(&[0, 1, 2, 3], 2, DEADLINE).await;
+    // The validator that proposes none of the next three heights (round 0).
+    let h = (0..4).map(|i| c.height(i)).max().unwrap_or(0);
+    let proposers: Vec<usize> = (h + 1..=h + 3)
+        .map(|k| {
+            let v = c
+                .validators
+                .proposer(step_consensus::Height(k), step_consensus::Round::new(0));
+            c.index_of(&v.address)
+        })
+        .collect();
+    let x = (0..4)
+        .find(|i| !proposers.contains(i))
+        .expect("4 validators, 3 proposers");
+    let bs = batches(&format!("gossip-{seed}"), 200, 20);
+    let total: usize = bs.iter().map(|b| b.len()).sum();
+    for b in bs {
+        c.submit(x, b).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.stop(x).await;
+    let others: Vec<usize> = (0..4).filter(|i| *i != x).collect();
+    c.wait(
+        "the others finalize every proof the crashed validator ingested",
+        DEADLINE,
+        |c| others.iter().all(|i| c.accepted_total(*i) == total as u64),
+    )
+    .await;
+    c.assert_agreement();
+    c.stop_all().await;
+}
