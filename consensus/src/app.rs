@@ -159,6 +159,54 @@ struct GossipState {
     /// Digests of recently decided batches: late gossip of one is ignored.
     decided: HashSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
+    scores: PeerScores<malachitebft_app_channel::app::types::PeerId>,
+}
+
+/// Invalid gossiped batches after which a peer's gossip is ignored.
+pub const GOSSIP_STRIKES: u32 = 3;
+/// How long a peer's gossip is ignored after [`GOSSIP_STRIKES`].
+pub const GOSSIP_MUTE: Duration = Duration::from_secs(600);
+/// Peers scored at once, at most (validators number 4–50).
+const SCORED_PEERS_MAX: usize = 1_024;
+
+/// Scores peers down for invalid gossip: after [`GOSSIP_STRIKES`] invalid
+/// batches, a peer's gossip is ignored for [`GOSSIP_MUTE`]. Its proposals
+/// are still heard (and a bad one is still never decided).
+#[derive(Debug)]
+pub struct PeerScores<K> {
+    peers: std::collections::HashMap<K, (u32, Option<Instant>)>,
+}
+
+impl<K> Default for PeerScores<K> {
+    fn default() -> Self {
+        PeerScores {
+            peers: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> PeerScores<K> {
+    /// Records an invalid batch from `peer`; true if it is muted from now.
+    pub fn strike(&mut self, peer: &K, now: Instant) -> bool {
+        if !self.peers.contains_key(peer) && self.peers.len() >= SCORED_PEERS_MAX {
+            self.peers
+                .retain(|_, (_, muted)| muted.is_some_and(|t| t > now));
+        }
+        let e = self.peers.entry(peer.clone()).or_insert((0, None));
+        e.0 += 1;
+        if e.0 >= GOSSIP_STRIKES && e.1.is_none_or(|t| t <= now) {
+            e.0 = 0;
+            e.1 = Some(now + GOSSIP_MUTE);
+            return true;
+        }
+        false
+    }
+
+    pub fn is_muted(&self, peer: &K, now: Instant) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|(_, muted)| muted.is_some_and(|t| t > now))
+    }
 }
 
 /// Gossiped batches verified at once, at most.
@@ -175,6 +223,7 @@ impl GossipState {
             verifying: HashSet::new(),
             decided: HashSet::new(),
             decided_order: VecDeque::new(),
+            scores: PeerScores::default(),
         }
     }
 
@@ -242,6 +291,7 @@ impl<S: Store> App<S> {
         if self.mempool.contains(&d)
             || self.gossip.decided.contains(&d)
             || self.gossip.verifying.contains(&d)
+            || self.gossip.scores.is_muted(&from, Instant::now())
         {
             return;
         }
@@ -269,6 +319,14 @@ impl<S: Store> App<S> {
             // The network layer authenticated the publisher as a validator;
             // an invalid batch from one is misbehaviour.
             tracing::warn!(from = %v.from, digest = ?d, "peer gossiped an invalid batch; dropped");
+            if self.gossip.scores.strike(&v.from, Instant::now()) {
+                tracing::warn!(
+                    peer = %v.from,
+                    strikes = GOSSIP_STRIKES,
+                    mute_s = GOSSIP_MUTE.as_secs(),
+                    "peer's gossip muted after repeated invalid batches"
+                );
+            }
             return;
         }
         if self.gossip.decided.contains(&d) {
@@ -721,3 +779,22 @@ impl<S: Store> App<S> {
 
 /// How long to wait at most: used by the node when it waits for a start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_muted_after_strikes_and_heard_again_later() {
+        let mut s = PeerScores::<u8>::default();
+        let t0 = Instant::now();
+        for k in 1..GOSSIP_STRIKES {
+            assert!(!s.strike(&7, t0), "strike {k} alone does not mute");
+            assert!(!s.is_muted(&7, t0));
+        }
+        assert!(s.strike(&7, t0), "the last strike mutes");
+        assert!(s.is_muted(&7, t0 + GOSSIP_MUTE / 2));
+        assert!(!s.is_muted(&8, t0), "other peers are unaffected");
+        assert!(!s.is_muted(&7, t0 + GOSSIP_MUTE), "the mute expires");
+    }
+}

@@ -52,6 +52,14 @@ pub enum StoreError {
         operation: &'static str,
         reason: String,
     },
+    #[error("store {path}: ({account}, nonce {nonce:?}) was already used at height {first}; height {height} uses it again")]
+    NonceReused {
+        path: PathBuf,
+        account: String,
+        nonce: String,
+        first: u64,
+        height: u64,
+    },
     #[error("store {path}: record {what} at height {height} does not decode: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -66,6 +74,9 @@ pub trait Store: Send + 'static {
     /// Writes one decided height atomically.
     fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError>;
     fn decided(&self, height: u64) -> Result<Option<DecidedRecord>, StoreError>;
+    /// The height whose block used (account, nonce), from the unique
+    /// (account, nonce) index that `commit_decided` maintains.
+    fn nonce_height(&self, account: &[u8; 20], nonce: &str) -> Result<Option<u64>, StoreError>;
     /// The lowest and highest decided heights, if any.
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
     /// Rebuilds the application state from every stored change set.
@@ -82,6 +93,9 @@ pub trait Store: Send + 'static {
 
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
+/// The unique (account, nonce) index. Key: account (20 bytes) ‖ nonce
+/// (UTF-8); value: the height that used it.
+const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
 /// Key: height (8 bytes BE) ‖ round (8 bytes BE, offset) ‖ value id.
 const UNDECIDED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("undecided");
 
@@ -125,6 +139,7 @@ impl RedbStore {
             tx.open_table(DECIDED)?;
             tx.open_table(EVIDENCE)?;
             tx.open_table(UNDECIDED)?;
+            tx.open_table(NONCES)?;
             Ok(())
         })?;
         Ok(store)
@@ -178,9 +193,47 @@ impl Store for RedbStore {
     fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError> {
         let bytes = borsh::to_vec(record).unwrap_or_default();
         let height = record.height;
+        let mut reused = None;
         self.write("commit decided", |tx| {
+            let mut nonces = tx.open_table(NONCES)?;
+            let mut key = Vec::with_capacity(84);
+            for (account, nonce) in &record.changes.nonces {
+                key.clear();
+                key.extend_from_slice(account);
+                key.extend_from_slice(nonce.as_bytes());
+                let first = nonces.insert(key.as_slice(), height)?.map(|v| v.value());
+                if let Some(first) = first.filter(|f| *f != height) {
+                    // Execution never accepts a used nonce: refuse to commit
+                    // rather than store a double spend (the transaction is
+                    // dropped, so nothing of this height is written).
+                    reused = Some((*account, nonce.clone(), first));
+                    return Err("unique (account, nonce) index violated".into());
+                }
+            }
+            drop(nonces);
             tx.open_table(DECIDED)?.insert(height, bytes.as_slice())?;
             Ok(())
+        })
+        .map_err(|e| match reused.take() {
+            Some((account, nonce, first)) => StoreError::NonceReused {
+                path: self.path.clone(),
+                account: account.iter().map(|b| format!("{b:02x}")).collect(),
+                nonce,
+                first,
+                height,
+            },
+            None => e,
+        })
+    }
+
+    fn nonce_height(&self, account: &[u8; 20], nonce: &str) -> Result<Option<u64>, StoreError> {
+        let mut key = account.to_vec();
+        key.extend_from_slice(nonce.as_bytes());
+        self.read("read nonce index", |tx| {
+            Ok(tx
+                .open_table(NONCES)?
+                .get(key.as_slice())?
+                .map(|v| v.value()))
         })
     }
 

@@ -303,3 +303,45 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
     r.replay_changes(&out.changes, out.root).expect("replay");
     assert_eq!(r.proof_counts, s.proof_counts);
 }
+
+#[test]
+fn the_store_keeps_a_unique_account_nonce_index() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
+    let record = |height: u64, nonce: &str| DecidedRecord {
+        height,
+        block: vec![],
+        certificate: vec![],
+        changes: ChangeSet {
+            height,
+            nonces: vec![([7; 20], nonce.to_owned())],
+            accepted: 1,
+            ..ChangeSet::default()
+        },
+        root: [height as u8; 32],
+    };
+    store.commit_decided(&record(1, "n-1")).expect("first use");
+    // Re-committing the same height (a replayed decision) is idempotent.
+    store
+        .commit_decided(&record(1, "n-1"))
+        .expect("same height again");
+    assert_eq!(store.nonce_height(&[7; 20], "n-1").expect("read"), Some(1));
+    assert_eq!(store.nonce_height(&[8; 20], "n-1").expect("read"), None);
+    let err = store
+        .commit_decided(&record(2, "n-1"))
+        .expect_err("a second height may not reuse the nonce");
+    assert!(
+        matches!(
+            err,
+            step_consensus::store::StoreError::NonceReused {
+                first: 1,
+                height: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing of the refused height was written.
+    assert_eq!(store.decided(2).expect("read"), None);
+    assert_eq!(store.nonce_height(&[7; 20], "n-1").expect("read"), Some(1));
+}
