@@ -1,0 +1,746 @@
+//! Harness of `tests/devnet_e2e.rs`: a blocking HTTP/1.1 client over
+//! `TcpStream`, process guards that kill whole process groups on drop,
+//! `step devnet` started and parsed per its output contract, fresh proofs
+//! (shared Python generator or `step_engine::signing`), and state-root
+//! convergence checks across validators.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use step_engine::reward::reward_micro;
+use step_engine::TriangleId;
+pub const STEP: &str = env!("CARGO_BIN_EXE_step");
+/// Until `devnet ready` (CI: a debug build on 2 cores).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(150);
+/// One HTTP exchange; `POST /proof/submit` waits for finality within it.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(90);
+/// Node configuration for every test devnet: the sample files jump across the
+/// globe every second (as `step verify --speed-gate off --moratorium off`);
+/// one test client sends many proofs per account; and a slow CI machine may
+/// take longer than the default 10 s to finalize, where `POST /proof/submit`
+/// would answer 202 "pending" instead of the final verdict these tests check.
+pub const SETS: [&str; 4] = [
+    "limits.speed_gate=false",
+    "limits.moratorium=false",
+    "rate_limit.per_account=0",
+    "http.finality_timeout_ms=60000",
+];
+
+// ---------------------------------------------------------------- HTTP ----
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a JSON error with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.text());
+        let v = self.json();
+        assert_eq!(v["ok"], false, "{what}: {v}");
+        assert_eq!(v["code"], code, "{what}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: no message: {v}"
+        );
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), read to EOF.
+pub fn exchange(addr: SocketAddr, raw: &[u8], timeout: Duration) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    // The server may answer (413, 415) before it has read the whole body and
+    // close; what it answered is still there to read.
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    if let Err(e) = s.read_to_end(&mut out) {
+        if out.is_empty() {
+            return Err(e);
+        }
+    }
+    parse_response(&out)
+}
+
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            bad(&format!(
+                "no header end in {:?}",
+                String::from_utf8_lossy(raw)
+            ))
+        })?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("head not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(head))?;
+    let chunked = lines.any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")
+        })
+    });
+    let mut body = raw[end + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(Resp { status, body })
+}
+
+pub fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if method == "POST" || !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    exchange(addr, &raw, HTTP_TIMEOUT)
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, "GET", path, None, b"").unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"))
+}
+
+pub fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> Resp {
+    request(addr, "POST", path, Some("application/json"), body)
+        .unwrap_or_else(|e| panic!("POST {addr}{path}: {e}"))
+}
+
+/// `POST /proof/submit` of every line at once (a thread each); the answers
+/// in line order.
+pub fn submit_all(addr: SocketAddr, lines: &[String]) -> Vec<Resp> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = lines
+            .iter()
+            .map(|l| s.spawn(move || post_json(addr, "/proof/submit", l.as_bytes())))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("submit")).collect()
+    })
+}
+
+pub fn healthy(addr: SocketAddr) -> bool {
+    request(addr, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
+}
+
+/// Prints how long each phase of a test took (CI logs show where time goes).
+pub struct Phases(Instant);
+
+impl Phases {
+    pub fn start() -> Phases {
+        Phases(Instant::now())
+    }
+
+    pub fn done(&mut self, what: &str) {
+        eprintln!("[{:6.1} s] {what}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ----------------------------------------------------------- processes ----
+
+/// Sends `signal` to process group `pgid` (ignored if it is gone).
+pub fn signal_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+pub fn signal_pid(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A child in its own process group, killed (the whole group) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the exit; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal_group(self.child.id(), "KILL");
+            let _ = self.child.wait();
+            eprintln!("killed {} (pid {})", self.name, self.child.id());
+        }
+    }
+}
+
+/// One `validator <i> ...` line of `step devnet`.
+#[derive(Debug, Clone)]
+pub struct ValidatorLine {
+    pub http: SocketAddr,
+    p2p_port: u16,
+    pub address: String,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+pub fn parse_validator_line(line: &str) -> Option<(usize, ValidatorLine)> {
+    let mut it = line.split_whitespace();
+    if it.next()? != "validator" {
+        return None;
+    }
+    let index = it.next()?.parse().ok()?;
+    let fields: HashMap<&str, &str> = it.filter_map(|f| f.split_once('=')).collect();
+    let http = fields.get("http")?.strip_prefix("http://")?.parse().ok()?;
+    let p2p_port = fields
+        .get("p2p")?
+        .strip_prefix("/ip4/127.0.0.1/tcp/")?
+        .parse()
+        .ok()?;
+    Some((
+        index,
+        ValidatorLine {
+            http,
+            p2p_port,
+            address: (*fields.get("address")?).to_owned(),
+            pid: fields.get("pid")?.parse().ok()?,
+            log: PathBuf::from(fields.get("log")?),
+        },
+    ))
+}
+
+/// Port bases handed out in this process, so that parallel tests never pick
+/// the same one even before their devnets bind.
+pub static NEXT_BASE: Mutex<u16> = Mutex::new(0);
+
+/// A base port P such that P..P+n and P+100..P+100+n are free now.
+pub fn free_base(n: u16) -> u16 {
+    let mut next = NEXT_BASE.lock().unwrap_or_else(|e| e.into_inner());
+    // Slots of 200 ports in 20000–31999: below Linux's ephemeral range
+    // (32768–60999), so that no client connection takes a validator's port
+    // between this check and its bind, or between two runs on one data dir.
+    // Concurrent test processes start at different slots.
+    const FIRST: u16 = 20_000;
+    const SLOTS: u16 = 60;
+    if *next == 0 {
+        *next = FIRST + (std::process::id() % u32::from(SLOTS)) as u16 * 200;
+    }
+    for _ in 0..SLOTS {
+        let base = *next;
+        *next = if base + 200 >= FIRST + SLOTS * 200 {
+            FIRST
+        } else {
+            base + 200
+        };
+        let free = (0..n)
+            .flat_map(|i| [base + i, base + 100 + i])
+            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+/// A running `step devnet`.
+pub struct Devnet {
+    pub proc: Option<Proc>,
+    pub dir: PathBuf,
+    pub stdout: Receiver<String>,
+    pub stdout_seen: Vec<String>,
+    pub validators: Vec<ValidatorLine>,
+    /// Validators restarted by the test with `step node`.
+    pub restarted: Vec<Proc>,
+    /// Validator process groups to kill on drop (the devnet's own children).
+    pub groups: Vec<u32>,
+    /// Keep the data dir on drop (a later run resumes from it).
+    pub keep_dir: bool,
+}
+
+impl Devnet {
+    pub fn data_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("step-e2e-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Starts `step devnet` and waits for `devnet ready`.
+    pub fn start(dir: &Path, n: usize, base: u16) -> Devnet {
+        let t0 = Instant::now();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("devnet.stderr"))
+            .unwrap();
+        let mut cmd = Command::new(STEP);
+        cmd.args(["devnet", "--validators", &n.to_string()])
+            .args(["--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(dir.join("net"));
+        for s in SETS {
+            cmd.args(["--set", s]);
+        }
+        cmd.stdout(Stdio::piped()).stderr(stderr);
+        let mut proc = Proc::spawn("step devnet", &mut cmd);
+        let out = proc.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Devnet {
+            proc: Some(proc),
+            dir: dir.to_owned(),
+            stdout: rx,
+            stdout_seen: Vec::new(),
+            validators: Vec::new(),
+            restarted: Vec::new(),
+            groups: Vec::new(),
+            // STEP_E2E_KEEP=1 keeps data dirs and logs of passing tests too.
+            keep_dir: std::env::var_os("STEP_E2E_KEEP").is_some(),
+        };
+        let mut found: BTreeMap<usize, ValidatorLine> = BTreeMap::new();
+        loop {
+            let line = d.next_line(READY_TIMEOUT.saturating_sub(t0.elapsed()), "devnet ready");
+            if let Some((i, v)) = parse_validator_line(&line) {
+                d.groups.push(v.pid);
+                found.insert(i, v);
+            } else if line == "devnet ready" {
+                break;
+            }
+        }
+        assert_eq!(
+            found.keys().copied().collect::<Vec<_>>(),
+            (0..n).collect::<Vec<_>>(),
+            "one `validator <i>` line per validator before `devnet ready`: {:?}",
+            d.stdout_seen
+        );
+        for (i, v) in &found {
+            let i = *i as u16;
+            assert_eq!(v.http.port(), base + i, "validator {i}: HTTP port");
+            assert_eq!(v.p2p_port, base + 100 + i, "validator {i}: P2P port");
+            assert!(
+                v.address.len() == 40 && v.address.bytes().all(|b| b.is_ascii_hexdigit()),
+                "validator {i}: address={} is not 40 hex digits",
+                v.address
+            );
+            assert!(v.pid > 0, "validator {i}: pid");
+            assert!(
+                healthy(v.http),
+                "validator {i} not healthy after `devnet ready`"
+            );
+        }
+        d.validators = found.into_values().collect();
+        eprintln!(
+            "devnet of {n} up on base port {base} in {:.1} s ({})",
+            t0.elapsed().as_secs_f64(),
+            dir.display()
+        );
+        d
+    }
+
+    /// The next stdout line, or a panic naming `what` it waited for.
+    pub fn next_line(&mut self, timeout: Duration, what: &str) -> String {
+        match self.stdout.recv_timeout(timeout) {
+            Ok(line) => {
+                self.stdout_seen.push(line.clone());
+                line
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no `{what}` from step devnet within {timeout:?}; stdout so far: {:?}",
+                self.stdout_seen
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self
+                    .proc
+                    .as_mut()
+                    .and_then(|p| p.wait_exit(Duration::from_secs(5)));
+                panic!(
+                    "step devnet closed stdout before `{what}` (exit {status:?}); stdout: {:?}\nstderr: {}",
+                    self.stdout_seen,
+                    tail(&self.dir.join("devnet.stderr"), 30)
+                )
+            }
+        }
+    }
+
+    pub fn http(&self) -> Vec<SocketAddr> {
+        self.validators.iter().map(|v| v.http).collect()
+    }
+
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .join("net")
+            .join(format!("node-{i}"))
+            .join("config.toml")
+    }
+
+    /// `step node --config net/node-<i>/config.toml`, as an operator restarts one.
+    pub fn restart(&mut self, i: usize) -> u32 {
+        let log = std::fs::File::create(self.dir.join(format!("restart-{i}.log"))).unwrap();
+        let err = log.try_clone().unwrap();
+        let cfg = self.config_path(i);
+        assert!(cfg.exists(), "{} missing", cfg.display());
+        let p = Proc::spawn(
+            &format!("step node (validator {i})"),
+            Command::new(STEP)
+                .arg("node")
+                .arg("--config")
+                .arg(&cfg)
+                .stdout(log)
+                .stderr(err),
+        );
+        let pid = p.pid();
+        self.restarted.push(p);
+        pid
+    }
+
+    /// SIGINT, then `devnet stopped` and a clean exit.
+    pub fn stop(&mut self) {
+        let mut p = self.proc.take().expect("devnet running");
+        signal_pid(p.pid(), "INT");
+        loop {
+            if self.next_line(Duration::from_secs(90), "devnet stopped") == "devnet stopped" {
+                break;
+            }
+        }
+        let status = p
+            .wait_exit(Duration::from_secs(30))
+            .expect("devnet exits after `devnet stopped`");
+        assert!(status.success(), "step devnet exited with {status}");
+        // Its validators are gone too.
+        for v in &self.validators {
+            assert!(
+                !healthy(v.http),
+                "{} still answers after `devnet stopped`",
+                v.http
+            );
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        for g in &self.groups {
+            signal_group(*g, "KILL");
+        }
+        self.restarted.clear();
+        self.proc = None;
+        if panicking {
+            eprintln!("--- devnet in {} (kept) ---", self.dir.display());
+            eprintln!("stdout: {:?}", self.stdout_seen);
+            eprintln!(
+                "devnet.stderr:\n{}",
+                tail(&self.dir.join("devnet.stderr"), 20)
+            );
+            for (i, v) in self.validators.iter().enumerate() {
+                eprintln!(
+                    "--- validator {i}: {} ---\n{}",
+                    v.log.display(),
+                    tail(&v.log, 25)
+                );
+                let r = self.dir.join(format!("restart-{i}.log"));
+                if r.exists() {
+                    eprintln!("--- {} ---\n{}", r.display(), tail(&r, 25));
+                }
+            }
+        } else if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// -------------------------------------------------------------- proofs ----
+
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("STEP_SHARED_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1"),
+        PathBuf::from,
+    )
+}
+
+pub fn shared_lines(name: &str) -> Vec<String> {
+    let p = shared_dir().join(name);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `n` fresh valid proofs over `accounts` keys: from the shared Python
+/// generator if `STEP_GEN_DIR` is set, else signed with `step_engine::signing`.
+/// Proof i is signed by key i mod `accounts` (the generator needs 2 or more).
+pub fn fresh_proofs(seed: &str, n: usize, accounts: usize, dir: &Path) -> Vec<String> {
+    assert!(
+        n >= 1 && accounts >= 2,
+        "gen_step_proofs.py needs --n >= 1 --accounts >= 2"
+    );
+    if let Some(gen) = std::env::var_os("STEP_GEN_DIR") {
+        let gen = PathBuf::from(gen);
+        let out = dir.join(format!("{seed}.jsonl"));
+        let status = Command::new(gen.join(".venv/bin/python"))
+            .arg(gen.join("gen_step_proofs.py"))
+            .args(["--n", &n.to_string(), "--accounts", &accounts.to_string()])
+            .args(["--seed", seed])
+            .arg("--valid-out")
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| panic!("running the generator in {}: {e}", gen.display()));
+        assert!(status.success(), "gen_step_proofs.py: {status}");
+        eprintln!(
+            "proofs: {n} signed by the shared Python generator ({}), seed {seed}",
+            gen.display()
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), n);
+        return lines;
+    }
+    eprintln!("proofs: {n} signed with step_engine::signing (STEP_GEN_DIR not set), seed {seed}");
+    let keys: Vec<_> = (0..accounts as u64)
+        .map(|k| step_engine::signing::key(seed, k))
+        .collect();
+    let base_ms = 1_767_225_600_000; // 2026-01-01T00:00:00Z, like the generator
+    (0..n)
+        .map(|i| {
+            let level_digits: Vec<u8> = (0..i % 21).map(|d| ((i + d) % 4) as u8).collect();
+            let t = TriangleId::new((i * 7 % 20) as u8, &level_digits).unwrap();
+            let body = step_engine::signing::signed_body(
+                &keys[i % accounts],
+                &t,
+                step_engine::signing::point_in(&t),
+                12.5,
+                base_ms + 1000 * i as i64,
+                &format!("e2e-{seed}-{i:06}"),
+            );
+            String::from_utf8(body).unwrap()
+        })
+        .collect()
+}
+
+pub fn payload(line: &str) -> Value {
+    serde_json::from_str::<Value>(line).unwrap()["payload"].clone()
+}
+
+pub fn account_of(line: &str) -> String {
+    payload(line)["account"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase()
+}
+
+pub fn reward_of(line: &str) -> u64 {
+    let tri = payload(line)["triangleId"].as_str().unwrap().to_owned();
+    reward_micro(TriangleId::parse(&tri).unwrap().level())
+}
+
+/// The sample line without its test-only fields (`case`, `expect`, ...).
+pub fn strip_expectations(line: &str) -> String {
+    let mut v: Value = serde_json::from_str(line).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.retain(|k, _| k == "payload" || k == "signature");
+    v.to_string()
+}
+
+// -------------------------------------------------------------- status ----
+
+#[derive(Debug)]
+pub struct Status {
+    pub height: u64,
+    pub state_root: String,
+    pub peers: u64,
+    pub validators: u64,
+}
+
+pub fn status(addr: SocketAddr) -> std::io::Result<Status> {
+    let r = request(addr, "GET", "/status", None, b"")?;
+    let v = r.json();
+    assert_eq!(r.status, 200, "GET /status: {v}");
+    let root = v["state_root"]
+        .as_str()
+        .unwrap_or_else(|| panic!("state_root: {v}"));
+    assert_eq!(root.len(), 64, "state_root {root:?}");
+    Ok(Status {
+        height: v["height"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("height: {v}")),
+        state_root: root.to_owned(),
+        peers: v["peers"].as_u64().unwrap_or_else(|| panic!("peers: {v}")),
+        validators: v["validators"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("validators: {v}")),
+    })
+}
+
+/// Polls `/status` of every node until all have reported one same height
+/// at or above `min_height`; every height that two nodes reported must have
+/// the same `state_root`. Returns that height and root.
+pub fn converge(nodes: &[SocketAddr], min_height: u64, timeout: Duration) -> (u64, String) {
+    let mut seen: Vec<BTreeMap<u64, String>> = vec![BTreeMap::new(); nodes.len()];
+    let deadline = Instant::now() + timeout;
+    loop {
+        for (i, a) in nodes.iter().enumerate() {
+            if let Ok(s) = status(*a) {
+                seen[i].insert(s.height, s.state_root);
+            }
+        }
+        // Same height → same root, across all pairs.
+        for (h, root) in &seen[0] {
+            for (i, m) in seen.iter().enumerate().skip(1) {
+                if let Some(r) = m.get(h) {
+                    assert_eq!(
+                        r, root,
+                        "height {h}: node 0 and node {i} ({}) disagree on state_root",
+                        nodes[i]
+                    );
+                }
+            }
+        }
+        for i in 1..seen.len() {
+            for (h, root) in &seen[i] {
+                for (j, m) in seen.iter().enumerate().skip(i + 1) {
+                    if let Some(r) = m.get(h) {
+                        assert_eq!(
+                            r, root,
+                            "height {h}: node {i} and node {j} disagree on state_root"
+                        );
+                    }
+                }
+            }
+        }
+        let common = seen[0]
+            .iter()
+            .rev()
+            .find(|(h, _)| **h >= min_height && seen.iter().all(|m| m.contains_key(h)));
+        if let Some((h, r)) = common {
+            return (*h, r.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes never at one height ≥ {min_height} within {timeout:?}; last heights: {:?}",
+            seen.iter()
+                .map(|m| m.keys().next_back().copied())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn balance(addr: SocketAddr, account: &str) -> u64 {
+    let r = get(addr, &format!("/account/{account}"));
+    let v = r.json();
+    assert_eq!(r.status, 200, "GET /account/{account}: {v}");
+    assert_eq!(v["account"], account, "{v}");
+    v["balance"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .parse()
+        .unwrap()
+}
