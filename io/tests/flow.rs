@@ -279,6 +279,7 @@ async fn events_stream_finalized_blocks_and_end_on_shutdown() {
         serde_json::from_str(data.trim_start_matches("data:").trim()).unwrap();
     assert_eq!(block["height"], height);
     assert_eq!(block["proofIds"], serde_json::json!([id]));
+    assert_eq!(block["rejected"], serde_json::json!([]));
     assert_eq!(block["state_root"].as_str().unwrap().len(), 64);
     assert!(text.contains("event: block"), "{text}");
     assert!(text.contains(&format!("id: {height}")), "{text}");

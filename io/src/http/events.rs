@@ -3,7 +3,7 @@
 //! ```text
 //! event: block
 //! id: 7
-//! data: {"height":7,"time":"…","state_root":"…","batches":["…"],"proofIds":["…",…]}
+//! data: {"height":7,"time":"…","state_root":"…","batches":["…"],"proofIds":["…",…],"rejected":[{"proofId":"…","code":"NONCE_REPLAY"},…]}
 //! ```
 //!
 //! A subscriber that falls more than `http.events_buffer` blocks behind gets
@@ -32,6 +32,11 @@ pub fn block_json(b: &FinalizedBlock) -> serde_json::Value {
         "state_root": hex(&b.state_root),
         "batches": b.batches.iter().map(|d| hex(d)).collect::<Vec<_>>(),
         "proofIds": b.proof_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "rejected": b
+            .rejected
+            .iter()
+            .map(|(id, code)| json!({ "proofId": id.to_string(), "code": code }))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -103,11 +103,14 @@ impl Chain {
         let height = self.height + 1;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
+        let mut rejected = Vec::new();
         for (proof, pubkey) in batch.proofs.iter().zip(&batch.pubkeys) {
             let id = ProofId::of_proof(proof);
             let result = self.execute(proof, pubkey, id, height, time_ms);
-            if let (Ok(_), Some(id)) = (&result, id) {
-                ids.push(id);
+            match (&result, id) {
+                (Ok(_), Some(id)) => ids.push(id),
+                (Err(r), Some(id)) => rejected.push((id, r.code().as_str())),
+                (_, None) => {}
             }
             outcomes.push(Outcome { id, result });
         }
@@ -127,6 +130,7 @@ impl Chain {
             state_root: self.root,
             batches: vec![batch.digest],
             proof_ids: ids,
+            rejected,
         };
         (block, outcomes)
     }

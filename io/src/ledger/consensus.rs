@@ -297,6 +297,7 @@ fn apply_decision(shared: &Shared, d: &Decision) {
     let time_ms = shared.clock.now_ms();
     let m = &shared.metrics;
     let mut proof_ids = Vec::with_capacity(usize::try_from(d.accepted).unwrap_or(0));
+    let mut rejected = Vec::new();
     {
         let mut finality = lock(&shared.finality);
         let mut index = lock(&shared.index);
@@ -316,7 +317,10 @@ fn apply_decision(shared: &Shared, d: &Decision) {
                     height: d.height,
                     time_ms,
                 }),
-                Err(code) => Err(FinalityError::Execution(*code)),
+                Err(code) => {
+                    rejected.push((id, code.as_str()));
+                    Err(FinalityError::Execution(*code))
+                }
             };
             if let Ok(f) = &result {
                 proof_ids.push(id);
@@ -356,6 +360,7 @@ fn apply_decision(shared: &Shared, d: &Decision) {
         state_root: d.root,
         batches: d.batch_digests.clone(),
         proof_ids,
+        rejected,
     }));
     shared.settled.notify_waiters();
 }

@@ -214,6 +214,9 @@ pub struct FinalizedBlock {
     pub batches: Vec<[u8; 32]>,
     /// Ids of the proofs it finalized, in execution order.
     pub proof_ids: Vec<ProofId>,
+    /// Proofs the block carried that execution rejected, with their codes
+    /// (consensus: e.g. a nonce another validator's proof used first).
+    pub rejected: Vec<(ProofId, &'static str)>,
 }
 
 /// A submitted body waiting for its pipeline verdict.
