@@ -129,6 +129,10 @@ fn devnet_1_report_adds_up() {
         cache.to_str().unwrap(),
         "--connections",
         "8",
+        // 30 accounts: each sends 13 or 14 proofs (0.3 s apart), more than
+        // the 11 clicks that subdivide a triangle (execution must accept them).
+        "--accounts",
+        "30",
         "--finality-timeout",
         "60s",
         "--json",

@@ -4,10 +4,14 @@
 //! Slot `i` of the sequence is either a valid proof or, at the rate
 //! `--invalid-ratio`, a bad one; the bad kinds take turns (see [`Kind`]).
 //! Valid proof `v` belongs to account `v mod accounts` and is its
-//! `v / accounts`-th proof: an account always proves the same place (the
-//! centroid of its own triangle) and its proofs are 11 s apart in proof
-//! time, so the speed gate (0 m/s) and the 10 s moratorium pass them when
-//! they arrive in order. With `accounts` ≥ 2 × the rate (the default), two
+//! `r = v / accounts`-th proof. Each account has its own level-18 triangle
+//! (unique per account) and its `r`-th proof is in the level-21 triangle
+//! `r mod 64` inside it: consecutive proofs are at most ~55 m apart and 11 s
+//! apart in proof time, so the speed gate (15 m/s) and the 10 s moratorium
+//! pass them when they arrive in order. Level-21 triangles never subdivide
+//! and each takes 28 clicks, so execution (which rejects a subdivided or
+//! exhausted triangle) accepts up to 64 × 28 proofs per account; proving
+//! one triangle over and over would be rejected after its 11th click. With `accounts` ≥ 2 × the rate (the default), two
 //! proofs of one account are sent ≥ 2 s apart, so they are not reordered in
 //! flight. Timestamps start at 2026-01-01: a node's age window must be off
 //! (its default).
@@ -143,7 +147,7 @@ impl Params {
     /// The cache file name for these parameters.
     pub fn cache_key(&self) -> String {
         let h = Sha256::digest(format!(
-            "step-load-v1|{}|{}|{}|{}",
+            "step-load-v2|{}|{}|{}|{}",
             self.seed, self.accounts, self.invalid_ppm, SPACING_MS
         ));
         h[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -225,7 +229,7 @@ impl Signer<'_> {
         let accounts = self.params.accounts.max(1);
         let a = v % accounts;
         let round = (v / accounts) as i64;
-        let t = crate::corpus::triangle(a);
+        let t = valid_triangle(a, round as u64);
         let ms = T0_MS + round * SPACING_MS + (a % 1000) as i64;
         let accuracy_m = 3.0 + (v % 3700) as f64 / 100.0;
         let key = *self.account_key(a);
@@ -293,6 +297,23 @@ impl Signer<'_> {
         out.ids.push(Sha256::digest(sig).into());
         out.kinds.push(slot.kind);
     }
+}
+
+/// Account `a`'s `round`-th triangle: level 21, under the account's own
+/// level-18 triangle (face `a mod 20`, then the base-4 digits of `a / 20`:
+/// unique for up to 20 × 4¹⁷ accounts), at path `round mod 64`.
+pub fn valid_triangle(a: u64, round: u64) -> TriangleId {
+    let q = a / 20;
+    let r = round % 64;
+    let mut digits = [0u8; 20];
+    for (i, d) in digits.iter_mut().take(17).enumerate() {
+        *d = ((q >> (2 * i)) & 3) as u8;
+    }
+    digits[17] = ((r >> 4) & 3) as u8;
+    digits[18] = ((r >> 2) & 3) as u8;
+    digits[19] = (r & 3) as u8;
+    TriangleId::new((a % 20) as u8, &digits)
+        .unwrap_or_else(|| unreachable!("20 digits 0-3 make a level-21 triangle"))
 }
 
 fn proof(
@@ -559,6 +580,26 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+
+    /// An account's triangles stay within walking distance (the speed
+    /// gate), are level 21 (no subdivision), and no two accounts share one.
+    #[test]
+    fn valid_triangles_are_near_deep_and_unshared() {
+        let mut seen = std::collections::HashSet::new();
+        for a in 0..500u64 {
+            let mut prev = point_in(&valid_triangle(a, 0));
+            for r in 0..64u64 {
+                let t = valid_triangle(a, r);
+                assert_eq!(t.level(), 21);
+                assert!(seen.insert(t), "account {a} round {r}: {t} reused");
+                let here = point_in(&t);
+                let d = step_engine::mesh::haversine_m(prev.0, prev.1, here.0, here.1);
+                assert!(d / 11.0 < 15.0, "{d} m in 11 s");
+                prev = here;
+            }
+            assert_eq!(valid_triangle(a, 64), valid_triangle(a, 0));
+        }
     }
 
     #[test]
