@@ -51,6 +51,10 @@ fn devnet_finalizes_proofs_identically_on_all_validators() {
     );
 
     t.done("peers connected");
+    // Validator 3 streams its finalized blocks meanwhile.
+    let mut events = Events::subscribe(nodes[3]);
+    let mut proof_ids: Vec<(String, u64)> = Vec::new();
+
     // Fresh proofs to validator 0, each final on return: two rounds of one
     // proof per account, the proofs of a round sent at once.
     const ACCOUNTS: usize = 4;
@@ -88,6 +92,10 @@ fn devnet_finalizes_proofs_identically_on_all_validators() {
                 "a proof of a later round final at height {h}, not after {round_start}"
             );
             height = height.max(h);
+            let id = v["proofId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("proofId: {v}"));
+            proof_ids.push((id.to_owned(), h));
         }
     }
     t.done("8 fresh proofs final on validator 0");
@@ -104,6 +112,29 @@ fn devnet_finalizes_proofs_identically_on_all_validators() {
         }
     }
     t.done("same balances, clicks and state root on all 4");
+
+    // Validator 3's /events carried each of those proofs in the block of
+    // the height validator 0 reported, and the state root all 4 agree on.
+    let in_block = |blocks: &BTreeMap<u64, Value>, id: &str, h: u64| {
+        blocks.get(&h).is_some_and(|b| {
+            b["proofIds"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|x| x == id))
+        })
+    };
+    events.wait(
+        "the blocks of the proofs",
+        Duration::from_secs(30),
+        |blocks| {
+            blocks.contains_key(&h) && proof_ids.iter().all(|(id, ph)| in_block(blocks, id, *ph))
+        },
+    );
+    assert_eq!(
+        events.blocks[&h]["state_root"],
+        root.as_str(),
+        "/events at height {h}"
+    );
+    t.done("/events of validator 3 carried every proof");
     // A replay is refused by any validator, not only the one that took it.
     for (i, a) in nodes.iter().enumerate() {
         post_json(*a, "/proof/submit", proofs[i].as_bytes()).assert_error(
@@ -189,11 +220,23 @@ fn devnet_finalizes_proofs_identically_on_all_validators() {
         }
     }
     t.done("state unchanged by the rejected proofs");
-    let metrics = get(v0, "/metrics").text();
-    assert!(
-        metrics.contains("step_proofs_total{code=\"NONCE_REPLAY\"}"),
-        "{metrics}"
-    );
+
+    // What docs/ops' dashboard and alerts read, from a real validator.
+    let text = get(v0, "/metrics").text();
+    let metric = |sample: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in GET /metrics:\n{text}"))
+    };
+    assert_eq!(metric("step_peers"), 3.0);
+    assert!(metric("step_height") >= h as f64);
+    let accepted = 2 * ACCOUNTS + 3; // the fresh proofs and sample lines 1–3
+    assert!(metric("step_proofs_finalized_total") >= accepted as f64);
+    assert!(metric("step_finality_seconds_count") >= accepted as f64);
+    assert!(metric("step_proofs_total{code=\"ACCEPTED\"}") >= accepted as f64);
+    assert!(metric("step_proofs_total{code=\"NONCE_REPLAY\"}") >= 1.0);
+    assert!(metric("step_block_proofs_count") >= 1.0);
 }
 
 /// SIGKILL one validator while proofs flow: the other three keep finalizing;

@@ -173,6 +173,121 @@ pub fn submit_all(addr: SocketAddr, lines: &[String]) -> Vec<Resp> {
     })
 }
 
+/// A `GET /events` subscription: every `event: block` JSON, in order, from
+/// a reader thread (it ends when the node closes the stream).
+pub struct Events {
+    rx: Receiver<Value>,
+    /// Blocks received so far, by height.
+    pub blocks: BTreeMap<u64, Value>,
+}
+
+impl Events {
+    pub fn subscribe(addr: SocketAddr) -> Events {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("GET {addr}/events: {e}"));
+        let req =
+            format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        // The head, byte by byte (nothing of the body is read with it).
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                s.read(&mut byte).unwrap(),
+                1,
+                "GET /events: closed in the head"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "GET /events: {head}");
+        assert!(
+            head.contains("content-type: text/event-stream"),
+            "GET /events: {head}"
+        );
+        let chunked = head.contains("transfer-encoding: chunked");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut raw = Vec::new(); // undecoded bytes
+            let mut text = Vec::new(); // decoded, not yet a whole line
+            let mut event = String::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                raw.extend_from_slice(&buf[..n]);
+                if chunked {
+                    // Move every complete chunk from `raw` to `text`.
+                    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+                        let size = std::str::from_utf8(&raw[..eol]).ok().and_then(|l| {
+                            usize::from_str_radix(l.split(';').next()?.trim(), 16).ok()
+                        });
+                        let Some(size) = size else { return };
+                        if raw.len() < eol + 2 + size + 2 {
+                            break;
+                        }
+                        text.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+                        raw.drain(..eol + 2 + size + 2);
+                    }
+                } else {
+                    text.append(&mut raw);
+                }
+                while let Some(nl) = text.iter().position(|b| *b == b'\n') {
+                    let line = String::from_utf8_lossy(&text[..nl]).trim_end().to_owned();
+                    text.drain(..=nl);
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = e.trim().to_owned();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        if event == "block" {
+                            let v: Value = serde_json::from_str(d.trim())
+                                .unwrap_or_else(|e| panic!("/events data is not JSON ({e}): {d}"));
+                            if tx.send(v).is_err() {
+                                return;
+                            }
+                        }
+                    } else if line.is_empty() {
+                        event.clear();
+                    }
+                }
+            }
+        });
+        Events {
+            rx,
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    /// Takes what has arrived; waits until `done(&blocks)` or the timeout.
+    pub fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&BTreeMap<u64, Value>) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.blocks) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(b) => {
+                    let h = b["height"]
+                        .as_u64()
+                        .unwrap_or_else(|| panic!("block without height: {b}"));
+                    assert!(
+                        self.blocks.insert(h, b).is_none(),
+                        "/events sent height {h} twice"
+                    );
+                }
+                Err(e) => panic!(
+                    "/events: {what}: {e:?} after {timeout:?}; heights seen: {:?}",
+                    self.blocks.keys().collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+}
+
 pub fn healthy(addr: SocketAddr) -> bool {
     request(addr, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
 }
