@@ -97,7 +97,10 @@ fn options(url: String, rate: f64, batch: usize, seed: &str) -> Options {
     let mut o = Options::new(vec![url], rate, Duration::from_secs(3));
     o.warmup = Duration::from_millis(500);
     o.batch = batch;
-    o.connections = 8;
+    o.connections = 16;
+    // A queue that does not fill: on a starved machine the generator waits
+    // (its latency shows it) instead of dropping, so the counts below are exact.
+    o.queue = 100_000;
     o.invalid_ratio = 0.2;
     // 60 accounts at 160 valid proofs/s: one account's proofs are sent
     // ≈ 0.4 s apart (and 11 s apart in proof time).
@@ -138,6 +141,12 @@ fn check_counts(o: &Options, r: &load::report::Report, server_finalized: usize) 
     assert_eq!(n("unexpected_verdicts"), 0, "{j}");
     assert_eq!(n("finalized"), n("accepted"), "{j}");
     assert_eq!(n("unfinalized"), 0, "{j}");
+    assert_eq!(j["unfinalized_probe"], serde_json::json!({}), "{j}");
+    assert_eq!(j["events_errors"], serde_json::json!([]), "{j}");
+    assert!(
+        j["generator_cpu_s"].as_f64().is_some_and(|c| c > 0.0),
+        "{j}"
+    );
     // The bad proofs: every kind was sent and rejected with its own code;
     // together they are the invalid slots of the measured window.
     let params = o.params();

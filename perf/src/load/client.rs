@@ -5,7 +5,7 @@
 
 use super::finality::{parse_id, take_events, Tracker};
 use super::latency::Latencies;
-use super::prepare::{Kind, Prepared};
+use super::prepare::{Kind, Params, Prepared};
 use super::schedule::Phase;
 use super::LoadError;
 use bytes::Bytes;
@@ -204,10 +204,36 @@ fn expected(kind: Kind, outcome: &Outcome) -> bool {
     }
 }
 
+/// One bit per prepared proof: accepted at submission.
+#[derive(Debug)]
+pub struct AcceptedSet(Vec<AtomicU64>);
+
+impl AcceptedSet {
+    pub fn new(n: usize) -> AcceptedSet {
+        AcceptedSet((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    pub fn set(&self, i: u64) {
+        if let Some(w) = self.0.get((i / 64) as usize) {
+            w.fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, i: u64) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+}
+
 /// What every worker shares.
 #[derive(Debug)]
 pub struct Shared {
     pub prepared: Arc<Prepared>,
+    /// What the prepared set was made from (to find what a replay refers to).
+    pub params: Params,
+    /// Which proofs were accepted (one bit per proof).
+    pub accepted: AcceptedSet,
     pub tracker: Arc<Tracker>,
     pub live: Arc<Live>,
     /// Every time in the run is in ns after this.
@@ -369,7 +395,21 @@ pub async fn worker(
                 Outcome::Rejected(c) => *tally.rejected_by_code.entry(c.clone()).or_default() += 1,
                 Outcome::Error(e) => *tally.errors_by_kind.entry(e.clone()).or_default() += 1,
             }
-            if !expected(kind, o) {
+            if *o == Outcome::Accepted {
+                s.accepted.set(i as u64);
+            }
+            // A replay or moratorium proof is rightly accepted if the proof
+            // it refers to was not (dropped, refused, or not answered).
+            let referred_accepted = || {
+                s.params
+                    .slot(i as u64)
+                    .refers_to
+                    .is_none_or(|v| s.accepted.get(s.params.slot_of_valid(v)))
+            };
+            let excused = *o == Outcome::Accepted
+                && matches!(kind, Kind::Replay | Kind::Moratorium)
+                && !referred_accepted();
+            if !excused && !expected(kind, o) {
                 tally.unexpected += 1;
                 if tally.unexpected_examples.len() < 10 {
                     tally
@@ -384,12 +424,12 @@ pub async fn worker(
 
 /// Follows `GET /events` on `target`, feeding finalized blocks to the
 /// tracker. Sends `Ok` on `ready` once subscribed (or the error), then runs
-/// until the stream ends or the task is aborted.
+/// until the stream ends (returning why) or the task is aborted.
 pub async fn follow_events(
     target: Arc<Target>,
     s: Arc<Shared>,
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
-) {
+) -> Option<String> {
     let resp = async {
         let stream = TcpStream::connect(&target.authority)
             .await
@@ -418,18 +458,33 @@ pub async fn follow_events(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let _ = ready.send(Err(e));
-            return;
+            return None;
         }
         Err(_) => {
             let _ = ready.send(Err("GET /events: no answer in 10 s".into()));
-            return;
+            return None;
         }
     };
     let _ = ready.send(Ok(()));
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     let mut ids = Vec::new();
-    while let Some(Ok(frame)) = body.frame().await {
+    loop {
+        let frame = match body.frame().await {
+            None => {
+                break Some(format!(
+                    "stream ended by the server after {:.1} s",
+                    s.now_ns() as f64 / 1e9
+                ))
+            }
+            Some(Err(_)) => {
+                break Some(format!(
+                    "stream broken after {:.1} s",
+                    s.now_ns() as f64 / 1e9
+                ))
+            }
+            Some(Ok(frame)) => frame,
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -456,6 +511,45 @@ pub async fn follow_events(
                 _ => {}
             }
         }
+    }
+}
+
+/// What `GET /proof/{id}` says of a proof: its `status` (`final`,
+/// `pending`), its error `code` (e.g. `NOT_FOUND`), or why there is no answer.
+pub async fn probe(target: &Target, id: &[u8; 32]) -> String {
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let get = async {
+        let stream = TcpStream::connect(&target.authority)
+            .await
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| "handshake".to_owned())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(format!("/proof/{hex}"))
+            .header(hyper::header::HOST, &target.authority)
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| "request".to_owned())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|_| "send".to_owned())?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "response body".to_owned())?
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())?;
+        let word = v["status"].as_str().or_else(|| v["code"].as_str());
+        Ok::<_, String>(word.unwrap_or("unknown").to_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), get).await {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => e,
+        Err(_) => "timeout".into(),
     }
 }
 

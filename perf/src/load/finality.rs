@@ -132,6 +132,18 @@ impl Tracker {
         }
     }
 
+    /// Up to `limit` accepted proofs of the measured window or the
+    /// cool-down not seen final yet.
+    pub fn unfinalized_ids(&self, limit: usize) -> Vec<[u8; 32]> {
+        self.lock()
+            .map
+            .iter()
+            .filter(|(_, e)| e.accepted && e.phase != Phase::Warmup)
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect()
+    }
+
     /// A subscriber skipped `n` blocks.
     pub fn lagged(&self, n: u64) {
         self.lock().stats.lagged_blocks += n;

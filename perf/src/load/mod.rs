@@ -247,7 +247,9 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
     let total_requests: u64 = plans.iter().map(|p| p.requests).sum();
     let n = (total_requests * o.batch as u64) as usize;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let params = o.params();
+    let mut params = o.params();
+    // No more accounts than proofs (the slots' references depend on it).
+    params.accounts = params.accounts.clamp(1, n.max(1) as u64);
     let t = Instant::now();
     let (prepared, cached) = prepare_proofs(
         &params,
@@ -263,7 +265,7 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
             if cached { "loaded" } else { "signed" },
             prepared.len(),
             prepared.body_bytes() as f64 / (1024.0 * 1024.0),
-            params.accounts.min(n as u64),
+            params.accounts,
             o.invalid_ratio
         );
     }
@@ -272,11 +274,11 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
         .enable_all()
         .build()
         .map_err(|source| LoadError::Runtime { source })?;
-    let mut report = rt.block_on(drive(o, targets, Arc::new(prepared), &plans))?;
+    let mut report = rt.block_on(drive(o, targets, Arc::new(prepared), &plans, &params))?;
     report.prepared_proofs = n as u64;
     report.prepared_from_cache = cached;
     report.prepare_s = prepare_s;
-    report.accounts = params.accounts.min(n as u64);
+    report.accounts = params.accounts;
     Ok(report)
 }
 
@@ -382,12 +384,15 @@ async fn drive(
     targets: Vec<Arc<Target>>,
     prepared: Arc<Prepared>,
     plans: &[PhasePlan],
+    params: &Params,
 ) -> Result<Report, LoadError> {
     let live = Arc::new(Live::default());
     let tracker = Arc::new(Tracker::new());
     // Every time is in ns after `epoch`; the schedule starts at `offset`,
     // once the `/events` subscriptions are in place.
     let shared = Arc::new(Shared {
+        accepted: client::AcceptedSet::new(prepared.len()),
+        params: params.clone(),
         prepared,
         tracker: Arc::clone(&tracker),
         live: Arc::clone(&live),
@@ -418,6 +423,7 @@ async fn drive(
     }
     let finality_tracked = o.track_finality && events_errors.len() < targets.len();
 
+    let generator_cpu_before = crate::process_cpu_seconds();
     let validators_before: Vec<ProcSample> =
         o.validators.iter().map(|v| ProcSample::of(v.pid)).collect();
 
@@ -542,9 +548,28 @@ async fn drive(
             sample(&mut timeline, false);
         }
     }
-    for f in &followers {
+    // Stop the followers; say why one ended early, if one did.
+    for (t, f) in targets.iter().zip(followers) {
+        let finished = f.is_finished();
         f.abort();
+        if finished {
+            if let Ok(Some(why)) = f.await {
+                events_errors.push(format!("{}: /events {why}", t.url));
+            }
+        }
     }
+    // Ask a target about a few proofs that were accepted but not seen final.
+    let mut unfinalized_probe = std::collections::BTreeMap::<String, u64>::new();
+    if finality_tracked {
+        for id in tracker.unfinalized_ids(16) {
+            let word = client::probe(&targets[0], &id).await;
+            *unfinalized_probe.entry(word).or_default() += 1;
+        }
+    }
+    let generator_cpu_s = match (generator_cpu_before, crate::process_cpu_seconds()) {
+        (Some(b), Some(a)) => Some(a - b),
+        _ => None,
+    };
     bar.finish_and_clear();
     // The last point: whatever the last interval held.
     sample(&mut timeline, true);
@@ -605,6 +630,8 @@ async fn drive(
         accounts: 0,
         invalid_ratio: o.invalid_ratio,
         timeline,
+        unfinalized_probe,
+        generator_cpu_s,
     })
 }
 

@@ -144,6 +144,25 @@ impl Params {
         }
     }
 
+    /// The slot of valid proof `v` (the inverse of [`Params::slot`]'s
+    /// `valid_index` on valid slots).
+    pub fn slot_of_valid(&self, v: u64) -> u64 {
+        // The least i with i − invalid_before(i) = v, by fixed-point
+        // iteration (monotone, slope < 1), then the first valid slot there.
+        let mut i = v;
+        for _ in 0..100_000 {
+            let j = v + self.invalid_before(i);
+            if j == i {
+                break;
+            }
+            i = j;
+        }
+        while self.slot(i).kind != Kind::Valid && self.invalid_ppm < 1_000_000 {
+            i += 1;
+        }
+        i
+    }
+
     /// The cache file name for these parameters.
     pub fn cache_key(&self) -> String {
         let h = Sha256::digest(format!(
@@ -599,6 +618,22 @@ mod tests {
                 prev = here;
             }
             assert_eq!(valid_triangle(a, 64), valid_triangle(a, 0));
+        }
+    }
+
+    #[test]
+    fn slot_of_valid_inverts_slot() {
+        for ppm in [0, 1_000, 100_000, 500_000, 900_000] {
+            let p = params(ppm);
+            for i in 0..3000u64 {
+                let s = p.slot(i);
+                if s.kind == Kind::Valid {
+                    assert_eq!(p.slot_of_valid(s.valid_index), i, "ppm {ppm}");
+                }
+                if let Some(r) = s.refers_to {
+                    assert!(p.slot_of_valid(r) < i);
+                }
+            }
         }
     }
 

@@ -70,6 +70,10 @@ pub struct Report {
     pub invalid_ratio: f64,
     /// About once a second, from the first send to the end of the wait for finality.
     pub timeline: Vec<TimelinePoint>,
+    /// What `GET /proof/{id}` said of up to 16 accepted proofs never seen final.
+    pub unfinalized_probe: std::collections::BTreeMap<String, u64>,
+    /// CPU seconds the generator itself used while sending and waiting.
+    pub generator_cpu_s: Option<f64>,
 }
 
 impl Report {
@@ -165,6 +169,7 @@ impl Report {
             "finalized": self.finality.finalized,
             "finalized_per_sec": round1(self.finalized_per_sec()),
             "unfinalized": self.unfinalized(),
+            "unfinalized_probe": self.unfinalized_probe,
             "events_blocks": self.finality.blocks,
             "events_lagged_blocks": self.finality.lagged_blocks,
             "submit_ms": t.submit.summary_json(),
@@ -183,6 +188,7 @@ impl Report {
             "prepared_proofs": self.prepared_proofs,
             "prepared_from_cache": self.prepared_from_cache,
             "prepare_s": round1(self.prepare_s),
+            "generator_cpu_s": self.generator_cpu_s,
             "load_average_1m": load_average(),
             "timeline": self.timeline_json(),
         });
@@ -312,6 +318,20 @@ impl Report {
                 self.finalized_per_sec(),
                 self.unfinalized()
             ));
+            if !self.unfinalized_probe.is_empty() {
+                let words: Vec<String> = self
+                    .unfinalized_probe
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                line(format!(
+                    "  GET /proof/{{id}} for some of them: {} (NOT_FOUND: accepted at submission, then lost or rejected at execution)",
+                    words.join(", ")
+                ));
+            }
+            if !self.events_errors.is_empty() {
+                line(format!("  /events: {}", self.events_errors.join("; ")));
+            }
         } else {
             line(format!(
                 "finality not tracked ({})",
