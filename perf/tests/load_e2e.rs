@@ -240,6 +240,9 @@ fn single_proofs_counts_add_up() {
     // Give the server's own subscriber a moment to see the last block.
     std::thread::sleep(Duration::from_millis(300));
     check_counts(&o, &r, server.finalized());
+    let text = r.to_text();
+    assert!(text.contains("600 due, 600 sent"), "{text}");
+    assert!(!text.contains("cool-down"), "{text}");
 }
 
 #[test]
@@ -252,6 +255,12 @@ fn batches_counts_add_up() {
     std::thread::sleep(Duration::from_millis(300));
     check_counts(&o, &r, server.finalized());
     assert_eq!(r.tally.requests * 10, r.tally.sent);
+    let text = r.to_text();
+    assert!(
+        text.contains("cool-down, 100 proofs/s for 1.0 s: 100 sent"),
+        "{text}"
+    );
+    assert!(text.contains("10 proofs per request"), "{text}");
 }
 
 /// The cache: a second run with the same parameters loads the proofs.

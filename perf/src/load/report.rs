@@ -354,6 +354,31 @@ impl Report {
             "send lag (actual − scheduled send): {}",
             t.send_lag.summary_text()
         ));
+        if let Some(rate) = self.cooldown_rate {
+            let c = &t.cooldown;
+            line(format!(
+                "cool-down, {rate:.0} proofs/s for {:.1} s: {} sent, {} accepted, {} rejected, {} errors, {} dropped by the generator; {} finalized = {:.0} proofs/s",
+                self.cooldown_s,
+                c.sent,
+                c.accepted,
+                c.rejected,
+                c.errors,
+                self.dropped_cooldown,
+                self.finality.finalized_cooldown,
+                self.cooldown_finalized_per_sec(),
+            ));
+            line(format!(
+                "  cool-down submit→response: {}",
+                c.submit.summary_text()
+            ));
+            line(format!(
+                "  cool-down submit→finality: {}",
+                self.finality.cooldown_latency.summary_text()
+            ));
+        }
+        if let Some(cpu) = self.generator_cpu_s {
+            line(format!("generator CPU: {cpu:.1} s"));
+        }
         for v in &self.validators {
             line(format!(
                 "validator {} (pid {}{}): peak RSS {}, RSS {} → {}, CPU {} during the load",
