@@ -21,17 +21,21 @@ pub const STEP: &str = env!("CARGO_BIN_EXE_step");
 /// Until `devnet ready` (CI: a debug build on 2 cores).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(150);
 /// One HTTP exchange; `POST /proof/submit` waits for finality within it.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(90);
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(150);
+/// Any wait on consensus (finality, catch-up, convergence): generous, since
+/// a loaded 2-core CI machine can be 10× slower than a quiet one. It bounds
+/// a failing run, not a passing one.
+pub const CONSENSUS_WAIT: Duration = Duration::from_secs(180);
 /// Node configuration for every test devnet: the sample files jump across the
 /// globe every second (as `step verify --speed-gate off --moratorium off`);
 /// one test client sends many proofs per account; and a slow CI machine may
-/// take longer than the default 10 s to finalize, where `POST /proof/submit`
+/// take far longer than the default 10 s to finalize, where `POST /proof/submit`
 /// would answer 202 "pending" instead of the final verdict these tests check.
 pub const SETS: [&str; 4] = [
     "limits.speed_gate=false",
     "limits.moratorium=false",
     "rate_limit.per_account=0",
-    "http.finality_timeout_ms=60000",
+    "http.finality_timeout_ms=120000",
 ];
 
 // ---------------------------------------------------------------- HTTP ----
