@@ -241,8 +241,8 @@ fn devnet_finalizes_proofs_identically_on_all_validators() {
 
 /// SIGKILL one validator while proofs flow: the other three keep finalizing;
 /// `step node --config` restarts it and it catches up to the same state
-/// root. Then SIGINT stops the devnet, and a second run on the same data dir
-/// resumes the chain.
+/// root. Then SIGINT stops the devnet, a second run on the same data dir
+/// resumes the chain, and SIGTERM stops that one.
 #[test]
 fn killed_validator_restarts_and_catches_up() {
     let dir = Devnet::data_dir("restart");
@@ -375,13 +375,13 @@ fn killed_validator_restarts_and_catches_up() {
         .expect("step node exits on SIGTERM");
     assert!(st.success(), "step node exited with {st} on SIGTERM");
     drop(restarted);
-    net.stop();
+    net.stop("INT");
     net.keep_dir = true;
     drop(net);
 
     t.done("stopped (SIGTERM, SIGINT)");
     // A second run on the same data dir resumes the chain.
-    let net = Devnet::start(&dir, 4, base);
+    let mut net = Devnet::start(&dir, 4, base);
     let nodes = net.http();
     let s = status(nodes[0]).unwrap();
     assert!(s.height >= h, "resumed at height {} < {h}", s.height);
@@ -394,6 +394,8 @@ fn killed_validator_restarts_and_catches_up() {
     assert_eq!(r.status, 200, "after resume: {}", r.text());
     assert_eq!(r.json()["status"], "final");
     t.done("resumed, and still finalizing");
+    net.stop("TERM");
+    t.done("stopped by SIGTERM");
 }
 
 /// (name, path, content type, body, status, code)

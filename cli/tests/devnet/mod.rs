@@ -612,10 +612,10 @@ impl Devnet {
         pid
     }
 
-    /// SIGINT, then `devnet stopped` and a clean exit.
-    pub fn stop(&mut self) {
+    /// `signal` (`INT` or `TERM`), then `devnet stopped` and a clean exit.
+    pub fn stop(&mut self, signal: &str) {
         let mut p = self.proc.take().expect("devnet running");
-        signal_pid(p.pid(), "INT");
+        assert!(signal_pid(p.pid(), signal), "kill -{signal} step devnet");
         loop {
             if self.next_line(Duration::from_secs(90), "devnet stopped") == "devnet stopped" {
                 break;
