@@ -169,6 +169,7 @@ fn devnet_1_report_adds_up() {
     assert_eq!(n("unexpected_verdicts"), 0, "{j}");
     assert!(n("accepted") > 0, "{j}");
     assert_eq!(n("finalized"), n("accepted"), "{j}");
+    assert_eq!(n("rejected_at_execution"), 0, "{j}");
     assert_eq!(j["finality_tracked"], true, "{j}");
     assert!(j["finality_ms"]["p99"].as_f64().unwrap() > 0.0, "{j}");
     assert!(n("validator_peak_rss_bytes") > 0, "{j}");

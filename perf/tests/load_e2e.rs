@@ -141,6 +141,12 @@ fn check_counts(o: &Options, r: &load::report::Report, server_finalized: usize) 
     assert_eq!(n("unexpected_verdicts"), 0, "{j}");
     assert_eq!(n("finalized"), n("accepted"), "{j}");
     assert_eq!(n("unfinalized"), 0, "{j}");
+    assert_eq!(n("rejected_at_execution"), 0, "{j}");
+    assert_eq!(
+        n("finalized") + n("rejected_at_execution") + n("unfinalized"),
+        n("accepted"),
+        "{j}"
+    );
     assert_eq!(j["unfinalized_probe"], serde_json::json!({}), "{j}");
     assert_eq!(j["events_errors"], serde_json::json!([]), "{j}");
     assert!(

@@ -469,6 +469,7 @@ pub async fn follow_events(
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     let mut ids = Vec::new();
+    let mut rejected: Vec<([u8; 32], String)> = Vec::new();
     loop {
         let frame = match body.frame().await {
             None => {
@@ -494,12 +495,24 @@ pub async fn follow_events(
                 "block" => {
                     let now = s.now_ns();
                     ids.clear();
+                    rejected.clear();
                     if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
                         if let Some(a) = v["proofIds"].as_array() {
                             ids.extend(a.iter().filter_map(|x| x.as_str().and_then(parse_id)));
                         }
+                        // Proofs execution rejected (nodes that list them).
+                        if let Some(a) = v["rejected"].as_array() {
+                            rejected.extend(a.iter().filter_map(|r| {
+                                let id = r["proofId"].as_str().and_then(parse_id)?;
+                                Some((id, r["code"].as_str().unwrap_or("UNKNOWN").to_owned()))
+                            }));
+                        }
                     }
-                    s.tracker.block(ids.iter(), now);
+                    s.tracker.block(
+                        ids.iter(),
+                        rejected.iter().map(|(id, c)| (id, c.as_str())),
+                        now,
+                    );
                 }
                 "lagged" => {
                     let n = serde_json::from_str::<Value>(&ev.data)

@@ -9,7 +9,7 @@
 
 use super::latency::Latencies;
 use super::schedule::Phase;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy)]
@@ -44,11 +44,18 @@ pub struct FinalityStats {
     pub blocks: u64,
     /// Blocks a slow `/events` subscriber skipped (`event: lagged`).
     pub lagged_blocks: u64,
+    /// Accepted proofs of the measured window that a block's `rejected`
+    /// list names (rejected at execution), by code.
+    pub exec_rejected_by_code: BTreeMap<String, u64>,
+    /// The same for the cool-down (all codes).
+    pub cooldown_exec_rejected: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     map: HashMap<[u8; 32], Entry>,
+    /// Rejected at execution before the submit response was seen.
+    early_rejects: HashMap<[u8; 32], String>,
     stats: FinalityStats,
 }
 
@@ -92,8 +99,16 @@ impl Tracker {
         }
         if !accepted {
             g.map.remove(id);
+            g.early_rejects.remove(id);
             return;
         }
+        if let Some(code) = g.early_rejects.remove(id) {
+            if let Some(e) = g.map.remove(id) {
+                exec_reject(&mut g.stats, &e, code);
+            }
+            return;
+        }
+        let Some(e) = g.map.get_mut(id) else { return };
         match e.final_ns {
             Some(f) => {
                 let e = *e;
@@ -111,10 +126,34 @@ impl Tracker {
         }
     }
 
-    /// A finalized block with these proof ids arrived at `now_ns`.
-    pub fn block<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 32]>, now_ns: u64) {
+    /// A finalized block arrived at `now_ns`: the proofs it finalized, and
+    /// those execution rejected (with their codes).
+    pub fn block<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a [u8; 32]>,
+        rejected: impl IntoIterator<Item = (&'a [u8; 32], &'a str)>,
+        now_ns: u64,
+    ) {
         let mut g = self.lock();
         g.stats.blocks += 1;
+        for (id, code) in rejected {
+            let Some(e) = g.map.get(id).copied() else {
+                continue;
+            };
+            if e.accepted {
+                g.map.remove(id);
+                match e.phase {
+                    Phase::Measured => g.stats.outstanding -= 1,
+                    Phase::Cooldown => g.stats.cooldown_outstanding -= 1,
+                    Phase::Warmup => {}
+                }
+                exec_reject(&mut g.stats, &e, code.to_owned());
+            } else {
+                g.early_rejects
+                    .entry(*id)
+                    .or_insert_with(|| code.to_owned());
+            }
+        }
         for id in ids {
             let Some(e) = g.map.get_mut(id) else { continue };
             if !e.accepted {
@@ -167,6 +206,14 @@ impl Tracker {
 
     pub fn snapshot(&self) -> FinalityStats {
         self.lock().stats.clone()
+    }
+}
+
+fn exec_reject(stats: &mut FinalityStats, e: &Entry, code: String) {
+    match e.phase {
+        Phase::Measured => *stats.exec_rejected_by_code.entry(code).or_default() += 1,
+        Phase::Cooldown => stats.cooldown_exec_rejected += 1,
+        Phase::Warmup => {}
     }
 }
 
@@ -249,7 +296,7 @@ mod tests {
         t.verdict(&a, 0, true);
         assert_eq!(t.outstanding(), 1);
         // b's block arrives before its response; c is rejected.
-        t.block([&a, &b], 11_000_000);
+        t.block([&a, &b], [], 11_000_000);
         t.verdict(&c, 2, false);
         assert_eq!(t.finalized(), (1, 0));
         t.verdict(&b, 1, true);
@@ -264,7 +311,7 @@ mod tests {
             s.latency.summary_text()
         );
         // A duplicate block (another validator's copy) counts nothing.
-        t.block([&a, &b], 20_000_000);
+        t.block([&a, &b], [], 20_000_000);
         assert_eq!(t.finalized(), (2, 0));
     }
 
@@ -276,7 +323,7 @@ mod tests {
         t.sent(&id, 5, 100, Phase::Measured); // replay of proof 0, in flight
         t.verdict(&id, 5, false); // the replay is rejected
         t.verdict(&id, 0, true);
-        t.block([&id], 1_000_000);
+        t.block([&id], [], 1_000_000);
         assert_eq!(t.finalized(), (1, 0));
     }
 
@@ -285,16 +332,36 @@ mod tests {
         let t = Tracker::new();
         let id = [4u8; 32];
         t.sent(&id, 0, 0, Phase::Warmup);
-        t.block([&id], 5);
+        t.block([&id], [], 5);
         t.verdict(&id, 0, false);
         assert_eq!(t.finalized(), (0, 0));
         t.sent(&[5u8; 32], 1, 0, Phase::Cooldown);
         t.verdict(&[5u8; 32], 1, true);
         assert_eq!(t.outstanding(), 1);
-        t.block([&[5u8; 32]], 5);
+        t.block([&[5u8; 32]], [], 5);
         assert_eq!(t.finalized(), (0, 1));
         assert_eq!(t.snapshot().finalized_cooldown, 1);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn rejected_at_execution_before_or_after_the_response() {
+        let t = Tracker::new();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        t.sent(&a, 0, 0, Phase::Measured);
+        t.sent(&b, 1, 0, Phase::Measured);
+        t.verdict(&a, 0, true);
+        assert_eq!(t.outstanding(), 1);
+        // a is rejected at execution after its response, b before.
+        t.block([], [(&a, "TOO_FAST"), (&b, "TRIANGLE_SUBDIVIDED")], 10);
+        assert_eq!(t.outstanding(), 0);
+        t.verdict(&b, 1, true);
+        let s = t.snapshot();
+        assert_eq!(s.finalized, 0);
+        assert_eq!(s.outstanding, 0);
+        assert_eq!(s.exec_rejected_by_code.get("TOO_FAST"), Some(&1));
+        assert_eq!(s.exec_rejected_by_code.get("TRIANGLE_SUBDIVIDED"), Some(&1));
+        assert!(t.unfinalized_ids(10).is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Counts are of the measured window (after the warm-up). They add up:
 //! `scheduled = sent + dropped_by_generator` and
-//! `sent = accepted + rejected + errors`; `finalized ≤ accepted`.
+//! `sent = accepted + rejected + errors`; `finalized + rejected_at_execution
+//! + unfinalized = accepted` (execution rejections as listed by the nodes'
+//! `/events`).
 
 use super::client::Tally;
 use super::finality::FinalityStats;
@@ -168,6 +170,8 @@ impl Report {
             "events_errors": self.events_errors,
             "finalized": self.finality.finalized,
             "finalized_per_sec": round1(self.finalized_per_sec()),
+            "rejected_at_execution": self.finality.exec_rejected_by_code.values().sum::<u64>(),
+            "rejected_at_execution_by_code": self.finality.exec_rejected_by_code,
             "unfinalized": self.unfinalized(),
             "unfinalized_probe": self.unfinalized_probe,
             "events_blocks": self.finality.blocks,
@@ -225,6 +229,7 @@ impl Report {
             "finalized": self.finality.finalized_cooldown,
             "finalized_per_sec": round1(self.cooldown_finalized_per_sec()),
             "unfinalized": self.finality.cooldown_outstanding,
+            "rejected_at_execution": self.finality.cooldown_exec_rejected,
             "submit_ms": c.submit.summary_json(),
             "finality_ms": self.finality.cooldown_latency.summary_json(),
         })
@@ -312,10 +317,24 @@ impl Report {
         }
         if self.finality_tracked {
             line(format!(
-                "finalized: {} of {} accepted = {:.0} proofs/s; {} not final when the run stopped waiting",
+                "finalized: {} of {} accepted = {:.0} proofs/s; {} rejected at execution{}; {} not final when the run stopped waiting",
                 self.finality.finalized,
                 t.accepted,
                 self.finalized_per_sec(),
+                self.finality.exec_rejected_by_code.values().sum::<u64>(),
+                if self.finality.exec_rejected_by_code.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        self.finality
+                            .exec_rejected_by_code
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
                 self.unfinalized()
             ));
             if !self.unfinalized_probe.is_empty() {
@@ -325,7 +344,7 @@ impl Report {
                     .map(|(k, v)| format!("{k} {v}"))
                     .collect();
                 line(format!(
-                    "  GET /proof/{{id}} for some of them: {} (NOT_FOUND: accepted at submission, then lost or rejected at execution)",
+                    "  GET /proof/{{id}} for some of them: {} (NOT_FOUND: accepted at submission, then lost, or rejected at execution by a node that does not list it on /events)",
                     words.join(", ")
                 ));
             }
