@@ -359,6 +359,7 @@ async fn health_and_metrics() {
         "step_height 1",
         "step_round 0",
         "step_peers 0",
+        "step_validators 1",
         "step_queue_depth{queue=\"ingest\"} 0",
         "step_queue_capacity 1024",
         "step_http_requests_total{route=\"/proof/submit\",status=\"200\"} 1",

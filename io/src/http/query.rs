@@ -4,7 +4,6 @@ use super::error::{iso, ApiError, HttpCode};
 use super::proofs::final_json;
 use super::{AppState, ClientIp};
 use crate::ledger::{hex, ProofId, ProofStatus};
-use crate::metrics::QueueLabel;
 use crate::ratelimit::LimitKey;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -205,17 +204,7 @@ pub async fn ready(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let st = s.ledger.status();
     let m = &s.metrics;
-    let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-    m.queue_depth
-        .get_or_create(&QueueLabel { queue: "ingest" })
-        .set(gauge(st.queue.ingest));
-    m.queue_depth
-        .get_or_create(&QueueLabel { queue: "in_flight" })
-        .set(gauge(st.queue.in_flight));
-    m.queue_capacity.set(gauge(st.queue.capacity));
-    m.height.set(i64::try_from(st.height).unwrap_or(i64::MAX));
-    m.round.set(st.round);
-    m.peers.set(gauge(st.peers));
+    m.observe_status(&st);
     (
         [(
             header::CONTENT_TYPE,
