@@ -154,8 +154,15 @@ struct GossipVerdict {
 struct GossipState {
     tx: mpsc::Sender<GossipVerdict>,
     rx: Option<mpsc::Receiver<GossipVerdict>>,
-    /// Digests being verified now.
+    /// Digests queued or being verified.
     verifying: HashSet<[u8; 32]>,
+    /// Each publisher's batches waiting for verification, in arrival order.
+    /// One batch per publisher is verified at a time, so a publisher's
+    /// batches reach the mempool in the order it published them (an
+    /// account's proofs then execute in submission order).
+    queues: std::collections::HashMap<PeerIdOf, VecDeque<WireBatch>>,
+    /// Publishers with a verification in flight.
+    busy: HashSet<PeerIdOf>,
     /// Digests of recently decided batches: late gossip of one is ignored.
     decided: HashSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
@@ -209,8 +216,11 @@ impl<K: std::hash::Hash + Eq + Clone> PeerScores<K> {
     }
 }
 
-/// Gossiped batches verified at once, at most.
-pub const GOSSIP_VERIFYING_MAX: usize = 64;
+/// Gossiped batches queued or being verified, at most (one in flight per
+/// publisher).
+pub const GOSSIP_VERIFYING_MAX: usize = 256;
+
+type PeerIdOf = malachitebft_app_channel::app::types::PeerId;
 /// Decided batch digests remembered to ignore late gossip.
 pub const DECIDED_RECENT_MAX: usize = 65_536;
 
@@ -221,6 +231,8 @@ impl GossipState {
             tx,
             rx: Some(rx),
             verifying: HashSet::new(),
+            queues: std::collections::HashMap::new(),
+            busy: HashSet::new(),
             decided: HashSet::new(),
             decided_order: VecDeque::new(),
             scores: PeerScores::default(),
@@ -302,6 +314,23 @@ impl<S: Store> App<S> {
             return;
         }
         self.gossip.verifying.insert(d);
+        self.gossip.queues.entry(from).or_default().push_back(batch);
+        self.verify_next(from);
+    }
+
+    /// Starts verifying `from`'s next queued batch unless one is in flight.
+    fn verify_next(&mut self, from: PeerIdOf) {
+        if self.gossip.busy.contains(&from) {
+            return;
+        }
+        let Some(queue) = self.gossip.queues.get_mut(&from) else {
+            return;
+        };
+        let Some(batch) = queue.pop_front() else {
+            self.gossip.queues.remove(&from);
+            return;
+        };
+        self.gossip.busy.insert(from);
         let verifier = self.cfg.verifier;
         let tx = self.gossip.tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -315,6 +344,8 @@ impl<S: Store> App<S> {
     fn on_gossip_verdict(&mut self, v: GossipVerdict) {
         let d = v.batch.digest;
         self.gossip.verifying.remove(&d);
+        self.gossip.busy.remove(&v.from);
+        self.verify_next(v.from);
         if !v.valid {
             // The network layer authenticated the publisher as a validator;
             // an invalid batch from one is misbehaviour.
