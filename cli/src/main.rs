@@ -29,7 +29,8 @@ struct Cli {
 enum Command {
     /// Verify JSONL proofs in order, keeping state between lines; one JSON verdict per line.
     Verify(verify::Args),
-    /// In-process benchmarks (`step bench engine --workers W --seconds S [--json]`).
+    /// Benchmarks: `step bench --rate R [--devnet N | --target URL,...]` (open-loop load
+    /// generator) and `step bench engine --workers W --seconds S [--json]` (in process).
     Bench(bench::Args),
     /// Run one validator: HTTP API, consensus, store, metrics (`--config FILE`).
     Node(node::Args),
