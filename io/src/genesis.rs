@@ -102,18 +102,9 @@ fn read(path: &Path) -> Result<String, GenesisError> {
     })
 }
 
+/// [`crate::ledger::unhex`], allowing a `0x` prefix.
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
+    crate::ledger::unhex(s.strip_prefix("0x").unwrap_or(s))
 }
 
 /// Reads a key file.
