@@ -8,6 +8,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use step_engine::crypto::check_policy;
+use step_engine::heuristics::ProofState;
 use step_engine::message::{eip191_digest, MessageBuf};
 use step_engine::{mesh, proof, Backend, Limits, MemoryState, Verifier};
 
@@ -122,7 +123,67 @@ fn bench(c: &mut Criterion) {
             black_box(v.verify(black_box(&bodies[i]), 0, &mut state).is_ok())
         })
     });
+    // The stateful stage alone: the nonce, speed and moratorium checks and
+    // the record, against a state that grows to 100,000 proofs of 1,000
+    // accounts (then starts over, outside the timing).
+    g.bench_function("commit/state=memory", |b| {
+        const POOL: usize = 100_000;
+        let limits = Limits {
+            speed_mps_max: None,
+            moratorium_ms: None,
+            ..Limits::default()
+        };
+        let pool: Vec<proof::Proof> = (0..POOL)
+            .map(|k| {
+                let mut p = proofs[k % n];
+                p.account.0[..4].copy_from_slice(&((k % 1000) as u32).to_le_bytes());
+                p.nonce = proof::Nonce::parse(&format!("{k:08}-a3c3-42a0-8605-cefc2bdb61e1"))
+                    .expect("nonce");
+                p
+            })
+            .collect();
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let run = left.min(POOL);
+                let mut state = MemoryState::new();
+                let start = std::time::Instant::now();
+                for p in &pool[..run] {
+                    if step_engine::heuristics::check_stateful(&limits, p, &state).is_ok() {
+                        state.record(
+                            p.account,
+                            p.nonce,
+                            step_engine::heuristics::LastProof::of(p),
+                        );
+                    }
+                }
+                total += start.elapsed();
+                black_box(&state);
+                left -= run;
+            }
+            total
+        })
+    });
     g.finish();
+    // The pipeline's batched form: 16 pairs per call, reported per pair.
+    {
+        let mut g16 = c.benchmark_group("engine");
+        g16.throughput(Throughput::Elements(mesh::LANES as u64));
+        g16.bench_function("point_in_triangle_batch/lanes=16", |b| {
+            let mut batch = mesh::ContainsBatch::default();
+            b.iter(|| {
+                batch.clear();
+                for _ in 0..mesh::LANES {
+                    i = (i + 1) % n;
+                    let p = &proofs[i];
+                    batch.push(&p.triangle, p.lat, p.lon);
+                }
+                black_box(batch.run())
+            })
+        });
+        g16.finish();
+    }
 }
 
 criterion_group!(benches, bench);

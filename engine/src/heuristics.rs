@@ -98,9 +98,14 @@ pub trait ProofState {
 /// In-memory [`ProofState`].
 #[derive(Debug, Default, Clone)]
 pub struct MemoryState {
-    last: HashMap<Address, LastProof>,
-    nonces: HashSet<(Address, Nonce)>,
+    last: HashMap<Address, LastProof, Seeded>,
+    nonces: HashSet<(Address, Nonce), Seeded>,
 }
+
+/// The tables' hasher: foldhash, seeded at random per table. Keys are chosen
+/// by clients (nonces) or ground by them (addresses), so the seed is what
+/// keeps them from aiming at one bucket.
+type Seeded = foldhash::fast::RandomState;
 
 impl MemoryState {
     pub fn new() -> Self {

@@ -196,6 +196,97 @@ impl EdgeNormals {
     }
 }
 
+/// Lanes of a [`ContainsBatch`]: the pipeline's default micro-batch.
+pub const LANES: usize = 16;
+
+/// Point-in-triangle for up to [`LANES`] (triangle, point) pairs at once.
+///
+/// Each pair is prepared on its own (the triangle's vertices and edge
+/// normals, the point's unit vector: scalar, mostly trigonometry). The sign
+/// tests then run over structure-of-arrays columns, one lane per pair, in a
+/// loop without branches that the compiler turns into vector instructions.
+/// Each lane computes exactly what [`EdgeNormals::contains`] computes, in the
+/// same order, so the answer is bit-for-bit that of [`contains`].
+#[derive(Debug, Clone)]
+pub struct ContainsBatch {
+    /// `n[edge][axis][lane]`: inward edge normals.
+    n: [[[f64; LANES]; 3]; 3],
+    /// `p[axis][lane]`: the points.
+    p: [[f64; LANES]; 3],
+    len: usize,
+}
+
+impl Default for ContainsBatch {
+    fn default() -> Self {
+        ContainsBatch {
+            n: [[[0.0; LANES]; 3]; 3],
+            p: [[0.0; LANES]; 3],
+            len: 0,
+        }
+    }
+}
+
+impl ContainsBatch {
+    /// Pairs queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == LANES
+    }
+
+    /// Empties the batch (the columns are overwritten by the next pushes).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Queues one pair in the next lane and returns the lane.
+    ///
+    /// # Panics
+    ///
+    /// If the batch is full.
+    pub fn push(&mut self, id: &crate::triangle::TriangleId, lat_deg: f64, lon_deg: f64) -> usize {
+        assert!(!self.is_full(), "ContainsBatch holds {LANES} pairs");
+        let lane = self.len;
+        let e = EdgeNormals::new(&triangle_vertices(id));
+        for edge in 0..3 {
+            self.n[edge][0][lane] = e.nx[edge];
+            self.n[edge][1][lane] = e.ny[edge];
+            self.n[edge][2][lane] = e.nz[edge];
+        }
+        let q = Vec3::from_lat_lon(lat_deg, lon_deg);
+        self.p[0][lane] = q.x;
+        self.p[1][lane] = q.y;
+        self.p[2][lane] = q.z;
+        self.len += 1;
+        lane
+    }
+
+    /// The verdict of every lane: bit *k* is set iff lane *k*'s point is
+    /// inside its triangle. Lanes past `len` are not meaningful.
+    pub fn run(&self) -> u32 {
+        let mut inside = [true; LANES];
+        for edge in &self.n {
+            for k in 0..LANES {
+                let d = edge[0][k] * self.p[0][k]
+                    + edge[1][k] * self.p[1][k]
+                    + edge[2][k] * self.p[2][k];
+                inside[k] &= d >= 0.0;
+            }
+        }
+        let mut mask = 0u32;
+        for (k, &b) in inside.iter().enumerate() {
+            mask |= u32::from(b) << k;
+        }
+        mask
+    }
+}
+
 /// Whether the point (lat, lon in degrees) lies inside triangle `id`.
 pub fn contains(id: &crate::triangle::TriangleId, lat_deg: f64, lon_deg: f64) -> bool {
     EdgeNormals::new(&triangle_vertices(id)).contains(Vec3::from_lat_lon(lat_deg, lon_deg))

@@ -7,8 +7,9 @@
 //!   lon ∈ [−180, 180]. They are parsed with correct rounding, as `JSON.parse` does.
 //! * Unknown fields are ignored, as Phase 2 does.
 //!
-//! Strings are copied into fixed inline buffers; only a string containing a
-//! JSON escape makes `serde_json` use its scratch buffer.
+//! Strings are borrowed from the body. Only a string containing a JSON escape
+//! is unescaped, by `serde_json` into its scratch buffer and then into a fixed
+//! inline slot.
 
 use crate::address::{decode_hex, Address};
 use crate::error::{Field, Reject, SignatureError};
@@ -188,8 +189,9 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// A nonce: 1–64 bytes of UTF-8 without control characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A nonce: 1–64 bytes of UTF-8 without control characters. The bytes past
+/// `len` are always zero, so the derived equality is equality of the text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Nonce {
     len: u8,
     buf: [u8; NONCE_MAX_LEN],
@@ -198,6 +200,14 @@ pub struct Nonce {
 impl std::fmt::Debug for Nonce {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Hashes the text only, not the zero padding: a nonce is usually far
+/// shorter than `NONCE_MAX_LEN`, and the nonce set hashes one per proof.
+impl std::hash::Hash for Nonce {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
     }
 }
 
@@ -242,11 +252,17 @@ pub fn parse(body: &[u8]) -> Result<Proof, Reject> {
             max: BODY_MAX_BYTES,
         });
     }
+    // One slot per kept string (8 payload fields, then the signature), for
+    // strings that contain a JSON escape: those cannot be borrowed from the
+    // body, so they are unescaped into their slot. All others are borrowed.
+    let mut payload = [[0u8; STR_MAX]; 8];
+    let mut signature = [0u8; STR_MAX];
+    let seed = TopSeed {
+        payload: payload.each_mut().map(Some),
+        signature: &mut signature,
+    };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let top = match TopSeed
-        .deserialize(&mut de)
-        .and_then(|t| de.end().map(|()| t))
-    {
+    let top = match seed.deserialize(&mut de).and_then(|t| de.end().map(|()| t)) {
         Ok(t) => t,
         Err(e) => {
             return Err(Reject::MalformedJson {
@@ -260,81 +276,84 @@ pub fn parse(body: &[u8]) -> Result<Proof, Reject> {
 
 // ---------------------------------------------------------------------------
 // Collection: the visitors never fail except on JSON syntax; problems are
-// recorded and turned into a named `Reject` afterwards.
+// recorded and turned into a named `Reject` afterwards. Values are small
+// (a borrowed `&str` or an `f64`), so nothing large is moved per field.
 // ---------------------------------------------------------------------------
 
-/// A bounded inline copy of a JSON string.
-#[derive(Clone, Copy)]
-struct Str {
-    len: usize,
-    buf: [u8; STR_MAX],
-}
+/// Scratch space for one unescaped string.
+type Slot = [u8; STR_MAX];
 
-impl Str {
-    fn as_str(&self) -> &str {
-        // Copied from a &str, so always valid UTF-8.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
+/// A kept JSON scalar. `'a` is the shorter of the body's and the slots'
+/// lifetimes.
 #[derive(Clone, Copy)]
-enum Scalar {
-    Str(Str),
-    LongStr { len: usize },
+enum Scalar<'a> {
+    /// A string of at most `STR_MAX` bytes, borrowed from the body or, when
+    /// it had an escape, from its slot.
+    Str(&'a str),
+    /// A longer string: only its length is kept.
+    LongStr {
+        len: usize,
+    },
     Num(f64),
     Other,
 }
 
-struct ScalarVisitor;
+/// Deserializes one scalar; an escaped string is unescaped into `slot`.
+struct ScalarSeed<'a> {
+    slot: &'a mut Slot,
+}
 
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar;
+impl<'de: 'a, 'a> DeserializeSeed<'de> for ScalarSeed<'a> {
+    type Value = Scalar<'a>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar<'a>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for ScalarSeed<'a> {
+    type Value = Scalar<'a>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar<'a>, E> {
         Ok(Scalar::Other)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'a>, E> {
         Ok(Scalar::Num(v as f64))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'a>, E> {
         Ok(Scalar::Num(v as f64))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'a>, E> {
         Ok(Scalar::Num(v))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'a>, E> {
+        Ok(if v.len() > STR_MAX {
+            Scalar::LongStr { len: v.len() }
+        } else {
+            Scalar::Str(v)
+        })
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'a>, E> {
         if v.len() > STR_MAX {
             return Ok(Scalar::LongStr { len: v.len() });
         }
-        let mut s = Str {
-            len: v.len(),
-            buf: [0; STR_MAX],
-        };
-        s.buf[..v.len()].copy_from_slice(v.as_bytes());
-        Ok(Scalar::Str(s))
+        let slot: &'a mut Slot = self.slot;
+        slot[..v.len()].copy_from_slice(v.as_bytes());
+        // A prefix of a copy of a `&str` of the same length: valid UTF-8.
+        Ok(std::str::from_utf8(&slot[..v.len()]).map_or(Scalar::Other, Scalar::Str))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'a>, E> {
         Ok(Scalar::Other)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'a>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Other)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'a>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Scalar::Other)
-    }
-}
-
-struct ScalarSeed;
-
-impl<'de> DeserializeSeed<'de> for ScalarSeed {
-    type Value = Scalar;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
-        d.deserialize_any(ScalarVisitor)
     }
 }
 
@@ -401,39 +420,53 @@ fn payload_index(f: Field) -> usize {
     PAYLOAD_FIELDS.iter().position(|&x| x == f).unwrap_or(0)
 }
 
-// The big variant is the point: fields live inline on the stack, once per
-// parse, instead of in a heap allocation per proof.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
-enum PayloadValue {
+enum PayloadValue<'a> {
     Object {
-        fields: [Option<Scalar>; 8],
+        fields: [Option<Scalar<'a>>; 8],
         duplicate: Option<Field>,
     },
     NotObject,
 }
 
-struct PayloadVisitor;
+/// Deserializes the payload; field *i*'s escaped string goes to `slots[i]`.
+/// A slot is taken when its field is first seen; a second occurrence (a
+/// duplicate key, rejected afterwards) is only checked for syntax.
+struct PayloadSeed<'a> {
+    slots: [Option<&'a mut Slot>; 8],
+}
 
-impl<'de> Visitor<'de> for PayloadVisitor {
-    type Value = PayloadValue;
+impl<'de: 'a, 'a> DeserializeSeed<'de> for PayloadSeed<'a> {
+    type Value = PayloadValue<'a>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PayloadValue<'a>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for PayloadSeed<'a> {
+    type Value = PayloadValue<'a>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("the payload object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PayloadValue, A::Error> {
-        let mut fields: [Option<Scalar>; 8] = [None; 8];
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PayloadValue<'a>, A::Error> {
+        let mut slots = self.slots;
+        let mut fields: [Option<Scalar<'a>>; 8] = [None; 8];
         let mut duplicate = None;
         while let Some(key) = map.next_key_seed(KeySeed {
             payload_level: true,
         })? {
             match key {
                 Key::Known(f) => {
-                    let v = map.next_value_seed(ScalarSeed)?;
-                    let slot = &mut fields[payload_index(f)];
-                    if slot.is_some() {
-                        duplicate.get_or_insert(f);
-                    } else {
-                        *slot = Some(v);
+                    let i = payload_index(f);
+                    match slots[i].take() {
+                        Some(slot) => fields[i] = Some(map.next_value_seed(ScalarSeed { slot })?),
+                        None => {
+                            // Parsed as the first one was, so that the same
+                            // bytes fail the same way; then dropped.
+                            let slot = &mut [0u8; STR_MAX];
+                            map.next_value_seed(ScalarSeed { slot })?;
+                            duplicate.get_or_insert(f);
+                        }
                     }
                 }
                 Key::Unknown => {
@@ -443,85 +476,84 @@ impl<'de> Visitor<'de> for PayloadVisitor {
         }
         Ok(PayloadValue::Object { fields, duplicate })
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PayloadValue, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PayloadValue<'a>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(PayloadValue::NotObject)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<PayloadValue, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<PayloadValue<'a>, E> {
         Ok(PayloadValue::NotObject)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<PayloadValue, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<PayloadValue<'a>, E> {
         Ok(PayloadValue::NotObject)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<PayloadValue, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<PayloadValue<'a>, E> {
         Ok(PayloadValue::NotObject)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<PayloadValue, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<PayloadValue<'a>, E> {
         Ok(PayloadValue::NotObject)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<PayloadValue, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<PayloadValue<'a>, E> {
         Ok(PayloadValue::NotObject)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<PayloadValue, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<PayloadValue<'a>, E> {
         Ok(PayloadValue::NotObject)
     }
 }
 
-struct PayloadSeed;
-
-impl<'de> DeserializeSeed<'de> for PayloadSeed {
-    type Value = PayloadValue;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PayloadValue, D::Error> {
-        d.deserialize_any(PayloadVisitor)
-    }
-}
-
-#[allow(clippy::large_enum_variant)] // as PayloadValue: inline on purpose
-enum Top {
+// Inline on purpose: one value per parse, on the stack (about 250 bytes).
+#[allow(clippy::large_enum_variant)]
+enum Top<'a> {
     Object {
-        payload: Option<PayloadValue>,
-        signature: Option<Scalar>,
+        payload: Option<PayloadValue<'a>>,
+        signature: Option<Scalar<'a>>,
         duplicate: Option<Field>,
     },
     NotObject,
 }
 
-struct TopSeed;
+struct TopSeed<'a> {
+    payload: [Option<&'a mut Slot>; 8],
+    signature: &'a mut Slot,
+}
 
-impl<'de> DeserializeSeed<'de> for TopSeed {
-    type Value = Top;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+impl<'de: 'a, 'a> DeserializeSeed<'de> for TopSeed<'a> {
+    type Value = Top<'a>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top<'a>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopSeed {
-    type Value = Top;
+impl<'de: 'a, 'a> Visitor<'de> for TopSeed<'a> {
+    type Value = Top<'a>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'a>, A::Error> {
+        let mut payload_slots = Some(self.payload);
+        let mut signature_slot = Some(self.signature);
         let (mut payload, mut signature, mut duplicate) = (None, None, None);
         while let Some(key) = map.next_key_seed(KeySeed {
             payload_level: false,
         })? {
             match key {
-                Key::Known(Field::Payload) => {
-                    let v = map.next_value_seed(PayloadSeed)?;
-                    if payload.is_some() {
+                Key::Known(Field::Payload) => match payload_slots.take() {
+                    Some(slots) => payload = Some(map.next_value_seed(PayloadSeed { slots })?),
+                    None => {
+                        // As above: parsed like the first, then dropped.
+                        let mut junk = [[0u8; STR_MAX]; 8];
+                        let slots = junk.each_mut().map(Some);
+                        map.next_value_seed(PayloadSeed { slots })?;
                         duplicate.get_or_insert(Field::Payload);
-                    } else {
-                        payload = Some(v);
                     }
-                }
-                Key::Known(f) => {
-                    let v = map.next_value_seed(ScalarSeed)?;
-                    if signature.is_some() {
+                },
+                Key::Known(f) => match signature_slot.take() {
+                    Some(slot) => signature = Some(map.next_value_seed(ScalarSeed { slot })?),
+                    None => {
+                        let slot = &mut [0u8; STR_MAX];
+                        map.next_value_seed(ScalarSeed { slot })?;
                         duplicate.get_or_insert(f);
-                    } else {
-                        signature = Some(v);
                     }
-                }
+                },
                 Key::Unknown => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -533,31 +565,31 @@ impl<'de> Visitor<'de> for TopSeed {
             duplicate,
         })
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'a>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Top::NotObject)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top<'a>, E> {
         Ok(Top::NotObject)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top<'a>, E> {
         Ok(Top::NotObject)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top<'a>, E> {
         Ok(Top::NotObject)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top<'a>, E> {
         Ok(Top::NotObject)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top<'a>, E> {
         Ok(Top::NotObject)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Top, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Top<'a>, E> {
         Ok(Top::NotObject)
     }
 }
 
-fn string_field(v: Option<Scalar>, field: Field) -> Result<Str, Reject> {
+fn string_field<'a>(v: Option<Scalar<'a>>, field: Field) -> Result<&'a str, Reject> {
     match v {
         None => Err(Reject::MissingField { field }),
         Some(Scalar::Str(s)) => Ok(s),
@@ -565,7 +597,7 @@ fn string_field(v: Option<Scalar>, field: Field) -> Result<Str, Reject> {
     }
 }
 
-fn number_field(v: Option<Scalar>, field: Field, min: f64, max: f64) -> Result<f64, Reject> {
+fn number_field(v: Option<Scalar<'_>>, field: Field, min: f64, max: f64) -> Result<f64, Reject> {
     match v {
         None => Err(Reject::MissingField { field }),
         Some(Scalar::Num(x)) if x.is_finite() && (min..=max).contains(&x) => Ok(x),
@@ -573,7 +605,7 @@ fn number_field(v: Option<Scalar>, field: Field, min: f64, max: f64) -> Result<f
     }
 }
 
-impl Top {
+impl Top<'_> {
     fn into_proof(self) -> Result<Proof, Reject> {
         let (payload, signature, duplicate) = match self {
             Top::Object {
@@ -608,7 +640,7 @@ impl Top {
                     field: Field::Signature,
                 })
             }
-            Some(Scalar::Str(s)) => decode_signature(s.as_str()),
+            Some(Scalar::Str(s)) => decode_signature(s),
             Some(Scalar::LongStr { len }) => Err(SignatureError::WrongLength {
                 hex_len: len.saturating_sub(2),
             }),
@@ -619,27 +651,26 @@ impl Top {
             }
         };
         let [version, account, triangle, lat, lon, accuracy, timestamp, nonce] = fields;
-        if string_field(version, Field::Version)?.as_str() != VERSION {
+        if string_field(version, Field::Version)? != VERSION {
             return Err(Reject::UnsupportedVersion);
         }
-        let account = Address::parse(string_field(account, Field::Account)?.as_str()).ok_or(
-            Reject::InvalidField {
+        let account =
+            Address::parse(string_field(account, Field::Account)?).ok_or(Reject::InvalidField {
                 field: Field::Account,
-            },
-        )?;
-        let triangle = TriangleId::parse(string_field(triangle, Field::TriangleId)?.as_str())?;
+            })?;
+        let triangle = TriangleId::parse(string_field(triangle, Field::TriangleId)?)?;
         let lat = number_field(lat, Field::Lat, -90.0, 90.0)?;
         let lon = number_field(lon, Field::Lon, -180.0, 180.0)?;
         let accuracy_m = number_field(accuracy, Field::Accuracy, f64::MIN, f64::MAX)?;
-        let timestamp = Timestamp::parse(string_field(timestamp, Field::Timestamp)?.as_str())
-            .ok_or(Reject::InvalidField {
-                field: Field::Timestamp,
-            })?;
-        let nonce = Nonce::parse(string_field(nonce, Field::Nonce)?.as_str()).ok_or(
+        let timestamp = Timestamp::parse(string_field(timestamp, Field::Timestamp)?).ok_or(
             Reject::InvalidField {
-                field: Field::Nonce,
+                field: Field::Timestamp,
             },
         )?;
+        let nonce =
+            Nonce::parse(string_field(nonce, Field::Nonce)?).ok_or(Reject::InvalidField {
+                field: Field::Nonce,
+            })?;
         Ok(Proof {
             account,
             triangle,

@@ -53,6 +53,23 @@ impl Verifier {
 
     /// Runs every stateless check on a parsed proof.
     pub fn check_parsed(&self, proof: &Proof, now_ms: i64) -> Result<Checked, Reject> {
+        let checked = self.check_parsed_except_geometry(proof, now_ms)?;
+        if !crate::mesh::contains(&proof.triangle, proof.lat, proof.lon) {
+            return Err(Reject::OutOfBounds);
+        }
+        Ok(checked)
+    }
+
+    /// [`Verifier::check_stateless`] without its last check, point in
+    /// triangle: the pipeline runs that one over a whole micro-batch at once
+    /// ([`crate::mesh::ContainsBatch`]). A proof passes `check_stateless` iff
+    /// it passes this and `mesh::contains`.
+    pub fn check_except_geometry(&self, body: &[u8], now_ms: i64) -> Result<Checked, Reject> {
+        let proof = parse(body)?;
+        self.check_parsed_except_geometry(&proof, now_ms)
+    }
+
+    fn check_parsed_except_geometry(&self, proof: &Proof, now_ms: i64) -> Result<Checked, Reject> {
         self.limits.check_accuracy(proof.accuracy_m)?;
         self.limits.check_age(proof.timestamp.unix_ms(), now_ms)?;
         let raw = proof.signature?;
@@ -64,9 +81,6 @@ impl Verifier {
         let recovered = Address::from_public_key(&pubkey);
         if recovered != proof.account {
             return Err(Reject::SignerMismatch { recovered });
-        }
-        if !crate::mesh::contains(&proof.triangle, proof.lat, proof.lon) {
-            return Err(Reject::OutOfBounds);
         }
         Ok(Checked {
             proof: *proof,

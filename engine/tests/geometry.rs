@@ -207,6 +207,31 @@ proptest! {
         }
     }
 
+    /// The batched, structure-of-arrays test gives every lane exactly the
+    /// single-pair answer, for batches of any fill, with points placed on
+    /// vertices and edge midpoints (the exact-zero cases) as well as at random.
+    #[test]
+    fn contains_batch_equals_contains_lane_by_lane(
+        pairs in prop::collection::vec((arb_id(), -90.0f64..=90.0, -180.0f64..=180.0, 0u8..5), 1..=mesh::LANES)
+    ) {
+        let mut batch = mesh::ContainsBatch::default();
+        let mut want = Vec::new();
+        for (t, lat, lon, place) in &pairs {
+            let v = triangle_vertices(t);
+            let (lat, lon) = match place {
+                0..=2 => v[usize::from(*place)].to_lat_lon(),
+                3 => (v[0] + v[1]).normalized().to_lat_lon(),
+                _ => (*lat, *lon),
+            };
+            prop_assert_eq!(batch.push(t, lat, lon), want.len());
+            want.push(mesh::contains(t, lat, lon));
+        }
+        let got = batch.run();
+        for (k, w) in want.iter().enumerate() {
+            prop_assert_eq!(got & (1 << k) != 0, *w, "lane {}", k);
+        }
+    }
+
     /// Points near the triangle (centroid plus a small offset) hit the edges' neighbourhood.
     #[test]
     fn agrees_near_the_triangle(t in arb_id(), a in 0.0f64..1.0, b in 0.0f64..1.0, s in 0.5f64..1.5) {

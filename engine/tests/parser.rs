@@ -166,6 +166,40 @@ fn duplicate_keys_are_rejected() {
     );
 }
 
+/// Every string field escaped at once: each is unescaped into its own slot,
+/// so none may overwrite another. Also the duplicate of an escaped field.
+#[test]
+fn every_string_field_escaped_at_once_parses_like_the_plain_body() {
+    let s = sample();
+    let plain = serde_json::to_string(&s).unwrap();
+    let mut text = plain.clone();
+    for key in [
+        "version",
+        "account",
+        "triangleId",
+        "timestamp",
+        "nonce",
+        "signature",
+    ] {
+        let from = format!("\"{key}\":\"");
+        let at = text.find(&from).expect("field present") + from.len();
+        let c = text.as_bytes()[at];
+        text.replace_range(at..at + 1, &format!("\\u{:04x}", c));
+    }
+    assert_ne!(text, plain);
+    assert_eq!(parse(text.as_bytes()), parse(plain.as_bytes()));
+    let v = Verifier::new(Limits::default(), Default::default());
+    v.verify(text.as_bytes(), 0, &mut MemoryState::new())
+        .expect("accepted");
+    let dup = text.replacen("\"nonce\":", "\"nonce\":\"\\u0041\",\"nonce\":", 1);
+    assert_eq!(
+        parse(dup.as_bytes()),
+        Err(Reject::DuplicateKey {
+            field: Field::Nonce
+        })
+    );
+}
+
 #[test]
 fn unknown_fields_are_ignored() {
     let mut s = sample();

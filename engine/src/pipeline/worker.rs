@@ -1,14 +1,16 @@
 //! Stateless workers: one thread per core, optionally pinned. Each takes a
-//! micro-batch of jobs from the ingest queue, runs every stateless check on
-//! them (parse, accuracy, age, signature policy, digest, recovery, address,
-//! point-in-triangle), then hands the results to the stateful stage in one
-//! lock acquisition.
+//! micro-batch of jobs from the ingest queue and runs the stateless checks on
+//! it in two stages: per proof, parse, accuracy, age, signature policy,
+//! digest, recovery and address; then point-in-triangle over the whole
+//! micro-batch at once ([`ContainsBatch`], structure-of-arrays). It then hands
+//! the results to the stateful stage in one lock acquisition.
 
 use super::commit::Done;
 use super::Shared;
 use crate::crypto::CheckedSignature;
 use crate::error::Reject;
 use crate::heuristics::ProofState;
+use crate::mesh::{ContainsBatch, LANES};
 use crate::proof::BODY_MAX_BYTES;
 use crate::verify::{Checked, Verifier};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -29,8 +31,8 @@ pub(crate) struct Job {
     pub buf: Vec<u8>,
 }
 
-/// The stateless verdict of one job: the same as `Verifier::check_stateless`
-/// on the submitted bytes.
+/// The stateless verdict of one job except point in triangle: the same as
+/// `Verifier::check_except_geometry` on the submitted bytes.
 fn check(verifier: &Verifier, job: &Job) -> Result<Checked, Reject> {
     if job.len > BODY_MAX_BYTES {
         return Err(Reject::BodyTooLarge {
@@ -38,7 +40,34 @@ fn check(verifier: &Verifier, job: &Job) -> Result<Checked, Reject> {
             max: BODY_MAX_BYTES,
         });
     }
-    verifier.check_stateless(&job.buf, job.now_ms)
+    verifier.check_except_geometry(&job.buf, job.now_ms)
+}
+
+/// The point-in-triangle stage over a micro-batch: every result that passed
+/// the other stateless checks goes through [`ContainsBatch`], [`LANES`] at a
+/// time, and becomes `OUT_OF_BOUNDS` if its point is outside its triangle.
+/// Geometry is the last stateless check, so this gives each proof exactly
+/// the verdict of `Verifier::check_stateless`.
+fn geometry_stage(done: &mut [Done], batch: &mut ContainsBatch) {
+    let mut lanes = [0usize; LANES];
+    let mut from = 0;
+    while from < done.len() {
+        batch.clear();
+        let mut i = from;
+        while i < done.len() && !batch.is_full() {
+            if let Ok(c) = &done[i].result {
+                lanes[batch.push(&c.proof.triangle, c.proof.lat, c.proof.lon)] = i;
+            }
+            i += 1;
+        }
+        let inside = batch.run();
+        for (lane, &at) in lanes.iter().enumerate().take(batch.len()) {
+            if inside & (1 << lane) == 0 {
+                done[at].result = Err(Reject::OutOfBounds);
+            }
+        }
+        from = i;
+    }
 }
 
 /// Touches what a first recovery would initialise lazily on this thread
@@ -68,6 +97,7 @@ pub(crate) fn run<S: ProofState>(
     warm_up(&ctx.verifier);
     let mut jobs: Vec<Job> = Vec::with_capacity(shared.worker_batch);
     let mut done: Vec<Done> = Vec::with_capacity(shared.worker_batch);
+    let mut geometry = ContainsBatch::default();
     let mut deadline: Option<Instant> = None;
     loop {
         let first = match deadline {
@@ -102,6 +132,7 @@ pub(crate) fn run<S: ProofState>(
                 buf: job.buf,
             });
         }
+        geometry_stage(&mut done, &mut geometry);
         let Ok(mut stage) = shared.stage.lock() else {
             break;
         };
