@@ -116,6 +116,22 @@ impl MemoryState {
     pub fn nonces(&self) -> usize {
         self.nonces.len()
     }
+
+    /// Number of accounts with a last proof.
+    pub fn accounts(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Forgets a proof that another, authoritative state now answers for (a
+    /// node's pre-check forgets a proof once its block is decided): drops
+    /// its `(account, nonce)` pair, and the account's last proof unless that
+    /// is newer than `unix_ms` (a later proof still pending here).
+    pub fn forget(&mut self, account: &Address, nonce: &Nonce, unix_ms: i64) {
+        self.nonces.remove(&(*account, *nonce));
+        if self.last.get(account).is_some_and(|l| l.unix_ms <= unix_ms) {
+            self.last.remove(account);
+        }
+    }
 }
 
 impl ProofState for MemoryState {

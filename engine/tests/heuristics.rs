@@ -220,3 +220,28 @@ fn limits_are_configurable() {
     );
     assert!(Limits::default().check_accuracy(p.accuracy_m).is_ok());
 }
+
+/// `forget` drops a proof's nonce, and the account's last proof unless a
+/// newer one was recorded since.
+#[test]
+fn forget_drops_the_nonce_and_a_last_proof_that_is_not_newer() {
+    let a = proof_with(json!({"timestamp": ts(T0), "nonce": "a"}));
+    let b = proof_with(json!({"timestamp": ts(T0 + 20_000), "nonce": "b"}));
+    let mut s = MemoryState::new();
+    s.record(a.account, a.nonce, LastProof::of(&a));
+    s.record(b.account, b.nonce, LastProof::of(&b));
+    assert_eq!((s.nonces(), s.accounts()), (2, 1));
+
+    // `a` decided: its nonce goes, the newer `b` stays the last proof.
+    s.forget(&a.account, &a.nonce, T0);
+    assert!(!s.nonce_used(&a.account, &a.nonce));
+    assert!(s.nonce_used(&b.account, &b.nonce));
+    assert_eq!(s.last_proof(&b.account), Some(LastProof::of(&b)));
+
+    // `b` decided: nothing is left.
+    s.forget(&b.account, &b.nonce, T0 + 20_000);
+    assert_eq!((s.nonces(), s.accounts()), (0, 0));
+    // Forgetting what is not there is a no-op.
+    s.forget(&b.account, &b.nonce, T0 + 20_000);
+    assert_eq!((s.nonces(), s.accounts()), (0, 0));
+}

@@ -54,26 +54,34 @@ pub enum ConsensusLedgerError {
 }
 
 /// The pipeline's stateful pre-check state: what this node accepted itself
-/// (not yet final), plus the executed chain state. So a replay of a final
-/// proof is refused at once on every validator, not only on the one that
-/// accepted the original.
+/// and is not yet decided, plus the executed chain state. So a replay of a
+/// final proof is refused at once on every validator, not only on the one
+/// that accepted the original.
+///
+/// The local part is shared with the decision task, which forgets each proof
+/// once its block is decided ([`MemoryState::forget`]): the chain answers for
+/// it from then on. So the local part holds only the proofs between this
+/// node's pipeline and a decision, and its memory stays flat however many
+/// proofs pass (see `decided_proofs_leave_the_precheck_state`).
+///
+/// [`MemoryState::forget`]: step_engine::MemoryState::forget
 #[derive(Debug)]
 pub struct PrecheckState {
-    local: step_engine::MemoryState,
+    local: Arc<Mutex<step_engine::MemoryState>>,
     chain: SharedState,
 }
 
 impl ProofState for PrecheckState {
     fn last_proof(&self, account: &Address) -> Option<step_engine::heuristics::LastProof> {
         let chain = self.chain.read().last_proof(account);
-        match (self.local.last_proof(account), chain) {
+        match (lock(&self.local).last_proof(account), chain) {
             (Some(a), Some(b)) => Some(if a.unix_ms >= b.unix_ms { a } else { b }),
             (a, b) => a.or(b),
         }
     }
 
     fn nonce_used(&self, account: &Address, nonce: &step_engine::proof::Nonce) -> bool {
-        self.local.nonce_used(account, nonce) || self.chain.read().nonce_used(account, nonce)
+        lock(&self.local).nonce_used(account, nonce) || self.chain.read().nonce_used(account, nonce)
     }
 
     fn record(
@@ -82,7 +90,7 @@ impl ProofState for PrecheckState {
         nonce: step_engine::proof::Nonce,
         last: step_engine::heuristics::LastProof,
     ) {
-        self.local.record(account, nonce, last);
+        lock(&self.local).record(account, nonce, last);
     }
 }
 
@@ -122,6 +130,8 @@ struct Last {
 #[derive(Debug)]
 struct Shared {
     intake: Intake,
+    /// The local part of every [`PrecheckState`] shard.
+    precheck: Arc<Mutex<step_engine::MemoryState>>,
     finality: Mutex<Finality>,
     index: Mutex<ProofIndex>,
     last: Mutex<Last>,
@@ -181,6 +191,7 @@ impl ConsensusLedger {
         let (events, _) = broadcast::channel(config.http.events_buffer.max(1));
         let shared = Arc::new(Shared {
             intake: Intake::default(),
+            precheck: Arc::default(),
             finality: Mutex::new(Finality::default()),
             index: Mutex::new(ProofIndex {
                 max: config.consensus.proof_index_max,
@@ -203,7 +214,7 @@ impl ConsensusLedger {
         let sink = Arc::clone(&shared);
         let shards = (0..pc.shards.max(1))
             .map(|_| PrecheckState {
-                local: step_engine::MemoryState::new(),
+                local: Arc::clone(&shared.precheck),
                 chain: state.clone(),
             })
             .collect();
@@ -337,6 +348,14 @@ fn apply_decision(shared: &Shared, d: &Decision) {
                         .observe(entry.submitted.elapsed().as_secs_f64());
                 }
             }
+        }
+    }
+    {
+        // The executed state (updated before the decision was sent) now
+        // answers for these proofs, accepted or not.
+        let mut local = lock(&shared.precheck);
+        for p in d.batches.iter().flat_map(|b| b.proofs.iter()) {
+            local.forget(&p.account, &p.nonce, p.timestamp.unix_ms());
         }
     }
     *lock(&shared.last) = Last {
@@ -497,3 +516,129 @@ impl Ledger for ConsensusLedger {
 
 /// How long `close` waits for accepted proofs to be decided.
 pub const CLOSE_FINALITY_WAIT: Duration = Duration::from_secs(15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::{generate_key, public_key, Genesis, GenesisValidator};
+    use step_engine::signing;
+
+    /// A one-validator chain in process (a quorum of one), on loopback.
+    async fn single_validator(home: &std::path::Path) -> ConsensusLedger {
+        let key = generate_key().expect("key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let p2p = format!("/ip4/127.0.0.1/tcp/{port}");
+        let genesis = Genesis {
+            chain_id: "precheck-test".into(),
+            validators: vec![GenesisValidator::new("v0", &public_key(&key), 1, &p2p, "")],
+        };
+        let validators = genesis
+            .validator_set(&home.join("genesis.toml"))
+            .expect("validator set");
+        let mut config = Config::default();
+        config.pipeline.workers = 1;
+        let clock = super::super::local::system_clock();
+        let pc = super::super::local::pipeline_config(&config, clock);
+        let settings = NodeSettings::new(
+            "v0".into(),
+            home.to_path_buf(),
+            p2p,
+            Vec::new(),
+            key,
+            validators,
+            crate::validator::app_config(&config, pc.verifier),
+        );
+        ConsensusLedger::start(&config, settings, pc, Arc::new(Metrics::new()))
+            .await
+            .expect("consensus ledger starts")
+    }
+
+    /// The pre-check's local state holds a proof only until its block is
+    /// decided: after 60 final proofs it is empty again, and the chain still
+    /// refuses a replay. Before the decision task forgot decided proofs, it
+    /// kept every one (the 10-minute soak grew by ~1.5 KiB per proof).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decided_proofs_leave_the_precheck_state() {
+        let home = std::env::temp_dir().join(format!(
+            "step-precheck-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&home).expect("home");
+        let ledger = single_validator(&home).await;
+        let root = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+        let now = super::super::local::system_clock().now_ms();
+        let mut bodies = Vec::new();
+        for round in 0..3i64 {
+            for a in 0..20u64 {
+                // A triangle of its own for each proof (a triangle takes only
+                // so many proofs before execution says TRIANGLE_SUBDIVIDED):
+                // an area per account, then 12 levels down (tens of metres),
+                // a sibling per round, so the account travels only metres.
+                let area = (0..4).fold(root, |t, level| {
+                    t.child(((a >> (2 * level)) & 3) as u8).expect("child")
+                });
+                let t = (0..12)
+                    .fold(area, |t, _| t.child(3).expect("child"))
+                    .child(round as u8)
+                    .expect("child");
+                let key = signing::key("precheck", a);
+                let ms = now - 60_000 + round * 11_000;
+                let nonce = format!("n-{a}-{round}");
+                bodies.push(signing::signed_body(
+                    &key,
+                    &t,
+                    signing::point_in(&t),
+                    10.0,
+                    ms,
+                    &nonce,
+                ));
+            }
+        }
+        let mut ids = Vec::new();
+        for body in &bodies {
+            let pending = ledger
+                .submit(body)
+                .expect("queued")
+                .verdict()
+                .await
+                .expect("accepted by the pre-check");
+            ids.push(pending.id);
+        }
+        let pending_before = lock(&ledger.inner.shared.precheck).nonces();
+        assert!(pending_before > 0, "the pre-check records what it accepts");
+        for id in ids {
+            tokio::time::timeout(Duration::from_secs(60), ledger.wait_final(id))
+                .await
+                .expect("final within 60 s")
+                .expect("executed");
+        }
+        // Forgetting happens right after the waiters are resolved.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = {
+                let local = lock(&ledger.inner.shared.precheck);
+                (local.nonces(), local.accounts())
+            };
+            if left == (0, 0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pre-check still holds {} nonces of {} accounts",
+                left.0,
+                left.1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let replay = ledger.submit(&bodies[7]).expect("queued").verdict().await;
+        assert_eq!(replay.map(|_| ()), Err(Reject::NonceReplay));
+        ledger.close().await;
+        let _ = std::fs::remove_dir_all(&home);
+    }
+}
