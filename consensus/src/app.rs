@@ -167,6 +167,9 @@ struct GossipState {
     decided: HashSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
     scores: PeerScores<malachitebft_app_channel::app::types::PeerId>,
+    /// Peers' batches verified and taken into the mempool since start
+    /// (`Node::live().gossip_batches`).
+    accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Invalid gossiped batches after which a peer's gossip is ignored.
@@ -236,6 +239,7 @@ impl GossipState {
             decided: HashSet::new(),
             decided_order: VecDeque::new(),
             scores: PeerScores::default(),
+            accepted: Arc::default(),
         }
     }
 
@@ -368,6 +372,14 @@ impl<S: Store> App<S> {
         }
         self.verified.insert(d);
         self.mempool.push(v.batch);
+        self.gossip
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The count of peers' gossiped batches taken into the mempool, shared.
+    pub fn gossip_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.gossip.accepted)
     }
 
     /// The state readers share with the app.

@@ -138,6 +138,9 @@ pub struct LiveStatus {
     /// Other validators whose signed votes or proposals arrived within
     /// [`PEER_SEEN_WITHIN`].
     pub peers: usize,
+    /// Peers' gossiped batches verified and taken into the mempool since
+    /// this node started.
+    pub gossip_batches: u64,
 }
 
 /// A running validator.
@@ -145,6 +148,7 @@ pub struct Node {
     pub address: Address,
     state: SharedState,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
+    gossip_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
     submit: mpsc::Sender<WireBatch>,
     events: broadcast::Sender<NodeEvent>,
     engine: EngineHandle,
@@ -298,6 +302,7 @@ impl Node {
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
         let app = App::new(s.app, address, s.validators.clone(), store, events.clone())?;
         let state = app.shared_state();
+        let gossip_batches = app.gossip_counter();
         let tx = events.clone();
         let app = tokio::spawn(async move {
             if let Err(e) = app.run(channels, batches).await {
@@ -309,6 +314,7 @@ impl Node {
             address,
             state,
             live,
+            gossip_batches,
             submit,
             events,
             engine,
@@ -361,6 +367,9 @@ impl Node {
                 .values()
                 .filter(|t| now.duration_since(**t) <= PEER_SEEN_WITHIN)
                 .count(),
+            gossip_batches: self
+                .gossip_batches
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

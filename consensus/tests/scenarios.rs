@@ -335,12 +335,29 @@ async fn batches_of_a_crashed_validator_are_finalized_by_the_others() {
         .expect("4 validators, 3 proposers");
     let bs = batches(&format!("gossip-{seed}"), 200, 20);
     let total: usize = bs.iter().map(|b| b.len()).sum();
+    let n_batches = bs.len() as u64;
+    let others: Vec<usize> = (0..4).filter(|i| *i != x).collect();
+    let gossiped_before = c.gossip_batches_now(&others);
     for b in bs {
         c.submit(x, b).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Crash x once every other validator holds its batches (received by
+    // gossip and verified), not after a fixed delay: on a loaded machine
+    // 50 ms was sometimes too short for the gossip to go out, and the test
+    // failed for a reason that is not the one it is about. Without gossip
+    // this wait times out.
+    c.wait(
+        "the others to receive x's batches by gossip",
+        DEADLINE,
+        |c| {
+            others
+                .iter()
+                .zip(&gossiped_before)
+                .all(|(i, before)| c.gossip_batches(*i) >= before + n_batches)
+        },
+    )
+    .await;
     c.stop(x).await;
-    let others: Vec<usize> = (0..4).filter(|i| *i != x).collect();
     c.wait(
         "the others finalize every proof the crashed validator ingested",
         DEADLINE,

@@ -186,6 +186,18 @@ impl Cluster {
         }
     }
 
+    /// Peers' batches node `i` took into its mempool by gossip (0 if down).
+    pub fn gossip_batches(&self, i: usize) -> u64 {
+        self.nodes[i]
+            .as_ref()
+            .map_or(0, |n| n.live().gossip_batches)
+    }
+
+    /// [`Cluster::gossip_batches`] of each node in `nodes`.
+    pub fn gossip_batches_now(&self, nodes: &[usize]) -> Vec<u64> {
+        nodes.iter().map(|&i| self.gossip_batches(i)).collect()
+    }
+
     /// Highest height node `i` decided.
     pub fn height(&self, i: usize) -> u64 {
         let log = self.log.lock().expect("log");
