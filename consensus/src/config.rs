@@ -54,7 +54,13 @@ pub struct AppConfig {
     /// How long a proposer waits for a full block before proposing what it
     /// has (default 200 ms; capped at half the propose timeout).
     pub propose_wait: Duration,
+    /// The embedded store's page cache, in bytes (default 64 MiB). redb's own
+    /// default is 1 GiB, which a validator fills as its chain grows.
+    pub store_cache_bytes: usize,
 }
+
+/// [`AppConfig::store_cache_bytes`]'s default.
+pub const DEFAULT_STORE_CACHE_BYTES: usize = 64 << 20;
 
 impl Default for AppConfig {
     fn default() -> Self {
@@ -64,6 +70,7 @@ impl Default for AppConfig {
             max_batches_per_block: 100,
             batches_per_part: 10,
             propose_wait: Duration::from_millis(200),
+            store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
         }
     }
 }

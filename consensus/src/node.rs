@@ -224,7 +224,7 @@ impl Node {
             source,
         })?;
         check_wal_patiently(&wal_path).await?;
-        let store = RedbStore::open(&s.store_path())?;
+        let store = RedbStore::open_with_cache(&s.store_path(), s.app.store_cache_bytes)?;
 
         let signer = StepSigner::new(s.key.clone());
         let pk = signer.public_key();

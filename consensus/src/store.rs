@@ -125,12 +125,22 @@ fn undecided_key(height: u64, round: i64, value_id: &[u8; 32]) -> Vec<u8> {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, with the default page cache
+    /// ([`crate::config::DEFAULT_STORE_CACHE_BYTES`]).
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })?;
+        RedbStore::open_with_cache(path, crate::config::DEFAULT_STORE_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store at `path` with a page cache of at most
+    /// `cache_bytes`: the bound on the memory the store keeps.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: Box::new(e),
+            })?;
         let store = RedbStore {
             db,
             path: path.to_owned(),

@@ -102,6 +102,8 @@ pub struct ConsensusConfig {
     pub propose_wait_ms: u64,
     /// Finalized proofs `GET /proof/{id}` remembers (oldest forgotten first).
     pub proof_index_max: usize,
+    /// The embedded store's page cache, in MiB.
+    pub store_cache_mb: u64,
 }
 
 impl Default for ConsensusConfig {
@@ -117,6 +119,7 @@ impl Default for ConsensusConfig {
             batches_per_part: a.batches_per_part,
             propose_wait_ms: u64::try_from(a.propose_wait.as_millis()).unwrap_or(u64::MAX),
             proof_index_max: 1_000_000,
+            store_cache_mb: (a.store_cache_bytes >> 20) as u64,
         }
     }
 }
