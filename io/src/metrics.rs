@@ -16,6 +16,8 @@
 //! | `step_round` | gauge | | consensus round of the last decision |
 //! | `step_peers` | gauge | | connected peers (other validators; this node not counted) |
 //! | `step_validators` | gauge | | validators in the current set (this node included) |
+//! | `step_precheck_pending` | gauge | | proofs this validator accepted that no decided block holds yet: its pre-check's local entries (consensus backend) |
+//! | `step_gossip_batches` | gauge | | peers' gossiped batches this validator verified and took into its mempool since it started (consensus backend) |
 //! | `step_redis_errors_total` | counter | | Redis commands that failed or timed out (the node went on without Redis) |
 //! | `step_http_requests_total` | counter | `route`, `status` | HTTP responses |
 //! | `process_resident_memory_bytes` | gauge | | resident set size, read from `/proc/self/status` at scrape time (Linux only) |
@@ -73,6 +75,8 @@ pub struct Metrics {
     pub round: Gauge,
     pub peers: Gauge,
     pub validators: Gauge,
+    pub precheck_pending: Gauge,
+    pub gossip_batches: Gauge,
     pub redis_errors: Counter,
     pub http_requests: Family<RouteLabels, Counter>,
     registry: Registry,
@@ -101,6 +105,8 @@ impl Metrics {
             round: Gauge::default(),
             peers: Gauge::default(),
             validators: Gauge::default(),
+            precheck_pending: Gauge::default(),
+            gossip_batches: Gauge::default(),
             redis_errors: Counter::default(),
             http_requests: Family::default(),
             registry: Registry::default(),
@@ -130,6 +136,16 @@ impl Metrics {
             "step_queue_capacity",
             "Most proofs the pipeline holds in flight",
             m.queue_capacity.clone(),
+        );
+        r.register(
+            "step_precheck_pending",
+            "Proofs this validator accepted that no decided block holds yet",
+            m.precheck_pending.clone(),
+        );
+        r.register(
+            "step_gossip_batches",
+            "Peers' gossiped batches verified and taken into the mempool since start",
+            m.gossip_batches.clone(),
         );
         r.register(
             "step_batch_proofs",

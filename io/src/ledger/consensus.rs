@@ -438,6 +438,13 @@ impl Ledger for ConsensusLedger {
         let last = *lock(&self.inner.shared.last);
         let live = self.live().unwrap_or_default();
         let stats = self.inner.pipeline.stats();
+        // Consensus-only gauges, set here because `GET /metrics` reads the
+        // status at scrape time.
+        let m = &self.inner.shared.metrics;
+        m.precheck_pending
+            .set(i64::try_from(lock(&self.inner.shared.precheck).nonces()).unwrap_or(i64::MAX));
+        m.gossip_batches
+            .set(i64::try_from(live.gossip_batches).unwrap_or(i64::MAX));
         StatusView {
             backend: "consensus",
             height: last.height,
@@ -636,6 +643,9 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let _ = ledger.status();
+        let text = ledger.inner.shared.metrics.encode();
+        assert!(text.contains("step_precheck_pending 0"), "{text}");
         let replay = ledger.submit(&bodies[7]).expect("queued").verdict().await;
         assert_eq!(replay.map(|_| ()), Err(Reject::NonceReplay));
         ledger.close().await;
