@@ -207,7 +207,7 @@ impl std::fmt::Debug for Nonce {
 /// shorter than `NONCE_MAX_LEN`, and the nonce set hashes one per proof.
 impl std::hash::Hash for Nonce {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write(self.as_bytes());
+        self.as_bytes().hash(state);
     }
 }
 

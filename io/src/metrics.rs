@@ -24,7 +24,8 @@
 //! | `process_threads` | gauge | | OS threads of the process (Linux only) |
 //! | `process_open_fds` | gauge | | open file descriptors (Linux only) |
 //!
-//! Gauges that a backend owns (height, round, peers, validators, queues) have
+//! Gauges that a backend owns (height, round, peers, validators, queues,
+//! pre-check pending, gossiped batches) have
 //! setters ([`Metrics::set_height`], …, or [`Metrics::observe_status`] for
 //! everything a [`StatusView`] holds), so that a backend never reaches into
 //! the registry. `docs/ops/` (Grafana dashboard, Prometheus alerts) queries
@@ -224,13 +225,17 @@ impl Metrics {
     }
 
     /// Sets every gauge a backend's status holds: height, round, peers,
-    /// validators and the queues. Call it at scrape time (`GET /metrics`).
+    /// validators, the queues, the pre-check's pending proofs and the
+    /// gossiped batches. Call it at scrape time (`GET /metrics`).
     pub fn observe_status(&self, st: &StatusView) {
         self.set_height(st.height);
         self.set_round(st.round);
         self.set_peers(st.peers);
         self.set_validators(st.validators);
         self.set_queue(st.queue.ingest, st.queue.in_flight, st.queue.capacity);
+        self.precheck_pending
+            .set(saturating_i64(st.precheck_pending));
+        self.gossip_batches.set(saturating_i64(st.gossip_batches));
     }
 
     /// Counts one proof verdict.

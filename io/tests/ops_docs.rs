@@ -396,6 +396,8 @@ fn status_setters_render() {
             in_flight: 12,
             capacity: 13,
         },
+        precheck_pending: 14,
+        gossip_batches: 15,
     });
     let text = m.encode();
     for want in [
@@ -406,6 +408,8 @@ fn status_setters_render() {
         "step_queue_depth{queue=\"ingest\"} 11",
         "step_queue_depth{queue=\"in_flight\"} 12",
         "step_queue_capacity 13",
+        "step_precheck_pending 14",
+        "step_gossip_batches 15",
     ] {
         assert!(text.lines().any(|l| l == want), "no {want:?} in\n{text}");
     }

@@ -438,13 +438,6 @@ impl Ledger for ConsensusLedger {
         let last = *lock(&self.inner.shared.last);
         let live = self.live().unwrap_or_default();
         let stats = self.inner.pipeline.stats();
-        // Consensus-only gauges, set here because `GET /metrics` reads the
-        // status at scrape time.
-        let m = &self.inner.shared.metrics;
-        m.precheck_pending
-            .set(i64::try_from(lock(&self.inner.shared.precheck).nonces()).unwrap_or(i64::MAX));
-        m.gossip_batches
-            .set(i64::try_from(live.gossip_batches).unwrap_or(i64::MAX));
         StatusView {
             backend: "consensus",
             height: last.height,
@@ -459,6 +452,8 @@ impl Ledger for ConsensusLedger {
                 in_flight: stats.in_flight,
                 capacity: self.inner.pipeline.capacity(),
             },
+            precheck_pending: lock(&self.inner.shared.precheck).nonces(),
+            gossip_batches: live.gossip_batches,
         }
     }
 
@@ -643,8 +638,9 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = ledger.status();
-        let text = ledger.inner.shared.metrics.encode();
+        let metrics = &ledger.inner.shared.metrics;
+        metrics.observe_status(&ledger.status());
+        let text = metrics.encode();
         assert!(text.contains("step_precheck_pending 0"), "{text}");
         let replay = ledger.submit(&bodies[7]).expect("queued").verdict().await;
         assert_eq!(replay.map(|_| ()), Err(Reject::NonceReplay));

@@ -267,6 +267,8 @@ impl Ledger for LocalLedger {
                 in_flight: stats.in_flight,
                 capacity: self.inner.pipeline.capacity(),
             },
+            precheck_pending: 0,
+            gossip_batches: 0,
         }
     }
 

@@ -207,6 +207,12 @@ pub struct StatusView {
     /// Able to take proofs.
     pub ready: bool,
     pub queue: QueueView,
+    /// Proofs this node accepted that no decided block holds yet (its
+    /// pre-check's local entries; 0 for LocalLedger).
+    pub precheck_pending: usize,
+    /// Peers' gossiped batches taken into the mempool since start (0 for
+    /// LocalLedger).
+    pub gossip_batches: u64,
 }
 
 /// A finalized block, as `/events` streams it.
