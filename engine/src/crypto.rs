@@ -133,16 +133,23 @@ fn recover_secp256k1(
     Ok(out)
 }
 
+/// The SEC1 uncompressed encoding (`04 ‖ x ‖ y`) of a 64-byte public key.
+#[cfg(any(feature = "secp256k1", feature = "k256"))]
+fn sec1_uncompressed(pubkey: &[u8; 64]) -> [u8; 65] {
+    let mut full = [0u8; 65];
+    full[0] = 4;
+    full[1..].copy_from_slice(pubkey);
+    full
+}
+
 #[cfg(feature = "secp256k1")]
 fn verify_secp256k1(
     digest: &[u8; 32],
     sig: &CheckedSignature,
     pubkey: &[u8; 64],
 ) -> Result<(), SignatureError> {
-    let mut full = [0u8; 65];
-    full[0] = 4;
-    full[1..].copy_from_slice(pubkey);
-    let pk = secp256k1::PublicKey::from_slice(&full).map_err(|_| SignatureError::RecoveryFailed)?;
+    let pk = secp256k1::PublicKey::from_slice(&sec1_uncompressed(pubkey))
+        .map_err(|_| SignatureError::RecoveryFailed)?;
     let s = secp256k1::ecdsa::Signature::from_compact(&sig.rs)
         .map_err(|_| SignatureError::ScalarOutOfRange)?;
     secp256k1::ecdsa::verify(&s, secp256k1::Message::from_digest(*digest), &pk)
@@ -171,10 +178,8 @@ fn verify_k256(
 ) -> Result<(), SignatureError> {
     use k256::ecdsa::signature::hazmat::PrehashVerifier;
     use k256::ecdsa::{Signature, VerifyingKey};
-    let mut full = [0u8; 65];
-    full[0] = 4;
-    full[1..].copy_from_slice(pubkey);
-    let vk = VerifyingKey::from_sec1_bytes(&full).map_err(|_| SignatureError::RecoveryFailed)?;
+    let vk = VerifyingKey::from_sec1_bytes(&sec1_uncompressed(pubkey))
+        .map_err(|_| SignatureError::RecoveryFailed)?;
     let s = Signature::from_slice(&sig.rs).map_err(|_| SignatureError::ScalarOutOfRange)?;
     vk.verify_prehash(digest, &s)
         .map_err(|_| SignatureError::RecoveryFailed)
