@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::block::{BlockData, WireBatch};
 use crate::codec::{certificate_from_wire, certificate_to_wire};
 use crate::config::AppConfig;
-use crate::context::{Address, Height, StepContext, ValidatorSet, ValueId};
+use crate::context::{Height, StepContext, ValidatorAddress, ValidatorSet, ValueId};
 use crate::error::AppError;
 use crate::evidence::EvidenceRecord;
 use crate::execution::{AppState, ProofResult, StateRoot};
@@ -129,7 +129,7 @@ impl SharedState {
 /// The application state machine around one validator.
 pub struct App<S: Store> {
     pub(crate) cfg: AppConfig,
-    pub(crate) address: Address,
+    pub(crate) address: ValidatorAddress,
     pub(crate) validators: ValidatorSet,
     pub(crate) store: S,
     pub(crate) state: SharedState,
@@ -272,7 +272,7 @@ const VERIFIED_MAX: usize = 100_000;
 impl<S: Store> App<S> {
     pub fn new(
         cfg: AppConfig,
-        address: Address,
+        address: ValidatorAddress,
         validators: ValidatorSet,
         store: S,
         events: broadcast::Sender<NodeEvent>,
@@ -636,7 +636,7 @@ impl<S: Store> App<S> {
         height: Height,
         round: Round,
         valid_round: Round,
-        proposer: Address,
+        proposer: ValidatorAddress,
         block: &BlockData,
     ) {
         let msgs = split(

@@ -16,7 +16,9 @@ use malachitebft_core_types::{
 use malachitebft_engine::util::streaming::StreamMessage;
 use malachitebft_sync as sync;
 
-use crate::context::{Address, Height, ProposalPart, Signature, StepContext, Value, ValueId};
+use crate::context::{
+    Height, ProposalPart, Signature, StepContext, ValidatorAddress, Value, ValueId,
+};
 
 /// The STEP codec: borsh everywhere (`docs/P2P_PROTOCOL.md`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,7 +61,11 @@ impl Codec<ValidatorProof<StepContext>> for BorshCodec {
     }
 }
 
-type WireCommitSig = (Address, Signature, Option<SignedExtension<StepContext>>);
+type WireCommitSig = (
+    ValidatorAddress,
+    Signature,
+    Option<SignedExtension<StepContext>>,
+);
 /// (value bytes, height, round, value id, commit signatures)
 type WireDecided = (Vec<u8>, Height, Round, ValueId, Vec<WireCommitSig>);
 

@@ -56,30 +56,30 @@ impl mc::Height for Height {
 
 /// A validator's address: the first 20 bytes of SHA-256 of its ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
-pub struct Address(pub [u8; 20]);
+pub struct ValidatorAddress(pub [u8; 20]);
 
-impl Address {
+impl ValidatorAddress {
     pub fn from_public_key(pk: &PublicKey) -> Self {
         let h = Sha256::digest(pk.0);
         let mut a = [0u8; 20];
         a.copy_from_slice(&h[..20]);
-        Address(a)
+        ValidatorAddress(a)
     }
 }
 
-impl fmt::Display for Address {
+impl fmt::Display for ValidatorAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex(&self.0))
     }
 }
 
-impl fmt::Debug for Address {
+impl fmt::Debug for ValidatorAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Address({})", hex(&self.0[..4]))
     }
 }
 
-impl mc::Address for Address {}
+impl mc::Address for ValidatorAddress {}
 
 /// The signing scheme: ed25519 (`docs/adr/0020-malachite.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl mc::SigningScheme for Ed25519 {
 /// A validator; its voting power is its stake.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Validator {
-    pub address: Address,
+    pub address: ValidatorAddress,
     pub public_key: PublicKey,
     pub stake: u64,
 }
@@ -141,7 +141,7 @@ pub struct Validator {
 impl Validator {
     pub fn new(public_key: PublicKey, stake: u64) -> Self {
         Validator {
-            address: Address::from_public_key(&public_key),
+            address: ValidatorAddress::from_public_key(&public_key),
             public_key,
             stake,
         }
@@ -149,7 +149,7 @@ impl Validator {
 }
 
 impl mc::Validator<StepContext> for Validator {
-    fn address(&self) -> &Address {
+    fn address(&self) -> &ValidatorAddress {
         &self.address
     }
     fn public_key(&self) -> &PublicKey {
@@ -196,7 +196,7 @@ impl mc::ValidatorSet<StepContext> for ValidatorSet {
     fn total_voting_power(&self) -> u64 {
         self.validators.iter().map(|v| v.stake).sum()
     }
-    fn get_by_address(&self, a: &Address) -> Option<&Validator> {
+    fn get_by_address(&self, a: &ValidatorAddress) -> Option<&Validator> {
         self.validators.iter().find(|v| &v.address == a)
     }
     fn get_by_index(&self, i: usize) -> Option<&Validator> {
@@ -255,7 +255,7 @@ pub struct Proposal {
     pub round: Round,
     pub value: Value,
     pub pol_round: Round,
-    pub validator_address: Address,
+    pub validator_address: ValidatorAddress,
 }
 
 impl mc::Proposal<StepContext> for Proposal {
@@ -274,7 +274,7 @@ impl mc::Proposal<StepContext> for Proposal {
     fn pol_round(&self) -> Round {
         self.pol_round
     }
-    fn validator_address(&self) -> &Address {
+    fn validator_address(&self) -> &ValidatorAddress {
         &self.validator_address
     }
 }
@@ -286,7 +286,7 @@ pub struct Vote {
     pub height: Height,
     pub round: Round,
     pub value: NilOrVal<ValueId>,
-    pub validator_address: Address,
+    pub validator_address: ValidatorAddress,
     pub extension: Option<SignedExtension<StepContext>>,
 }
 
@@ -306,7 +306,7 @@ impl mc::Vote<StepContext> for Vote {
     fn vote_type(&self) -> VoteType {
         self.vote_type
     }
-    fn validator_address(&self) -> &Address {
+    fn validator_address(&self) -> &ValidatorAddress {
         &self.validator_address
     }
     fn extension(&self) -> Option<&SignedExtension<StepContext>> {
@@ -333,7 +333,7 @@ pub enum ProposalPart {
         height: Height,
         round: Round,
         valid_round: Round,
-        proposer: Address,
+        proposer: ValidatorAddress,
     },
     Batches(Vec<WireBatch>),
     Fin {
@@ -356,7 +356,7 @@ impl mc::ProposalPart<StepContext> for ProposalPart {
 pub struct StepContext;
 
 impl mc::Context for StepContext {
-    type Address = Address;
+    type Address = ValidatorAddress;
     type Height = Height;
     type ProposalPart = ProposalPart;
     type Proposal = Proposal;
@@ -383,7 +383,7 @@ impl mc::Context for StepContext {
         round: Round,
         value: Value,
         pol_round: Round,
-        address: Address,
+        address: ValidatorAddress,
     ) -> Proposal {
         Proposal {
             height,
@@ -399,7 +399,7 @@ impl mc::Context for StepContext {
         height: Height,
         round: Round,
         value: NilOrVal<ValueId>,
-        address: Address,
+        address: ValidatorAddress,
     ) -> Vote {
         Vote {
             vote_type: VoteType::Prevote,
@@ -416,7 +416,7 @@ impl mc::Context for StepContext {
         height: Height,
         round: Round,
         value: NilOrVal<ValueId>,
-        address: Address,
+        address: ValidatorAddress,
     ) -> Vote {
         Vote {
             vote_type: VoteType::Precommit,

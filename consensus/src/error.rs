@@ -19,7 +19,7 @@ pub enum AppError {
 
 /// Why a node did not start or stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum ConsensusNodeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -42,7 +42,7 @@ pub enum NodeError {
     #[error("consensus WAL {path} cannot be opened: {reason}")]
     WalUnavailable { path: PathBuf, reason: String },
     #[error("bad network address {addr:?}: {reason}")]
-    Address { addr: String, reason: String },
+    NetworkAddress { addr: String, reason: String },
     #[error("malachite engine failed to start: {reason}")]
     EngineStart { reason: String },
     #[error(transparent)]

@@ -31,8 +31,10 @@ pub mod streaming;
 pub use app::{Decision, Mempool, NodeEvent, SharedState};
 pub use block::{BlockData, WireBatch};
 pub use config::{AppConfig, Timeouts};
-pub use context::{Address, Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorSet};
-pub use error::{AppError, NodeError};
+pub use context::{
+    Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorAddress, ValidatorSet,
+};
+pub use error::{AppError, ConsensusNodeError};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
 pub use store::{RedbStore, Store};

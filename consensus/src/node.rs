@@ -19,8 +19,8 @@ use crate::app::{App, NodeEvent, SharedState};
 use crate::block::WireBatch;
 use crate::codec::BorshCodec;
 use crate::config::AppConfig;
-use crate::context::{Address, PrivateKey, StepContext, ValidatorSet};
-use crate::error::NodeError;
+use crate::context::{PrivateKey, StepContext, ValidatorAddress, ValidatorSet};
+use crate::error::ConsensusNodeError;
 use crate::signing::{StepSigner, StepVerifier};
 use crate::store::RedbStore;
 
@@ -126,7 +126,7 @@ pub const PEER_SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs
 struct LiveInner {
     height: u64,
     round: i64,
-    heard: std::collections::HashMap<Address, std::time::Instant>,
+    heard: std::collections::HashMap<ValidatorAddress, std::time::Instant>,
 }
 
 /// A snapshot of [`Node::live`].
@@ -145,7 +145,7 @@ pub struct LiveStatus {
 
 /// A running validator.
 pub struct Node {
-    pub address: Address,
+    pub address: ValidatorAddress,
     state: SharedState,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
     gossip_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -165,19 +165,20 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Reads every WAL entry; a bad checksum is a [`NodeError::WalCorrupted`].
+/// Reads every WAL entry; a bad checksum is a [`ConsensusNodeError::WalCorrupted`].
 /// A torn entry at the tail (a crash mid-write) is dropped by the WAL itself.
 /// A WAL that cannot be opened (still locked by a stopping engine, or
-/// unreadable) is a [`NodeError::WalUnavailable`].
-pub fn check_wal(path: &Path) -> Result<usize, NodeError> {
+/// unreadable) is a [`ConsensusNodeError::WalUnavailable`].
+pub fn check_wal(path: &Path) -> Result<usize, ConsensusNodeError> {
     if !path.exists() {
         return Ok(0);
     }
-    let mut log = malachitebft_wal::Log::open(path).map_err(|e| NodeError::WalUnavailable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let corrupted = |entry, reason: String| NodeError::WalCorrupted {
+    let mut log =
+        malachitebft_wal::Log::open(path).map_err(|e| ConsensusNodeError::WalUnavailable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let corrupted = |entry, reason: String| ConsensusNodeError::WalCorrupted {
         path: path.to_owned(),
         entry,
         reason,
@@ -195,11 +196,13 @@ pub const WAL_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 
 /// [`check_wal`], retrying while the WAL cannot be opened (a previous engine
 /// of this node may still be closing it).
-async fn check_wal_patiently(path: &Path) -> Result<usize, NodeError> {
+async fn check_wal_patiently(path: &Path) -> Result<usize, ConsensusNodeError> {
     let start = std::time::Instant::now();
     loop {
         match check_wal(path) {
-            Err(NodeError::WalUnavailable { .. }) if start.elapsed() < WAL_RELEASE_TIMEOUT => {
+            Err(ConsensusNodeError::WalUnavailable { .. })
+                if start.elapsed() < WAL_RELEASE_TIMEOUT =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             other => return other,
@@ -207,8 +210,8 @@ async fn check_wal_patiently(path: &Path) -> Result<usize, NodeError> {
     }
 }
 
-fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, NodeError> {
-    s.parse().map_err(|e| NodeError::Address {
+fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, ConsensusNodeError> {
+    s.parse().map_err(|e| ConsensusNodeError::NetworkAddress {
         addr: s.to_owned(),
         reason: format!("{e}"),
     })
@@ -216,10 +219,10 @@ fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, N
 
 impl Node {
     /// Checks the WAL, opens the store, starts the engine and the app.
-    pub async fn start(s: NodeSettings) -> Result<Node, NodeError> {
+    pub async fn start(s: NodeSettings) -> Result<Node, ConsensusNodeError> {
         let wal_path = s.wal_path();
         let wal_dir = s.home.join("wal");
-        std::fs::create_dir_all(&wal_dir).map_err(|source| NodeError::Io {
+        std::fs::create_dir_all(&wal_dir).map_err(|source| ConsensusNodeError::Io {
             path: wal_dir.clone(),
             source,
         })?;
@@ -228,7 +231,7 @@ impl Node {
 
         let signer = StepSigner::new(s.key.clone());
         let pk = signer.public_key();
-        let address = Address::from_public_key(&pk);
+        let address = ValidatorAddress::from_public_key(&pk);
         let mut consensus = ConsensusConfig::default();
         consensus.p2p.listen_addr = multiaddr(&s.listen)?;
         consensus.p2p.persistent_peers = s
@@ -252,7 +255,7 @@ impl Node {
 
         // The libp2p identity key is derived from the consensus key; the
         // validator proof binds the two (malachite ADR-006).
-        let engine_err = |e: &dyn std::fmt::Display| NodeError::EngineStart {
+        let engine_err = |e: &dyn std::fmt::Display| ConsensusNodeError::EngineStart {
             reason: e.to_string(),
         };
         let keypair = Keypair::ed25519_from_bytes(
@@ -326,18 +329,18 @@ impl Node {
 
     /// Queues a pre-validated batch from this validator's own pipeline for
     /// its next proposals. Waits while the queue is full.
-    pub async fn submit_batch(&self, batch: WireBatch) -> Result<(), NodeError> {
+    pub async fn submit_batch(&self, batch: WireBatch) -> Result<(), ConsensusNodeError> {
         self.submit
             .send(batch)
             .await
-            .map_err(|_| NodeError::Stopped)
+            .map_err(|_| ConsensusNodeError::Stopped)
     }
 
     /// [`Node::submit_batch`] for a batch straight from the engine pipeline.
     pub async fn submit_pipeline_batch(
         &self,
         batch: &step_engine::pipeline::Batch,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ConsensusNodeError> {
         self.submit_batch(WireBatch::from_batch(batch)?).await
     }
 
@@ -429,7 +432,7 @@ fn spawn_watcher(
     wal_path: PathBuf,
     actor: malachitebft_app_channel::app::engine::node::NodeRef,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
-    me: Address,
+    me: ValidatorAddress,
 ) -> JoinHandle<()> {
     use malachitebft_app_channel::app::types::core::{Proposal as _, Vote as _};
     use malachitebft_core_consensus::SignedConsensusMsg;

@@ -14,7 +14,7 @@ use malachitebft_engine::util::streaming::{StreamContent, StreamId, StreamMessag
 pub use malachitebft_peer::PeerId;
 
 use crate::block::{BlockData, WireBatch};
-use crate::context::{Address, Height, ProposalPart, ValueId};
+use crate::context::{Height, ProposalPart, ValidatorAddress, ValueId};
 use malachitebft_core_types::Round;
 
 /// Open streams kept at once.
@@ -28,7 +28,7 @@ pub struct Assembled {
     pub height: Height,
     pub round: Round,
     pub valid_round: Round,
-    pub proposer: Address,
+    pub proposer: ValidatorAddress,
     /// The value id the proposer announced in `Fin`.
     pub announced_id: ValueId,
     pub block: BlockData,
@@ -80,7 +80,7 @@ pub fn split(
     height: Height,
     round: Round,
     valid_round: Round,
-    proposer: Address,
+    proposer: ValidatorAddress,
     block: &BlockData,
     batches_per_part: usize,
 ) -> Vec<StreamMessage<ProposalPart>> {

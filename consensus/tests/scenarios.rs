@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use step_consensus::NodeError;
+use step_consensus::ConsensusNodeError;
 use support::{proofs, seed, Cluster, SERIAL};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -197,7 +197,7 @@ async fn corrupted_last_wal_entry_refuses_to_start_clearly() {
         .await
         .unwrap_or_else(|_| panic!("seed {seed}: start hung on a corrupted WAL"));
     match started {
-        Err(NodeError::WalCorrupted { path, .. }) => {
+        Err(ConsensusNodeError::WalCorrupted { path, .. }) => {
             assert_eq!(path, wal);
             let msg = started_msg(&c, &wal);
             assert!(
