@@ -9,7 +9,9 @@ use malachitebft_core_types as mc;
 use mc::{NilOrVal, Round, SignedExtension, VoteType};
 use sha2::{Digest, Sha256};
 
-use crate::block::WireBatch;
+use std::sync::Arc;
+
+use crate::block::{read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
 
 /// Domain separator of a block's value id.
 pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v1\n";
@@ -207,19 +209,31 @@ impl mc::ValidatorSet<StepContext> for ValidatorSet {
 /// The value consensus decides: an ordered list of batch digests. The
 /// batches themselves travel in the proposal parts and are kept by the app
 /// (`crate::app`), which re-verifies them before the value is marked valid.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
-)]
+/// Decoding refuses more than [`MAX_BATCHES_PER_BLOCK`] digests before
+/// allocating.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize)]
 pub struct Value {
     pub batch_digests: Vec<[u8; 32]>,
 }
 
-impl Value {
-    /// The value of a list of batches, in order.
-    pub fn of_batches(batches: &[WireBatch]) -> Self {
-        Value {
-            batch_digests: batches.iter().map(|b| b.digest).collect(),
+impl BorshDeserialize for Value {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let n = u32::deserialize_reader(r)? as usize;
+        if n > MAX_BATCHES_PER_BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                WireError::TooManyBatches {
+                    what: "value",
+                    batches: n,
+                    max: MAX_BATCHES_PER_BLOCK,
+                },
+            ));
         }
+        let mut batch_digests = Vec::with_capacity(n);
+        for _ in 0..n {
+            batch_digests.push(<[u8; 32]>::deserialize_reader(r)?);
+        }
+        Ok(Value { batch_digests })
     }
 }
 
@@ -326,8 +340,10 @@ impl mc::Vote<StepContext> for Vote {
 /// One part of a streamed proposal: `Init`, then `Batches` parts, then `Fin`.
 /// `Gossip` is not part of a proposal: it carries one pre-validated batch to
 /// every validator ahead of proposals, on the same authenticated channel
-/// (`docs/P2P_PROTOCOL.md`, "Batch gossip").
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// (`docs/P2P_PROTOCOL.md`, "Batch gossip"). Batches are shared with the
+/// block they belong to. Borsh by hand (tags 0–3, as derived), so that a
+/// `Batches` part is bounded like a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposalPart {
     Init {
         height: Height,
@@ -335,11 +351,70 @@ pub enum ProposalPart {
         valid_round: Round,
         proposer: ValidatorAddress,
     },
-    Batches(Vec<WireBatch>),
+    Batches(Vec<Arc<WireBatch>>),
     Fin {
         value_id: ValueId,
     },
-    Gossip(WireBatch),
+    Gossip(Arc<WireBatch>),
+}
+
+impl BorshSerialize for ProposalPart {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        match self {
+            ProposalPart::Init {
+                height,
+                round,
+                valid_round,
+                proposer,
+            } => {
+                0u8.serialize(w)?;
+                (height, round, valid_round, proposer).serialize(w)
+            }
+            ProposalPart::Batches(b) => {
+                1u8.serialize(w)?;
+                write_batches(w, b)
+            }
+            ProposalPart::Fin { value_id } => {
+                2u8.serialize(w)?;
+                value_id.serialize(w)
+            }
+            ProposalPart::Gossip(b) => {
+                3u8.serialize(w)?;
+                b.serialize(w)
+            }
+        }
+    }
+}
+
+impl BorshDeserialize for ProposalPart {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        Ok(match u8::deserialize_reader(r)? {
+            0 => {
+                let (height, round, valid_round, proposer) =
+                    <(Height, Round, Round, ValidatorAddress)>::deserialize_reader(r)?;
+                ProposalPart::Init {
+                    height,
+                    round,
+                    valid_round,
+                    proposer,
+                }
+            }
+            1 => ProposalPart::Batches(read_batches(r, "proposal part")?),
+            2 => ProposalPart::Fin {
+                value_id: ValueId::deserialize_reader(r)?,
+            },
+            3 => ProposalPart::Gossip(Arc::new(WireBatch::deserialize_reader(r)?)),
+            tag => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    WireError::Malformed {
+                        what: "proposal part",
+                        reason: format!("unknown tag {tag}"),
+                    },
+                ))
+            }
+        })
+    }
 }
 
 impl mc::ProposalPart<StepContext> for ProposalPart {

@@ -15,6 +15,12 @@ pub enum AppError {
     MissingDecidedValue { height: u64, value_id: ValueId },
     #[error("height {height}: a decided batch does not decode: {source}")]
     DecidedBatch { height: u64, source: WireError },
+    #[error("height {height}: a stored block does not decode: {source}")]
+    StoredBlock { height: u64, source: WireError },
+    #[error("{what} does not encode: {reason}")]
+    Encode { what: &'static str, reason: String },
+    #[error("the {what} task failed: {reason}")]
+    Task { what: &'static str, reason: String },
 }
 
 /// Why a node did not start or stopped.

@@ -141,6 +141,9 @@ pub struct LiveStatus {
     /// Peers' gossiped batches verified and taken into the mempool since
     /// this node started.
     pub gossip_batches: u64,
+    /// False once the app task has ended (an error or a panic, reported as
+    /// [`NodeEvent::Fatal`], or a stop): the node takes no more batches.
+    pub app_running: bool,
 }
 
 /// A running validator.
@@ -149,12 +152,19 @@ pub struct Node {
     state: SharedState,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
     gossip_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// False once the app task ended (error, panic or stop).
+    app_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
     submit: mpsc::Sender<WireBatch>,
     events: broadcast::Sender<NodeEvent>,
     engine: EngineHandle,
+    /// The supervisor of the app task.
     app: JoinHandle<()>,
+    app_abort: tokio::task::AbortHandle,
     watcher: JoinHandle<()>,
     wal_path: PathBuf,
+    /// The app's store, shared: `stop` closes it once the app and its
+    /// blocking store calls are done with it.
+    store: std::sync::Arc<std::sync::Mutex<RedbStore>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -303,27 +313,32 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
-        let app = App::new(s.app, address, s.validators.clone(), store, events.clone())?;
+        let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
-        let tx = events.clone();
-        let app = tokio::spawn(async move {
-            if let Err(e) = app.run(channels, batches).await {
-                tracing::error!(error = %e, "STEP app stopped");
-                let _ = tx.send(NodeEvent::Fatal(e.to_string()));
-            }
-        });
+        let store = app.store_handle();
+        let app_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let inner = tokio::spawn(app.run(channels, batches));
+        let app_abort = inner.abort_handle();
+        let app = tokio::spawn(supervise(
+            inner,
+            events.clone(),
+            std::sync::Arc::clone(&app_running),
+        ));
         Ok(Node {
             address,
             state,
             live,
             gossip_batches,
+            app_running,
             submit,
             events,
             engine,
             app,
+            app_abort,
             watcher,
             wal_path,
+            store,
         })
     }
 
@@ -373,6 +388,7 @@ impl Node {
             gossip_batches: self
                 .gossip_batches
                 .load(std::sync::atomic::Ordering::Relaxed),
+            app_running: self.app_running.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 
@@ -383,15 +399,61 @@ impl Node {
 
     /// Stops the engine (sockets closed, WAL released) and the app (store closed).
     pub async fn stop(self) {
-        let _ = self.engine.actor.kill_and_wait(None).await;
+        if let Err(e) = self.engine.actor.kill_and_wait(None).await {
+            tracing::debug!(error = %e, "engine already stopped");
+        }
         self.engine.handle.abort();
         let _ = self.engine.handle.await;
-        self.app.abort();
-        let _ = self.app.await;
+        self.app_abort.abort();
+        if let Err(e) = self.app.await {
+            tracing::warn!(error = %e, "app supervisor ended abnormally");
+        }
         self.watcher.abort();
         let _ = self.watcher.await;
+        // A store call in flight on a blocking thread may still hold the
+        // store: wait for it, then close the store here, so that a restart
+        // can open the file again.
+        let start = std::time::Instant::now();
+        while std::sync::Arc::strong_count(&self.store) > 1 {
+            if start.elapsed() >= WAL_RELEASE_TIMEOUT {
+                tracing::warn!("a store call outlived the app; the store closes after it");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(self.store);
         // The WAL actor closes its file on its own thread: wait for it.
         let _ = check_wal_patiently(&self.wal_path).await;
+    }
+}
+
+/// Awaits the app task; an error or a panic becomes [`NodeEvent::Fatal`],
+/// and `running` turns false whatever the end.
+async fn supervise(
+    app: JoinHandle<Result<(), crate::error::AppError>>,
+    events: broadcast::Sender<NodeEvent>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let fatal = match app.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("STEP app stopped: {e}")),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_owned());
+            Some(format!("STEP app panicked: {msg}"))
+        }
+        Err(_) => None, // cancelled by `Node::stop`
+    };
+    running.store(false, std::sync::atomic::Ordering::Release);
+    if let Some(fatal) = fatal {
+        tracing::error!("{fatal}");
+        if events.send(NodeEvent::Fatal(fatal)).is_err() {
+            tracing::warn!("fatal app error with no subscriber");
+        }
     }
 }
 
@@ -470,9 +532,52 @@ fn spawn_watcher(
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             tracing::error!("{fatal}");
-            let _ = out.send(NodeEvent::Fatal(fatal));
+            if out.send(NodeEvent::Fatal(fatal)).is_err() {
+                tracing::warn!("engine stop with no subscriber");
+            }
             actor.stop(None);
             return;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    async fn supervised(
+        app: impl std::future::Future<Output = Result<(), crate::error::AppError>> + Send + 'static,
+    ) -> (Option<String>, bool) {
+        let (tx, mut rx) = broadcast::channel(4);
+        let running = Arc::new(AtomicBool::new(true));
+        supervise(tokio::spawn(app), tx, Arc::clone(&running)).await;
+        let fatal = match rx.try_recv() {
+            Ok(NodeEvent::Fatal(f)) => Some(f),
+            _ => None,
+        };
+        (fatal, running.load(Ordering::Acquire))
+    }
+
+    #[tokio::test]
+    async fn a_panic_or_an_error_of_the_app_is_fatal_and_the_node_not_running() {
+        let (fatal, running) = supervised(async { panic!("boom") }).await;
+        assert_eq!(fatal.as_deref(), Some("STEP app panicked: boom"));
+        assert!(!running);
+        let (fatal, running) = supervised(async {
+            Err(crate::error::AppError::Task {
+                what: "execute block",
+                reason: "gone".into(),
+            })
+        })
+        .await;
+        assert_eq!(
+            fatal.as_deref(),
+            Some("STEP app stopped: the execute block task failed: gone")
+        );
+        assert!(!running);
+        let (fatal, running) = supervised(async { Ok(()) }).await;
+        assert_eq!((fatal, running), (None, false), "a clean end is not fatal");
+    }
 }
