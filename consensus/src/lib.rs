@@ -9,9 +9,11 @@
 //! decided block ([`execution::AppState::apply_block`]) → [`store::Store`]
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
-//! Pure modules: [`context`], [`block`], [`execution`], [`streaming`],
-//! [`evidence`]. I/O: [`store`] (redb), [`node`] (engine, sockets, tasks);
-//! [`app`] is the message loop between them.
+//! Pure modules: [`context`], [`block`] (the one bounded wire form),
+//! [`execution`], [`streaming`], [`evidence`], and the app's core
+//! ([`app::machine`]: inputs in, effects out). I/O: [`store`] (redb),
+//! [`node`] (engine, sockets, tasks) and the app's shell ([`app::App`], the
+//! tokio loop that performs the core's effects).
 
 pub mod app;
 pub mod block;

@@ -370,6 +370,26 @@ impl Node {
         self.state.clone()
     }
 
+    /// The decided record of `height` from the store (block bytes,
+    /// certificate, change set, root), read on a blocking thread: a
+    /// subscriber that missed a [`NodeEvent::Decided`] recovers it here.
+    pub async fn decided(
+        &self,
+        height: u64,
+    ) -> Result<Option<crate::store::DecidedRecord>, ConsensusNodeError> {
+        use crate::store::Store as _;
+        let store = std::sync::Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .decided(height)
+        })
+        .await
+        .map_err(|_| ConsensusNodeError::Stopped)?
+        .map_err(ConsensusNodeError::from)
+    }
+
     /// Height and round in progress, and how many other validators were heard from lately.
     pub fn live(&self) -> LiveStatus {
         let live = self

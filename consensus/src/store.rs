@@ -248,7 +248,7 @@ impl Store for RedbStore {
         .map_err(|e| match reused.take() {
             Some((account, nonce, first)) => StoreError::NonceReused {
                 path: self.path.clone(),
-                account: account.iter().map(|b| format!("{b:02x}")).collect(),
+                account: crate::context::hex(&account),
                 nonce,
                 first,
                 height,
