@@ -237,7 +237,13 @@ impl Node {
             source,
         })?;
         check_wal_patiently(&wal_path).await?;
-        let store = RedbStore::open_with_cache(&s.store_path(), s.app.store_cache_bytes)?;
+        let (path, cache) = (s.store_path(), s.app.store_cache_bytes);
+        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
+            .await
+            .map_err(|e| crate::error::AppError::Task {
+                what: "open store",
+                reason: e.to_string(),
+            })??;
 
         let signer = StepSigner::new(s.key.clone());
         let pk = signer.public_key();

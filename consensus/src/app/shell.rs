@@ -566,3 +566,7 @@ impl<S: Store> App<S> {
         self.perform(ch, fx).await
     }
 }
+
+#[cfg(test)]
+#[path = "shell_tests.rs"]
+mod tests;
