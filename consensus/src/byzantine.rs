@@ -9,7 +9,7 @@ use malachitebft_app_channel::{
 use malachitebft_engine_byzantine::ByzantineConfig;
 
 use crate::codec::BorshCodec;
-use crate::context::{Address, StepContext, ValueId};
+use crate::context::{StepContext, ValidatorAddress, ValueId};
 use crate::signing::StepSigner;
 
 type Started = (
@@ -23,7 +23,7 @@ pub(crate) async fn start<C>(
     identity: NetworkIdentity,
     config: ByzantineConfig,
     signer: StepSigner,
-    address: Address,
+    address: ValidatorAddress,
     consensus: ConsensusContext<StepContext>,
 ) -> Result<Started, String>
 where

@@ -3,8 +3,11 @@
 //! Upstream 0.8.2 derives borsh for every type but two: `ValidatorProof` and
 //! `sync::Response` (its `ExtendedCommitCertificate` has no impl). Those two
 //! are encoded here by hand, through tuples of types that do have it.
-//! Decoding is bounded by the transport: libp2p refuses messages over
-//! `pubsub_max_size` / `rpc_max_size` before they reach the codec.
+//! Decoding is bounded twice: libp2p refuses messages over
+//! `pubsub_max_size` / `rpc_max_size` before they reach the codec, and the
+//! STEP types' decoders ([`crate::block`], `Value`, `ProposalPart`) check
+//! every count and length against its limit before allocating; a message
+//! must be consumed whole (`borsh::from_slice`).
 
 use bytes::Bytes;
 use malachitebft_codec::{Codec, HasEncodedLen};
@@ -16,7 +19,9 @@ use malachitebft_core_types::{
 use malachitebft_engine::util::streaming::StreamMessage;
 use malachitebft_sync as sync;
 
-use crate::context::{Address, Height, ProposalPart, Signature, StepContext, Value, ValueId};
+use crate::context::{
+    Height, ProposalPart, Signature, StepContext, ValidatorAddress, Value, ValueId,
+};
 
 /// The STEP codec: borsh everywhere (`docs/P2P_PROTOCOL.md`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,7 +64,11 @@ impl Codec<ValidatorProof<StepContext>> for BorshCodec {
     }
 }
 
-type WireCommitSig = (Address, Signature, Option<SignedExtension<StepContext>>);
+type WireCommitSig = (
+    ValidatorAddress,
+    Signature,
+    Option<SignedExtension<StepContext>>,
+);
 /// (value bytes, height, round, value id, commit signatures)
 type WireDecided = (Vec<u8>, Height, Round, ValueId, Vec<WireCommitSig>);
 

@@ -9,7 +9,9 @@ use malachitebft_core_types as mc;
 use mc::{NilOrVal, Round, SignedExtension, VoteType};
 use sha2::{Digest, Sha256};
 
-use crate::block::WireBatch;
+use std::sync::Arc;
+
+use crate::block::{read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
 
 /// Domain separator of a block's value id.
 pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v1\n";
@@ -56,30 +58,30 @@ impl mc::Height for Height {
 
 /// A validator's address: the first 20 bytes of SHA-256 of its ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
-pub struct Address(pub [u8; 20]);
+pub struct ValidatorAddress(pub [u8; 20]);
 
-impl Address {
+impl ValidatorAddress {
     pub fn from_public_key(pk: &PublicKey) -> Self {
         let h = Sha256::digest(pk.0);
         let mut a = [0u8; 20];
         a.copy_from_slice(&h[..20]);
-        Address(a)
+        ValidatorAddress(a)
     }
 }
 
-impl fmt::Display for Address {
+impl fmt::Display for ValidatorAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex(&self.0))
     }
 }
 
-impl fmt::Debug for Address {
+impl fmt::Debug for ValidatorAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Address({})", hex(&self.0[..4]))
     }
 }
 
-impl mc::Address for Address {}
+impl mc::Address for ValidatorAddress {}
 
 /// The signing scheme: ed25519 (`docs/adr/0020-malachite.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +135,7 @@ impl mc::SigningScheme for Ed25519 {
 /// A validator; its voting power is its stake.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Validator {
-    pub address: Address,
+    pub address: ValidatorAddress,
     pub public_key: PublicKey,
     pub stake: u64,
 }
@@ -141,7 +143,7 @@ pub struct Validator {
 impl Validator {
     pub fn new(public_key: PublicKey, stake: u64) -> Self {
         Validator {
-            address: Address::from_public_key(&public_key),
+            address: ValidatorAddress::from_public_key(&public_key),
             public_key,
             stake,
         }
@@ -149,7 +151,7 @@ impl Validator {
 }
 
 impl mc::Validator<StepContext> for Validator {
-    fn address(&self) -> &Address {
+    fn address(&self) -> &ValidatorAddress {
         &self.address
     }
     fn public_key(&self) -> &PublicKey {
@@ -196,7 +198,7 @@ impl mc::ValidatorSet<StepContext> for ValidatorSet {
     fn total_voting_power(&self) -> u64 {
         self.validators.iter().map(|v| v.stake).sum()
     }
-    fn get_by_address(&self, a: &Address) -> Option<&Validator> {
+    fn get_by_address(&self, a: &ValidatorAddress) -> Option<&Validator> {
         self.validators.iter().find(|v| &v.address == a)
     }
     fn get_by_index(&self, i: usize) -> Option<&Validator> {
@@ -207,19 +209,31 @@ impl mc::ValidatorSet<StepContext> for ValidatorSet {
 /// The value consensus decides: an ordered list of batch digests. The
 /// batches themselves travel in the proposal parts and are kept by the app
 /// (`crate::app`), which re-verifies them before the value is marked valid.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
-)]
+/// Decoding refuses more than [`MAX_BATCHES_PER_BLOCK`] digests before
+/// allocating.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize)]
 pub struct Value {
     pub batch_digests: Vec<[u8; 32]>,
 }
 
-impl Value {
-    /// The value of a list of batches, in order.
-    pub fn of_batches(batches: &[WireBatch]) -> Self {
-        Value {
-            batch_digests: batches.iter().map(|b| b.digest).collect(),
+impl BorshDeserialize for Value {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let n = u32::deserialize_reader(r)? as usize;
+        if n > MAX_BATCHES_PER_BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                WireError::TooManyBatches {
+                    what: "value",
+                    batches: n,
+                    max: MAX_BATCHES_PER_BLOCK,
+                },
+            ));
         }
+        let mut batch_digests = Vec::with_capacity(n);
+        for _ in 0..n {
+            batch_digests.push(<[u8; 32]>::deserialize_reader(r)?);
+        }
+        Ok(Value { batch_digests })
     }
 }
 
@@ -255,7 +269,7 @@ pub struct Proposal {
     pub round: Round,
     pub value: Value,
     pub pol_round: Round,
-    pub validator_address: Address,
+    pub validator_address: ValidatorAddress,
 }
 
 impl mc::Proposal<StepContext> for Proposal {
@@ -274,7 +288,7 @@ impl mc::Proposal<StepContext> for Proposal {
     fn pol_round(&self) -> Round {
         self.pol_round
     }
-    fn validator_address(&self) -> &Address {
+    fn validator_address(&self) -> &ValidatorAddress {
         &self.validator_address
     }
 }
@@ -286,7 +300,7 @@ pub struct Vote {
     pub height: Height,
     pub round: Round,
     pub value: NilOrVal<ValueId>,
-    pub validator_address: Address,
+    pub validator_address: ValidatorAddress,
     pub extension: Option<SignedExtension<StepContext>>,
 }
 
@@ -306,7 +320,7 @@ impl mc::Vote<StepContext> for Vote {
     fn vote_type(&self) -> VoteType {
         self.vote_type
     }
-    fn validator_address(&self) -> &Address {
+    fn validator_address(&self) -> &ValidatorAddress {
         &self.validator_address
     }
     fn extension(&self) -> Option<&SignedExtension<StepContext>> {
@@ -326,20 +340,81 @@ impl mc::Vote<StepContext> for Vote {
 /// One part of a streamed proposal: `Init`, then `Batches` parts, then `Fin`.
 /// `Gossip` is not part of a proposal: it carries one pre-validated batch to
 /// every validator ahead of proposals, on the same authenticated channel
-/// (`docs/P2P_PROTOCOL.md`, "Batch gossip").
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// (`docs/P2P_PROTOCOL.md`, "Batch gossip"). Batches are shared with the
+/// block they belong to. Borsh by hand (tags 0–3, as derived), so that a
+/// `Batches` part is bounded like a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposalPart {
     Init {
         height: Height,
         round: Round,
         valid_round: Round,
-        proposer: Address,
+        proposer: ValidatorAddress,
     },
-    Batches(Vec<WireBatch>),
+    Batches(Vec<Arc<WireBatch>>),
     Fin {
         value_id: ValueId,
     },
-    Gossip(WireBatch),
+    Gossip(Arc<WireBatch>),
+}
+
+impl BorshSerialize for ProposalPart {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        match self {
+            ProposalPart::Init {
+                height,
+                round,
+                valid_round,
+                proposer,
+            } => {
+                0u8.serialize(w)?;
+                (height, round, valid_round, proposer).serialize(w)
+            }
+            ProposalPart::Batches(b) => {
+                1u8.serialize(w)?;
+                write_batches(w, b)
+            }
+            ProposalPart::Fin { value_id } => {
+                2u8.serialize(w)?;
+                value_id.serialize(w)
+            }
+            ProposalPart::Gossip(b) => {
+                3u8.serialize(w)?;
+                b.serialize(w)
+            }
+        }
+    }
+}
+
+impl BorshDeserialize for ProposalPart {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        Ok(match u8::deserialize_reader(r)? {
+            0 => {
+                let (height, round, valid_round, proposer) =
+                    <(Height, Round, Round, ValidatorAddress)>::deserialize_reader(r)?;
+                ProposalPart::Init {
+                    height,
+                    round,
+                    valid_round,
+                    proposer,
+                }
+            }
+            1 => ProposalPart::Batches(read_batches(r, "proposal part")?),
+            2 => ProposalPart::Fin {
+                value_id: ValueId::deserialize_reader(r)?,
+            },
+            3 => ProposalPart::Gossip(Arc::new(WireBatch::deserialize_reader(r)?)),
+            tag => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    WireError::Malformed {
+                        what: "proposal part",
+                        reason: format!("unknown tag {tag}"),
+                    },
+                ))
+            }
+        })
+    }
 }
 
 impl mc::ProposalPart<StepContext> for ProposalPart {
@@ -356,7 +431,7 @@ impl mc::ProposalPart<StepContext> for ProposalPart {
 pub struct StepContext;
 
 impl mc::Context for StepContext {
-    type Address = Address;
+    type Address = ValidatorAddress;
     type Height = Height;
     type ProposalPart = ProposalPart;
     type Proposal = Proposal;
@@ -383,7 +458,7 @@ impl mc::Context for StepContext {
         round: Round,
         value: Value,
         pol_round: Round,
-        address: Address,
+        address: ValidatorAddress,
     ) -> Proposal {
         Proposal {
             height,
@@ -399,7 +474,7 @@ impl mc::Context for StepContext {
         height: Height,
         round: Round,
         value: NilOrVal<ValueId>,
-        address: Address,
+        address: ValidatorAddress,
     ) -> Vote {
         Vote {
             vote_type: VoteType::Prevote,
@@ -416,7 +491,7 @@ impl mc::Context for StepContext {
         height: Height,
         round: Round,
         value: NilOrVal<ValueId>,
-        address: Address,
+        address: ValidatorAddress,
     ) -> Vote {
         Vote {
             vote_type: VoteType::Precommit,

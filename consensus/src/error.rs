@@ -15,11 +15,17 @@ pub enum AppError {
     MissingDecidedValue { height: u64, value_id: ValueId },
     #[error("height {height}: a decided batch does not decode: {source}")]
     DecidedBatch { height: u64, source: WireError },
+    #[error("height {height}: a stored block does not decode: {source}")]
+    StoredBlock { height: u64, source: WireError },
+    #[error("{what} does not encode: {reason}")]
+    Encode { what: &'static str, reason: String },
+    #[error("the {what} task failed: {reason}")]
+    Task { what: &'static str, reason: String },
 }
 
 /// Why a node did not start or stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum ConsensusNodeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -42,7 +48,7 @@ pub enum NodeError {
     #[error("consensus WAL {path} cannot be opened: {reason}")]
     WalUnavailable { path: PathBuf, reason: String },
     #[error("bad network address {addr:?}: {reason}")]
-    Address { addr: String, reason: String },
+    NetworkAddress { addr: String, reason: String },
     #[error("malachite engine failed to start: {reason}")]
     EngineStart { reason: String },
     #[error(transparent)]

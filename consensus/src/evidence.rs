@@ -12,7 +12,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use malachitebft_core_consensus::MisbehaviorEvidence;
 use malachitebft_core_types::{SignedProposal, SignedVote, Vote as _};
 
-use crate::context::{Address, StepContext, ValidatorSet};
+use crate::context::{StepContext, ValidatorAddress, ValidatorSet};
 use crate::signing::{proposal_signature_ok, vote_signature_ok};
 
 /// Two conflicting signed votes of one validator.
@@ -24,8 +24,8 @@ pub type DoubleProposal = (SignedProposal<StepContext>, SignedProposal<StepConte
 #[derive(Debug, Clone, BorshSerialize, BorshDeserialize)]
 pub struct EvidenceRecord {
     pub height: u64,
-    pub votes: Vec<(Address, Vec<DoubleVote>)>,
-    pub proposals: Vec<(Address, Vec<DoubleProposal>)>,
+    pub votes: Vec<(ValidatorAddress, Vec<DoubleVote>)>,
+    pub proposals: Vec<(ValidatorAddress, Vec<DoubleProposal>)>,
 }
 
 impl EvidenceRecord {
@@ -46,7 +46,7 @@ impl EvidenceRecord {
     }
 
     /// Validators accused of double voting.
-    pub fn vote_offenders(&self) -> Vec<Address> {
+    pub fn vote_offenders(&self) -> Vec<ValidatorAddress> {
         self.votes.iter().map(|(a, _)| *a).collect()
     }
 

@@ -9,9 +9,11 @@
 //! decided block ([`execution::AppState::apply_block`]) → [`store::Store`]
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
-//! Pure modules: [`context`], [`block`], [`execution`], [`streaming`],
-//! [`evidence`]. I/O: [`store`] (redb), [`node`] (engine, sockets, tasks);
-//! [`app`] is the message loop between them.
+//! Pure modules: [`context`], [`block`] (the one bounded wire form),
+//! [`execution`], [`streaming`], [`evidence`], and the app's core
+//! ([`app::machine`]: inputs in, effects out). I/O: [`store`] (redb),
+//! [`node`] (engine, sockets, tasks) and the app's shell ([`app::App`], the
+//! tokio loop that performs the core's effects).
 
 pub mod app;
 pub mod block;
@@ -31,8 +33,10 @@ pub mod streaming;
 pub use app::{Decision, Mempool, NodeEvent, SharedState};
 pub use block::{BlockData, WireBatch};
 pub use config::{AppConfig, Timeouts};
-pub use context::{Address, Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorSet};
-pub use error::{AppError, NodeError};
+pub use context::{
+    Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorAddress, ValidatorSet,
+};
+pub use error::{AppError, ConsensusNodeError};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
 pub use store::{RedbStore, Store};

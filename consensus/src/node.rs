@@ -19,8 +19,8 @@ use crate::app::{App, NodeEvent, SharedState};
 use crate::block::WireBatch;
 use crate::codec::BorshCodec;
 use crate::config::AppConfig;
-use crate::context::{Address, PrivateKey, StepContext, ValidatorSet};
-use crate::error::NodeError;
+use crate::context::{PrivateKey, StepContext, ValidatorAddress, ValidatorSet};
+use crate::error::ConsensusNodeError;
 use crate::signing::{StepSigner, StepVerifier};
 use crate::store::RedbStore;
 
@@ -126,7 +126,7 @@ pub const PEER_SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs
 struct LiveInner {
     height: u64,
     round: i64,
-    heard: std::collections::HashMap<Address, std::time::Instant>,
+    heard: std::collections::HashMap<ValidatorAddress, std::time::Instant>,
 }
 
 /// A snapshot of [`Node::live`].
@@ -141,20 +141,30 @@ pub struct LiveStatus {
     /// Peers' gossiped batches verified and taken into the mempool since
     /// this node started.
     pub gossip_batches: u64,
+    /// False once the app task has ended (an error or a panic, reported as
+    /// [`NodeEvent::Fatal`], or a stop): the node takes no more batches.
+    pub app_running: bool,
 }
 
 /// A running validator.
 pub struct Node {
-    pub address: Address,
+    pub address: ValidatorAddress,
     state: SharedState,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
     gossip_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// False once the app task ended (error, panic or stop).
+    app_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
     submit: mpsc::Sender<WireBatch>,
     events: broadcast::Sender<NodeEvent>,
     engine: EngineHandle,
+    /// The supervisor of the app task.
     app: JoinHandle<()>,
+    app_abort: tokio::task::AbortHandle,
     watcher: JoinHandle<()>,
     wal_path: PathBuf,
+    /// The app's store, shared: `stop` closes it once the app and its
+    /// blocking store calls are done with it.
+    store: std::sync::Arc<std::sync::Mutex<RedbStore>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -165,19 +175,20 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Reads every WAL entry; a bad checksum is a [`NodeError::WalCorrupted`].
+/// Reads every WAL entry; a bad checksum is a [`ConsensusNodeError::WalCorrupted`].
 /// A torn entry at the tail (a crash mid-write) is dropped by the WAL itself.
 /// A WAL that cannot be opened (still locked by a stopping engine, or
-/// unreadable) is a [`NodeError::WalUnavailable`].
-pub fn check_wal(path: &Path) -> Result<usize, NodeError> {
+/// unreadable) is a [`ConsensusNodeError::WalUnavailable`].
+pub fn check_wal(path: &Path) -> Result<usize, ConsensusNodeError> {
     if !path.exists() {
         return Ok(0);
     }
-    let mut log = malachitebft_wal::Log::open(path).map_err(|e| NodeError::WalUnavailable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let corrupted = |entry, reason: String| NodeError::WalCorrupted {
+    let mut log =
+        malachitebft_wal::Log::open(path).map_err(|e| ConsensusNodeError::WalUnavailable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let corrupted = |entry, reason: String| ConsensusNodeError::WalCorrupted {
         path: path.to_owned(),
         entry,
         reason,
@@ -195,11 +206,13 @@ pub const WAL_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 
 /// [`check_wal`], retrying while the WAL cannot be opened (a previous engine
 /// of this node may still be closing it).
-async fn check_wal_patiently(path: &Path) -> Result<usize, NodeError> {
+async fn check_wal_patiently(path: &Path) -> Result<usize, ConsensusNodeError> {
     let start = std::time::Instant::now();
     loop {
         match check_wal(path) {
-            Err(NodeError::WalUnavailable { .. }) if start.elapsed() < WAL_RELEASE_TIMEOUT => {
+            Err(ConsensusNodeError::WalUnavailable { .. })
+                if start.elapsed() < WAL_RELEASE_TIMEOUT =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             other => return other,
@@ -207,8 +220,8 @@ async fn check_wal_patiently(path: &Path) -> Result<usize, NodeError> {
     }
 }
 
-fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, NodeError> {
-    s.parse().map_err(|e| NodeError::Address {
+fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, ConsensusNodeError> {
+    s.parse().map_err(|e| ConsensusNodeError::NetworkAddress {
         addr: s.to_owned(),
         reason: format!("{e}"),
     })
@@ -216,19 +229,25 @@ fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, N
 
 impl Node {
     /// Checks the WAL, opens the store, starts the engine and the app.
-    pub async fn start(s: NodeSettings) -> Result<Node, NodeError> {
+    pub async fn start(s: NodeSettings) -> Result<Node, ConsensusNodeError> {
         let wal_path = s.wal_path();
         let wal_dir = s.home.join("wal");
-        std::fs::create_dir_all(&wal_dir).map_err(|source| NodeError::Io {
+        std::fs::create_dir_all(&wal_dir).map_err(|source| ConsensusNodeError::Io {
             path: wal_dir.clone(),
             source,
         })?;
         check_wal_patiently(&wal_path).await?;
-        let store = RedbStore::open_with_cache(&s.store_path(), s.app.store_cache_bytes)?;
+        let (path, cache) = (s.store_path(), s.app.store_cache_bytes);
+        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
+            .await
+            .map_err(|e| crate::error::AppError::Task {
+                what: "open store",
+                reason: e.to_string(),
+            })??;
 
         let signer = StepSigner::new(s.key.clone());
         let pk = signer.public_key();
-        let address = Address::from_public_key(&pk);
+        let address = ValidatorAddress::from_public_key(&pk);
         let mut consensus = ConsensusConfig::default();
         consensus.p2p.listen_addr = multiaddr(&s.listen)?;
         consensus.p2p.persistent_peers = s
@@ -252,7 +271,7 @@ impl Node {
 
         // The libp2p identity key is derived from the consensus key; the
         // validator proof binds the two (malachite ADR-006).
-        let engine_err = |e: &dyn std::fmt::Display| NodeError::EngineStart {
+        let engine_err = |e: &dyn std::fmt::Display| ConsensusNodeError::EngineStart {
             reason: e.to_string(),
         };
         let keypair = Keypair::ed25519_from_bytes(
@@ -300,44 +319,49 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
-        let app = App::new(s.app, address, s.validators.clone(), store, events.clone())?;
+        let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
-        let tx = events.clone();
-        let app = tokio::spawn(async move {
-            if let Err(e) = app.run(channels, batches).await {
-                tracing::error!(error = %e, "STEP app stopped");
-                let _ = tx.send(NodeEvent::Fatal(e.to_string()));
-            }
-        });
+        let store = app.store_handle();
+        let app_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let inner = tokio::spawn(app.run(channels, batches));
+        let app_abort = inner.abort_handle();
+        let app = tokio::spawn(supervise(
+            inner,
+            events.clone(),
+            std::sync::Arc::clone(&app_running),
+        ));
         Ok(Node {
             address,
             state,
             live,
             gossip_batches,
+            app_running,
             submit,
             events,
             engine,
             app,
+            app_abort,
             watcher,
             wal_path,
+            store,
         })
     }
 
     /// Queues a pre-validated batch from this validator's own pipeline for
     /// its next proposals. Waits while the queue is full.
-    pub async fn submit_batch(&self, batch: WireBatch) -> Result<(), NodeError> {
+    pub async fn submit_batch(&self, batch: WireBatch) -> Result<(), ConsensusNodeError> {
         self.submit
             .send(batch)
             .await
-            .map_err(|_| NodeError::Stopped)
+            .map_err(|_| ConsensusNodeError::Stopped)
     }
 
     /// [`Node::submit_batch`] for a batch straight from the engine pipeline.
     pub async fn submit_pipeline_batch(
         &self,
         batch: &step_engine::pipeline::Batch,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ConsensusNodeError> {
         self.submit_batch(WireBatch::from_batch(batch)?).await
     }
 
@@ -350,6 +374,26 @@ impl Node {
     /// The executed state (read-only; the app writes it after each decision).
     pub fn state(&self) -> SharedState {
         self.state.clone()
+    }
+
+    /// The decided record of `height` from the store (block bytes,
+    /// certificate, change set, root), read on a blocking thread: a
+    /// subscriber that missed a [`NodeEvent::Decided`] recovers it here.
+    pub async fn decided(
+        &self,
+        height: u64,
+    ) -> Result<Option<crate::store::DecidedRecord>, ConsensusNodeError> {
+        use crate::store::Store as _;
+        let store = std::sync::Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .decided(height)
+        })
+        .await
+        .map_err(|_| ConsensusNodeError::Stopped)?
+        .map_err(ConsensusNodeError::from)
     }
 
     /// Height and round in progress, and how many other validators were heard from lately.
@@ -370,6 +414,7 @@ impl Node {
             gossip_batches: self
                 .gossip_batches
                 .load(std::sync::atomic::Ordering::Relaxed),
+            app_running: self.app_running.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 
@@ -380,15 +425,61 @@ impl Node {
 
     /// Stops the engine (sockets closed, WAL released) and the app (store closed).
     pub async fn stop(self) {
-        let _ = self.engine.actor.kill_and_wait(None).await;
+        if let Err(e) = self.engine.actor.kill_and_wait(None).await {
+            tracing::debug!(error = %e, "engine already stopped");
+        }
         self.engine.handle.abort();
         let _ = self.engine.handle.await;
-        self.app.abort();
-        let _ = self.app.await;
+        self.app_abort.abort();
+        if let Err(e) = self.app.await {
+            tracing::warn!(error = %e, "app supervisor ended abnormally");
+        }
         self.watcher.abort();
         let _ = self.watcher.await;
+        // A store call in flight on a blocking thread may still hold the
+        // store: wait for it, then close the store here, so that a restart
+        // can open the file again.
+        let start = std::time::Instant::now();
+        while std::sync::Arc::strong_count(&self.store) > 1 {
+            if start.elapsed() >= WAL_RELEASE_TIMEOUT {
+                tracing::warn!("a store call outlived the app; the store closes after it");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(self.store);
         // The WAL actor closes its file on its own thread: wait for it.
         let _ = check_wal_patiently(&self.wal_path).await;
+    }
+}
+
+/// Awaits the app task; an error or a panic becomes [`NodeEvent::Fatal`],
+/// and `running` turns false whatever the end.
+async fn supervise(
+    app: JoinHandle<Result<(), crate::error::AppError>>,
+    events: broadcast::Sender<NodeEvent>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let fatal = match app.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("STEP app stopped: {e}")),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_owned());
+            Some(format!("STEP app panicked: {msg}"))
+        }
+        Err(_) => None, // cancelled by `Node::stop`
+    };
+    running.store(false, std::sync::atomic::Ordering::Release);
+    if let Some(fatal) = fatal {
+        tracing::error!("{fatal}");
+        if events.send(NodeEvent::Fatal(fatal)).is_err() {
+            tracing::warn!("fatal app error with no subscriber");
+        }
     }
 }
 
@@ -429,7 +520,7 @@ fn spawn_watcher(
     wal_path: PathBuf,
     actor: malachitebft_app_channel::app::engine::node::NodeRef,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
-    me: Address,
+    me: ValidatorAddress,
 ) -> JoinHandle<()> {
     use malachitebft_app_channel::app::types::core::{Proposal as _, Vote as _};
     use malachitebft_core_consensus::SignedConsensusMsg;
@@ -467,9 +558,15 @@ fn spawn_watcher(
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             tracing::error!("{fatal}");
-            let _ = out.send(NodeEvent::Fatal(fatal));
+            if out.send(NodeEvent::Fatal(fatal)).is_err() {
+                tracing::warn!("engine stop with no subscriber");
+            }
             actor.stop(None);
             return;
         }
     })
 }
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;

@@ -60,6 +60,13 @@ pub enum StoreError {
         first: u64,
         height: u64,
     },
+    #[error("store {path}: record {what} at height {height} does not encode: {reason}")]
+    Encode {
+        path: PathBuf,
+        what: &'static str,
+        height: u64,
+        reason: String,
+    },
     #[error("store {path}: record {what} at height {height} does not decode: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -184,6 +191,20 @@ impl RedbStore {
         f(&tx).map_err(|e| fail(e.to_string()))
     }
 
+    fn encode<T: BorshSerialize>(
+        &self,
+        what: &'static str,
+        height: u64,
+        v: &T,
+    ) -> Result<Vec<u8>, StoreError> {
+        borsh::to_vec(v).map_err(|e| StoreError::Encode {
+            path: self.path.clone(),
+            what,
+            height,
+            reason: e.to_string(),
+        })
+    }
+
     fn decode<T: BorshDeserialize>(
         &self,
         what: &'static str,
@@ -201,8 +222,8 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError> {
-        let bytes = borsh::to_vec(record).unwrap_or_default();
         let height = record.height;
+        let bytes = self.encode("decided", height, record)?;
         let mut reused = None;
         self.write("commit decided", |tx| {
             let mut nonces = tx.open_table(NONCES)?;
@@ -227,7 +248,7 @@ impl Store for RedbStore {
         .map_err(|e| match reused.take() {
             Some((account, nonce, first)) => StoreError::NonceReused {
                 path: self.path.clone(),
-                account: account.iter().map(|b| format!("{b:02x}")).collect(),
+                account: crate::context::hex(&account),
                 nonce,
                 first,
                 height,
@@ -307,7 +328,7 @@ impl Store for RedbStore {
 
     fn put_undecided(&mut self, record: &UndecidedRecord) -> Result<(), StoreError> {
         let key = undecided_key(record.height, record.round, &record.value_id);
-        let bytes = borsh::to_vec(record).unwrap_or_default();
+        let bytes = self.encode("undecided", record.height, record)?;
         self.write("put undecided", |tx| {
             tx.open_table(UNDECIDED)?
                 .insert(key.as_slice(), bytes.as_slice())?;

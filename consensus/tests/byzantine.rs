@@ -46,7 +46,7 @@ async fn equivocating_validator_is_recorded_and_safety_holds() {
     c.wait_height(&[0, 1, 2], 4, deadline).await;
     c.assert_agreement();
 
-    let byz = step_consensus::Address::from_public_key(&step_consensus::PublicKey(
+    let byz = step_consensus::ValidatorAddress::from_public_key(&step_consensus::PublicKey(
         c.keys[3].verification_key().to_bytes(),
     ));
     let heights: Vec<(usize, u64)> = {

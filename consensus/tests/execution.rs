@@ -231,7 +231,7 @@ fn proposals_reassemble_from_parts_in_any_order() {
     use step_consensus::streaming::{split, Reassembler};
     use step_consensus::Round;
     let block = BlockData::new(proofs::batches(&proofs::bodies("parts", 50), 5));
-    let proposer = step_consensus::Address([7; 20]);
+    let proposer = step_consensus::ValidatorAddress([7; 20]);
     let mut msgs = split(Height(3), Round::new(1), Round::Nil, proposer, &block, 3);
     assert_eq!(
         msgs.len(),

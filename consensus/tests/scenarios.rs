@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use step_consensus::NodeError;
+use step_consensus::ConsensusNodeError;
 use support::{proofs, seed, Cluster, SERIAL};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -59,6 +59,13 @@ async fn four_honest_validators_finalize_with_equal_roots() {
         c.log.lock().expect("log").evidence.is_empty(),
         "seed {seed}: honest nodes equivocated"
     );
+    // A missed decision can be read back from the store.
+    let d1 = c.decision(0, 1).expect("height 1 decided");
+    let node = c.nodes[0].as_ref().expect("running");
+    let rec = node.decided(1).await.expect("read").expect("stored");
+    assert_eq!(rec.root, d1.root);
+    let block = step_consensus::block::decode_block(&rec.block).expect("stored block decodes");
+    assert_eq!(block.value.batch_digests, d1.batch_digests);
     c.stop_all().await;
 }
 
@@ -197,7 +204,7 @@ async fn corrupted_last_wal_entry_refuses_to_start_clearly() {
         .await
         .unwrap_or_else(|_| panic!("seed {seed}: start hung on a corrupted WAL"));
     match started {
-        Err(NodeError::WalCorrupted { path, .. }) => {
+        Err(ConsensusNodeError::WalCorrupted { path, .. }) => {
             assert_eq!(path, wal);
             let msg = started_msg(&c, &wal);
             assert!(

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use step_consensus::{Address, PrivateKey, PublicKey, Validator, ValidatorSet};
+use step_consensus::{PrivateKey, PublicKey, Validator, ValidatorAddress, ValidatorSet};
 
 /// Why a key or genesis file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,7 @@ impl GenesisValidator {
         GenesisValidator {
             name: name.into(),
             public_key: crate::ledger::hex(&key.0),
-            address: crate::ledger::hex(&Address::from_public_key(key).0),
+            address: crate::ledger::hex(&ValidatorAddress::from_public_key(key).0),
             power,
             p2p: p2p.into(),
             http: http.into(),
@@ -201,7 +201,7 @@ impl Genesis {
             if v.power == 0 {
                 return Err(bad("power", "> 0"));
             }
-            let derived = Address::from_public_key(&pk);
+            let derived = ValidatorAddress::from_public_key(&pk);
             let stated: [u8; 20] =
                 unhex(&v.address).ok_or_else(|| bad("address", "40 hex digits"))?;
             if stated != derived.0 {
@@ -224,7 +224,7 @@ impl Genesis {
     }
 
     /// Every other validator's non-empty `p2p` address.
-    pub fn peers_of(&self, me: &Address) -> Vec<String> {
+    pub fn peers_of(&self, me: &ValidatorAddress) -> Vec<String> {
         let me = crate::ledger::hex(&me.0);
         self.validators
             .iter()

@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use step_consensus::{Address, AppConfig, NodeSettings, Timeouts};
+use step_consensus::{AppConfig, NodeSettings, Timeouts, ValidatorAddress};
 use step_engine::pipeline::Clock;
 
 /// Why a validator could not be opened.
@@ -98,7 +98,7 @@ pub async fn open_ledger(
     let key = load_key(&key_file)?;
     let genesis = Genesis::load(&genesis_file)?;
     let validators = genesis.validator_set(&genesis_file)?;
-    let me = Address::from_public_key(&public_key(&key));
+    let me = ValidatorAddress::from_public_key(&public_key(&key));
     if !validators.validators().iter().any(|v| v.address == me) {
         return Err(OpenError::NotAValidator {
             key_file,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use step_consensus::evidence::EvidenceRecord;
 use step_consensus::{
-    AppConfig, Decision, Node, NodeError, NodeEvent, NodeSettings, PrivateKey, PublicKey, Timeouts,
-    Validator, ValidatorSet, WireBatch,
+    AppConfig, ConsensusNodeError, Decision, Node, NodeEvent, NodeSettings, PrivateKey, PublicKey,
+    Timeouts, Validator, ValidatorSet, WireBatch,
 };
 
 /// Short timeouts for tests (the defaults are 5 s / 3 s / 2 s).
@@ -126,18 +126,22 @@ impl Cluster {
     }
 
     /// The index of the node with this validator address.
-    pub fn index_of(&self, address: &step_consensus::Address) -> usize {
+    pub fn index_of(&self, address: &step_consensus::ValidatorAddress) -> usize {
         self.keys
             .iter()
             .position(|k| {
-                step_consensus::Address::from_public_key(&PublicKey(
+                step_consensus::ValidatorAddress::from_public_key(&PublicKey(
                     k.verification_key().to_bytes(),
                 )) == *address
             })
             .expect("a validator of the cluster")
     }
 
-    pub async fn start_with(&mut self, i: usize, s: NodeSettings) -> Result<(), NodeError> {
+    pub async fn start_with(
+        &mut self,
+        i: usize,
+        s: NodeSettings,
+    ) -> Result<(), ConsensusNodeError> {
         let node = Node::start(s).await?;
         let mut rx = node.subscribe();
         let log = Arc::clone(&self.log);
@@ -157,7 +161,7 @@ impl Cluster {
         Ok(())
     }
 
-    pub async fn start(&mut self, i: usize) -> Result<(), NodeError> {
+    pub async fn start(&mut self, i: usize) -> Result<(), ConsensusNodeError> {
         let s = self.settings(i);
         self.start_with(i, s).await
     }

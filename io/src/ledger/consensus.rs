@@ -48,7 +48,7 @@ use tokio::sync::{broadcast, Notify};
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusLedgerError {
     #[error("consensus node: {0}")]
-    Node(#[from] step_consensus::NodeError),
+    Node(#[from] step_consensus::ConsensusNodeError),
     #[error("cannot start the batch forwarder thread: {0}")]
     Thread(std::io::Error),
 }

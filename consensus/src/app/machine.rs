@@ -1,0 +1,547 @@
+//! The app's pure core: a synchronous state machine, in the manner of
+//! malachite's `core-consensus`. Each input (an [`AppMsg`]-derived call, a
+//! local batch, a gossip verdict, a timer, a store read the shell did for
+//! it) updates the state and appends [`Effect`]s; the shell
+//! ([`super::shell`]) performs them (store, network, replies, events) and
+//! feeds results back. Nothing here touches a socket, a file, a clock or a
+//! task: time comes in as `now`.
+//!
+//! [`AppMsg`]: malachitebft_app_channel::AppMsg
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use malachitebft_app_channel::app::types::core::{HeightParams, Round, Validity};
+use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
+use malachitebft_core_consensus::MisbehaviorEvidence;
+use malachitebft_engine::util::streaming::StreamMessage;
+
+use super::api::{Decision, NodeEvent};
+pub use super::effects::{
+    own_stored_proposal, seen_in_round, verify_batches, BlockCheck, BlockFault, Decide, Effect,
+    ExecJob, Held,
+};
+use super::gossip::{GossipSched, Verdict, GOSSIP_MUTE, GOSSIP_STRIKES};
+use super::mempool::Mempool;
+use crate::block::{decode_block, BlockData, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
+use crate::config::AppConfig;
+use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValidatorSet, ValueId};
+use crate::error::AppError;
+use crate::evidence::EvidenceRecord;
+use crate::execution::BlockOutcome;
+use crate::store::{DecidedRecord, UndecidedRecord};
+use crate::streaming::{split, Assembled, PeerId, Reassembler};
+
+/// Most digests remembered as verified before the set is cleared.
+pub const VERIFIED_MAX: usize = 100_000;
+/// Undecided blocks held in memory for execution at decide time; beyond
+/// it the oldest is dropped (and read back from the store if decided).
+pub const HELD_MAX: usize = 64;
+
+#[derive(Debug)]
+struct Pending {
+    height: Height,
+    round: Round,
+    deadline: Instant,
+    /// Our own proposal for this (height, round), stored before a restart.
+    reuse: Option<Held>,
+}
+
+fn encode<T: borsh::BorshSerialize>(what: &'static str, v: &T) -> Result<Vec<u8>, AppError> {
+    borsh::to_vec(v).map_err(|e| AppError::Encode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// The app's state machine.
+#[derive(Debug)]
+pub struct Core {
+    cfg: AppConfig,
+    address: ValidatorAddress,
+    validators: ValidatorSet,
+    /// The last executed height.
+    height: u64,
+    mempool: Mempool,
+    /// Batch digests this validator verified (or made).
+    verified: HashSet<[u8; 32]>,
+    streams: Reassembler,
+    gossip: GossipSched<PeerId>,
+    pending: Option<Pending>,
+    held: BTreeMap<(u64, [u8; 32]), Held>,
+}
+
+impl Core {
+    pub fn new(
+        cfg: AppConfig,
+        address: ValidatorAddress,
+        validators: ValidatorSet,
+        height: u64,
+    ) -> Core {
+        Core {
+            cfg,
+            address,
+            validators,
+            height,
+            mempool: Mempool::default(),
+            verified: HashSet::new(),
+            streams: Reassembler::default(),
+            gossip: GossipSched::default(),
+            pending: None,
+            held: BTreeMap::new(),
+        }
+    }
+
+    pub fn cfg(&self) -> &AppConfig {
+        &self.cfg
+    }
+
+    /// The last executed height.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    pub fn next_height(&self) -> Height {
+        Height(self.height + 1)
+    }
+
+    pub fn params(&self) -> HeightParams<StepContext> {
+        HeightParams::new(self.validators.clone(), self.cfg.timeouts.linear(), None)
+    }
+
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// The count of peers' gossiped batches taken into the mempool, shared.
+    pub fn gossip_counter(&self) -> Arc<AtomicU64> {
+        self.gossip.accepted()
+    }
+
+    /// Most batches the mempool holds: the node's own batches wait (and the
+    /// pipeline behind them refuses with OVERLOADED) and peers' gossip is
+    /// dropped beyond it (those batches still arrive in their proposals).
+    pub fn mempool_max(&self) -> usize {
+        self.cfg.max_batches_per_block.saturating_mul(8).max(64)
+    }
+
+    /// Whether the node's own batches may come in.
+    pub fn has_room(&self) -> bool {
+        self.mempool.len() < self.mempool_max()
+    }
+
+    /// Most batches in a block this validator proposes or accepts.
+    fn block_max(&self) -> usize {
+        self.cfg.max_batches_per_block.min(MAX_BATCHES_PER_BLOCK)
+    }
+
+    /// When the pending `GetValue` must be answered, if one waits.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|p| p.deadline)
+    }
+
+    fn mark_verified(&mut self, digests: impl IntoIterator<Item = [u8; 32]>) {
+        if self.verified.len() > VERIFIED_MAX {
+            self.verified.clear();
+        }
+        self.verified.extend(digests);
+    }
+
+    /// A batch from this validator's own pipeline: gossip it at once (peers
+    /// verify it while it waits here) and queue it.
+    pub fn local_batch(&mut self, batch: WireBatch, fx: &mut Vec<Effect>) -> Result<(), AppError> {
+        let batch = Arc::new(batch);
+        fx.push(Effect::Gossip(crate::streaming::gossip(&batch)));
+        self.mark_verified([batch.digest]);
+        self.mempool.push(batch);
+        self.propose_if_full(fx)
+    }
+
+    /// A peer's gossiped batch: verify it off the loop unless known.
+    pub fn gossip_batch(
+        &mut self,
+        batch: Arc<WireBatch>,
+        from: PeerId,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let known = self.mempool.contains(&batch.digest);
+        let room = self.has_room();
+        if let Some(batch) = self.gossip.offer(batch, from, now, known, room) {
+            fx.push(Effect::VerifyGossip { from, batch });
+        }
+    }
+
+    /// A gossip verification ended.
+    pub fn gossip_verdict(
+        &mut self,
+        batch: Arc<WireBatch>,
+        from: PeerId,
+        valid: bool,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AppError> {
+        let (verdict, next) = self.gossip.verdict(&batch.digest, from, valid, now);
+        if let Some(next) = next {
+            fx.push(Effect::VerifyGossip { from, batch: next });
+        }
+        match verdict {
+            Verdict::Accept => {
+                self.mark_verified([batch.digest]);
+                self.mempool.push(batch);
+            }
+            Verdict::Invalid { muted } => {
+                // The network layer authenticated the publisher as a
+                // validator; an invalid batch from one is misbehaviour.
+                tracing::warn!(%from, digest = ?batch.digest, "peer gossiped an invalid batch; dropped");
+                if muted {
+                    tracing::warn!(
+                        peer = %from,
+                        strikes = GOSSIP_STRIKES,
+                        mute_s = GOSSIP_MUTE.as_secs(),
+                        "peer's gossip muted after repeated invalid batches"
+                    );
+                }
+            }
+            Verdict::Decided => {}
+        }
+        self.propose_if_full(fx)
+    }
+
+    /// `GetValue`: wait up to `propose_wait` (at most half the timeout) for
+    /// a full block. `stored`: this height's undecided records, for the
+    /// restart reuse rule.
+    pub fn get_value(
+        &mut self,
+        height: Height,
+        round: Round,
+        timeout: Duration,
+        now: Instant,
+        stored: &[UndecidedRecord],
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AppError> {
+        let wait = self.cfg.propose_wait.min(timeout / 2);
+        self.pending = Some(Pending {
+            height,
+            round,
+            deadline: now + wait,
+            reuse: own_stored_proposal(stored, round, self.address),
+        });
+        self.propose_if_full(fx)
+    }
+
+    /// The timer: propose when the pending deadline has passed.
+    pub fn timer(&mut self, now: Instant, fx: &mut Vec<Effect>) -> Result<(), AppError> {
+        if self.deadline().is_some_and(|d| d <= now) {
+            self.propose(fx)?;
+        }
+        Ok(())
+    }
+
+    fn propose_if_full(&mut self, fx: &mut Vec<Effect>) -> Result<(), AppError> {
+        if self.mempool.len() >= self.cfg.max_batches_per_block {
+            self.propose(fx)?;
+        }
+        Ok(())
+    }
+
+    /// Answers the pending `GetValue`: our stored proposal for the round
+    /// after a restart, else the oldest mempool batches.
+    fn propose(&mut self, fx: &mut Vec<Effect>) -> Result<(), AppError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        let (block, bytes) = match p.reuse {
+            Some(h) => (h.block, Some(h.bytes)),
+            None => (
+                Arc::new(BlockData::new(self.mempool.peek_block(self.block_max()))),
+                None,
+            ),
+        };
+        let pv = ProposedValue {
+            height: p.height,
+            round: p.round,
+            valid_round: Round::Nil,
+            proposer: self.address,
+            value: block.value.clone(),
+            validity: Validity::Valid,
+        };
+        self.remember(&pv, Arc::clone(&block), bytes, fx)?;
+        fx.push(Effect::Propose {
+            height: p.height,
+            round: p.round,
+            value: LocallyProposedValue::new(p.height, p.round, block.value.clone()),
+        });
+        fx.push(Effect::Publish(split(
+            p.height,
+            p.round,
+            Round::Nil,
+            self.address,
+            &block,
+            self.cfg.batches_per_part,
+        )));
+        Ok(())
+    }
+
+    /// A proposal part (or a gossip message) from a peer. Returns a
+    /// complete proposal of a height not executed yet whose value id is the
+    /// announced one; validate it, then call [`Core::accept`].
+    pub fn received_part(
+        &mut self,
+        from: PeerId,
+        published_by: Option<PeerId>,
+        part: StreamMessage<ProposalPart>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Option<Assembled> {
+        // Group by the publisher: relays may deliver parts of one stream
+        // through different neighbours.
+        let publisher = published_by.unwrap_or(from);
+        if let Some(batch) = crate::streaming::gossiped(&part) {
+            let batch = Arc::clone(batch);
+            self.gossip_batch(batch, publisher, now, fx);
+            return None;
+        }
+        let a = match self.streams.try_insert(publisher, part) {
+            Ok(a) => a?,
+            Err(e) => {
+                tracing::debug!(%publisher, error = %e, "proposal stream dropped");
+                return None;
+            }
+        };
+        (a.height.0 > self.height && a.block.id() == a.announced_id).then_some(a)
+    }
+
+    /// The checks of a block before any signature: consistency, size,
+    /// duplicates; then the batches not verified yet.
+    pub fn check_block(&self, block: &BlockData) -> BlockCheck {
+        if !block.is_consistent() {
+            return BlockCheck::Invalid(BlockFault::Inconsistent);
+        }
+        if block.batches.len() > self.block_max() {
+            return BlockCheck::Invalid(BlockFault::TooManyBatches {
+                batches: block.batches.len(),
+                max: self.block_max(),
+            });
+        }
+        let distinct: HashSet<_> = block.value.batch_digests.iter().collect();
+        if distinct.len() != block.batches.len() {
+            return BlockCheck::Invalid(BlockFault::DuplicateBatches);
+        }
+        let todo: Vec<_> = block
+            .batches
+            .iter()
+            .filter(|b| !self.verified.contains(&b.digest))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            BlockCheck::Valid
+        } else {
+            BlockCheck::Verify(todo)
+        }
+    }
+
+    /// [`verify_batches`] found these batches valid.
+    pub fn batches_verified(&mut self, batches: &[Arc<WireBatch>]) {
+        self.mark_verified(batches.iter().map(|b| b.digest));
+    }
+
+    /// A validated proposal (received or synced): store it and hold its
+    /// block for the decision. `bytes`: the block's bytes, when it came as
+    /// bytes (sync).
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        &mut self,
+        height: Height,
+        round: Round,
+        valid_round: Round,
+        proposer: ValidatorAddress,
+        block: BlockData,
+        bytes: Option<Vec<u8>>,
+        validity: Validity,
+        fx: &mut Vec<Effect>,
+    ) -> Result<ProposedValue<StepContext>, AppError> {
+        let pv = ProposedValue {
+            height,
+            round,
+            valid_round,
+            proposer,
+            value: block.value.clone(),
+            validity,
+        };
+        self.remember(&pv, Arc::new(block), bytes.map(Arc::new), fx)?;
+        Ok(pv)
+    }
+
+    fn remember(
+        &mut self,
+        pv: &ProposedValue<StepContext>,
+        block: Arc<BlockData>,
+        bytes: Option<Arc<Vec<u8>>>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AppError> {
+        let bytes = match bytes {
+            Some(b) => b,
+            None => Arc::new(block.encode().map_err(AppError::from_wire("block"))?),
+        };
+        fx.push(Effect::PutUndecided(UndecidedRecord {
+            height: pv.height.0,
+            round: pv.round.as_i64(),
+            value_id: block.id().0,
+            proposed: encode("proposed value", pv)?,
+            block: bytes.to_vec(),
+        }));
+        // Held whatever our verdict: a quorum may still decide it.
+        self.hold(pv.height.0, Held { block, bytes });
+        Ok(())
+    }
+
+    fn hold(&mut self, height: u64, held: Held) {
+        if height <= self.height {
+            return;
+        }
+        self.held.insert((height, held.block.id().0), held);
+        while self.held.len() > HELD_MAX {
+            self.held.pop_first();
+        }
+    }
+
+    /// The held block of (height, value id), if any.
+    pub fn held(&self, height: Height, value_id: ValueId) -> Option<&Held> {
+        self.held.get(&(height.0, value_id.0))
+    }
+
+    /// Holds the block of `value_id` from this height's stored records.
+    pub fn hold_stored(
+        &mut self,
+        height: Height,
+        value_id: ValueId,
+        stored: Vec<UndecidedRecord>,
+    ) -> Result<(), AppError> {
+        let Some(rec) = stored.into_iter().find(|r| r.value_id == value_id.0) else {
+            return Ok(());
+        };
+        let block = decode_block(&rec.block).map_err(|source| AppError::StoredBlock {
+            height: height.0,
+            source,
+        })?;
+        self.hold(
+            height.0,
+            Held {
+                block: Arc::new(block),
+                bytes: Arc::new(rec.block),
+            },
+        );
+        Ok(())
+    }
+
+    /// `Decided`: the block to execute, from what the app holds.
+    pub fn decide(
+        &mut self,
+        height: Height,
+        round: Round,
+        value_id: ValueId,
+    ) -> Result<Decide, AppError> {
+        if height.0 <= self.height {
+            return Ok(Decide::Done);
+        }
+        let Some(held) = self.held.get(&(height.0, value_id.0)).cloned() else {
+            return Ok(Decide::NeedStored);
+        };
+        let batches = held
+            .block
+            .batches
+            .iter()
+            .map(|b| b.to_batch())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| AppError::DecidedBatch {
+                height: height.0,
+                source,
+            })?;
+        Ok(Decide::Execute(ExecJob {
+            height,
+            round,
+            value_id,
+            held,
+            batches,
+        }))
+    }
+
+    /// The decided block of `job` was executed: store it, forget its
+    /// batches, tell the subscribers.
+    pub fn executed(
+        &mut self,
+        job: ExecJob,
+        outcome: BlockOutcome,
+        accepted_total: u64,
+        certificate: Vec<u8>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let height = job.height.0;
+        let block = job.held.block;
+        let accepted = outcome.changes.accepted;
+        // The held bytes go to the decided table as they are.
+        self.held.remove(&(height, job.value_id.0));
+        let bytes = Arc::try_unwrap(job.held.bytes).unwrap_or_else(|b| b.to_vec());
+        fx.push(Effect::Commit(DecidedRecord {
+            height,
+            block: bytes,
+            certificate,
+            changes: outcome.changes,
+            root: outcome.root,
+        }));
+        let digests = &block.value.batch_digests;
+        self.mempool.remove(&digests.iter().copied().collect());
+        self.gossip.decided(digests);
+        self.height = height;
+        self.held.retain(|(h, _), _| *h > height);
+        fx.push(Effect::Emit(NodeEvent::Decided(Decision {
+            height,
+            round: job.round.as_i64(),
+            value_id: job.value_id,
+            root: outcome.root,
+            batch_digests: digests.clone(),
+            proofs: block.proof_count() as u64,
+            accepted,
+            accepted_total,
+            at: now,
+            batches: job.batches.into(),
+            results: outcome.results.into(),
+        })));
+    }
+
+    /// `Finalized`: keep and report the evidence, if any.
+    pub fn finalized(
+        &mut self,
+        height: Height,
+        evidence: &MisbehaviorEvidence<StepContext>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AppError> {
+        if evidence.is_empty() {
+            return Ok(());
+        }
+        let record = EvidenceRecord::from_malachite(height.0, evidence);
+        fx.push(Effect::PutEvidence {
+            height: height.0,
+            bytes: encode("evidence", &record)?,
+        });
+        fx.push(Effect::Emit(NodeEvent::Evidence(record)));
+        Ok(())
+    }
+}
+
+impl AppError {
+    fn from_wire(what: &'static str) -> impl Fn(WireError) -> AppError {
+        move |e| AppError::Encode {
+            what,
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

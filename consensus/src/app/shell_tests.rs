@@ -1,0 +1,183 @@
+//! The shell with fake channels: no libp2p, a real or a failing store.
+
+use std::time::Duration;
+
+use malachitebft_app_channel::app::engine::util::events::TxEvent;
+use malachitebft_app_channel::app::types::core::Value as _;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::context::{PublicKey, Validator};
+use crate::execution::AppState;
+use crate::store::{DecidedRecord, RedbStore, UndecidedRecord};
+
+struct Fake {
+    consensus: mpsc::Sender<AppMsg<StepContext>>,
+    network: mpsc::Receiver<NetworkMsg<StepContext>>,
+    batches: mpsc::Sender<WireBatch>,
+}
+
+fn channels() -> (Channels<StepContext>, mpsc::Receiver<WireBatch>, Fake) {
+    let (consensus_tx, consensus) = mpsc::channel(16);
+    let (network, network_rx) = mpsc::channel(64);
+    let (requests, _) = mpsc::channel(1);
+    let (net_requests, _) = mpsc::channel(1);
+    let (batches_tx, batches) = mpsc::channel(16);
+    let ch = Channels {
+        consensus,
+        network,
+        events: TxEvent::new(),
+        requests,
+        net_requests,
+    };
+    let fake = Fake {
+        consensus: consensus_tx,
+        network: network_rx,
+        batches: batches_tx,
+    };
+    (ch, batches, fake)
+}
+
+async fn open<S: Store>(store: S) -> App<S> {
+    let validators = ValidatorSet::new(vec![Validator::new(PublicKey([3; 32]), 1)]);
+    let (events, _) = broadcast::channel(16);
+    App::open(
+        AppConfig::default(),
+        ValidatorAddress([1; 20]),
+        validators,
+        store,
+        events,
+    )
+    .await
+    .expect("open")
+}
+
+fn get_value(
+    timeout: Duration,
+) -> (
+    AppMsg<StepContext>,
+    oneshot::Receiver<LocallyProposedValue<StepContext>>,
+) {
+    let (tx, rx) = oneshot::channel();
+    let msg = AppMsg::GetValue {
+        height: Height(1),
+        round: Round::new(0),
+        timeout,
+        reply: tx,
+    };
+    (msg, rx)
+}
+
+fn batch(tag: u8) -> WireBatch {
+    WireBatch {
+        proofs: Vec::new(),
+        pubkeys: Vec::new(),
+        digest: [tag; 32],
+    }
+}
+
+#[tokio::test]
+async fn a_get_value_is_stored_answered_and_published() {
+    let dir = tempfile::tempdir().expect("dir");
+    let app = open(RedbStore::open(&dir.path().join("store.redb")).expect("store")).await;
+    let store = app.store_handle();
+    let (ch, batches, mut fake) = channels();
+    let run = tokio::spawn(app.run(ch, batches));
+    fake.batches.send(batch(7)).await.expect("submit");
+    let gossip = fake.network.recv().await.expect("gossiped");
+    let NetworkMsg::PublishProposalPart(m) = gossip;
+    assert!(crate::streaming::gossiped(&m).is_some_and(|b| b.digest == [7; 32]));
+    let (msg, answer) = get_value(Duration::from_secs(5));
+    fake.consensus.send(msg).await.expect("send");
+    let value = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered within the propose wait")
+        .expect("answer");
+    assert_eq!(value.value.batch_digests, [[7; 32]]);
+    let stored = store.lock().expect("store").undecided(1).expect("read");
+    assert_eq!(stored.len(), 1, "stored before it was answered");
+    assert_eq!(stored[0].value_id, value.value.id().0);
+    let mut parts = 0;
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(200), fake.network.recv()).await
+    {
+        parts += 1;
+    }
+    assert_eq!(parts, 4, "init, one batches part, fin, stream fin");
+    drop(fake);
+    assert!(
+        matches!(run.await, Ok(Ok(()))),
+        "the app ends when consensus closes"
+    );
+}
+
+/// A store whose writes fail.
+struct BrokenStore;
+
+fn broken() -> StoreError {
+    StoreError::Backend {
+        path: "broken".into(),
+        operation: "put undecided",
+        reason: "disk gone".into(),
+    }
+}
+
+impl Store for BrokenStore {
+    fn commit_decided(&mut self, _: &DecidedRecord) -> Result<(), StoreError> {
+        Err(broken())
+    }
+    fn decided(&self, _: u64) -> Result<Option<DecidedRecord>, StoreError> {
+        Ok(None)
+    }
+    fn nonce_height(&self, _: &[u8; 20], _: &str) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+    fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        Ok(None)
+    }
+    fn load_state(&self) -> Result<AppState, StoreError> {
+        Ok(AppState::default())
+    }
+    fn put_evidence(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
+        Err(broken())
+    }
+    fn evidence(&self, _: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    fn put_undecided(&mut self, _: &UndecidedRecord) -> Result<(), StoreError> {
+        Err(broken())
+    }
+    fn undecided(&self, _: u64) -> Result<Vec<UndecidedRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn prune_undecided(&mut self, _: u64) -> Result<(), StoreError> {
+        Err(broken())
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_ends_the_app_with_the_named_error() {
+    let app = open(BrokenStore).await;
+    let (ch, batches, fake) = channels();
+    let run = tokio::spawn(app.run(ch, batches));
+    let (msg, answer) = get_value(Duration::from_millis(20));
+    fake.consensus.send(msg).await.expect("send");
+    let out = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the app stops")
+        .expect("no panic");
+    assert!(
+        matches!(
+            &out,
+            Err(AppError::Store(StoreError::Backend {
+                operation: "put undecided",
+                ..
+            }))
+        ),
+        "{out:?}"
+    );
+    assert!(
+        answer.await.is_err(),
+        "never answered with an unstored proposal"
+    );
+}
