@@ -5,7 +5,10 @@ mod support;
 
 use step_consensus::block::{BlockData, WireBatch};
 use step_consensus::context::{Height, ValueId};
-use step_consensus::execution::{AppState, ChangeSet, CLICKS_MAX, SUBDIVIDE_AT_CLICK};
+use step_consensus::execution::{
+    ChainState, ChangeSet, ExecCode, NonceUse, NonceUses, Rejection, CLICKS_MAX, STATE_DOMAIN,
+    SUBDIVIDE_AT_CLICK,
+};
 use step_consensus::store::{DecidedRecord, UndecidedRecord};
 use step_consensus::{RedbStore, Store};
 use step_engine::pipeline::{reverify_batch, Batch};
@@ -37,11 +40,15 @@ fn batch(proofs: Vec<Proof>) -> Batch {
     }
 }
 
-fn apply(state: &mut AppState, batches: &[Batch]) -> ChangeSet {
+fn apply(state: &mut ChainState, batches: &[Batch]) -> ChangeSet {
     let h = Height(state.height + 1);
     state
         .apply_block(&Limits::default(), h, ValueId([h.0 as u8; 32]), batches)
         .changes
+}
+
+fn rejection(batch: u32, proof: u32, code: ExecCode) -> Rejection {
+    Rejection { batch, proof, code }
 }
 
 fn tri(s: &str) -> TriangleId {
@@ -58,7 +65,7 @@ fn tri(s: &str) -> TriangleId {
 #[test]
 fn eleventh_click_subdivides_and_later_proofs_are_rejected() {
     let parent = tri("c");
-    let mut s = AppState::default();
+    let mut s = ChainState::default();
     let clicks: Vec<Proof> = (0..SUBDIVIDE_AT_CLICK)
         .map(|k| proof(k + 1, parent, proofs::T0, &format!("n{k}")))
         .collect();
@@ -83,7 +90,10 @@ fn eleventh_click_subdivides_and_later_proofs_are_rejected() {
             proof(101, child, proofs::T0, "child"),
         ])],
     );
-    assert_eq!(c.rejected, vec![(0, 0, "TRIANGLE_SUBDIVIDED".to_string())]);
+    assert_eq!(
+        c.rejected,
+        vec![rejection(0, 0, ExecCode::TriangleSubdivided)]
+    );
     assert!(!s.balances.contains_key(&Address([100; 20])));
     assert_eq!(s.balances[&Address([101; 20])], reward_micro(2));
     assert_eq!(s.balances[&Address([1; 20])], reward_micro(1));
@@ -94,7 +104,7 @@ fn level_21_triangle_is_capped_at_28_clicks() {
     let digits = [1u8; 20];
     let t = TriangleId::new(5, &digits).expect("level 21");
     assert_eq!(t.level(), 21);
-    let mut s = AppState::default();
+    let mut s = ChainState::default();
     let ps: Vec<Proof> = (0..=CLICKS_MAX)
         .map(|k| proof(k + 1, t, proofs::T0, &format!("x{k}")))
         .collect();
@@ -102,16 +112,21 @@ fn level_21_triangle_is_capped_at_28_clicks() {
     assert_eq!(c.accepted, u64::from(CLICKS_MAX));
     assert_eq!(
         c.rejected,
-        vec![(0, u32::from(CLICKS_MAX), "TRIANGLE_EXHAUSTED".to_string())]
+        vec![rejection(
+            0,
+            u32::from(CLICKS_MAX),
+            ExecCode::TriangleExhausted
+        )]
     );
     assert!(!s.triangles[&t].subdivided);
+    assert!(s.triangle(&t).is_exhausted());
     assert_eq!(s.balances[&Address([1; 20])], reward_micro(21));
 }
 
 #[test]
 fn stateful_checks_run_in_block_order() {
     let t = tri("a1");
-    let mut s = AppState::default();
+    let mut s = ChainState::default();
     let c = apply(
         &mut s,
         &[
@@ -127,8 +142,8 @@ fn stateful_checks_run_in_block_order() {
     assert_eq!(
         c.rejected,
         vec![
-            (1, 0, "NONCE_REPLAY".to_string()),
-            (1, 1, "MORATORIUM".to_string())
+            rejection(1, 0, ExecCode::NonceReplay),
+            rejection(1, 1, ExecCode::Moratorium)
         ]
     );
     assert_eq!(s.balances[&Address([1; 20])], 2 * reward_micro(2));
@@ -142,15 +157,15 @@ fn same_blocks_same_roots_and_order_matters() {
         proof(2, t, proofs::T0, "q"),
     ]);
     let b2 = batch(vec![proof(1, t, proofs::T0 + 1_000, "r")]);
-    let mut x = AppState::default();
-    let mut y = AppState::default();
+    let mut x = ChainState::default();
+    let mut y = ChainState::default();
     for blocks in [vec![b1.clone()], vec![b2.clone()]] {
         apply(&mut x, &blocks);
         apply(&mut y, &blocks);
         assert_eq!(x.root, y.root);
     }
     assert_eq!(x, y);
-    let mut z = AppState::default();
+    let mut z = ChainState::default();
     apply(&mut z, &[b2]);
     apply(&mut z, &[b1]);
     assert_ne!(x.root, z.root, "a different order is a different state");
@@ -162,7 +177,7 @@ fn store_survives_reopen_and_rebuilds_the_state() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("store.redb");
     let t = tri("d");
-    let mut s = AppState::default();
+    let mut s = ChainState::default();
     {
         let mut store = RedbStore::open(&path).expect("open");
         for h in 1..=3u8 {
@@ -266,9 +281,8 @@ fn malachitebft_peer_id() -> step_consensus::streaming::PeerId {
 
 #[test]
 fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
-    use step_consensus::execution::ExecCode;
     let t = tri("c0");
-    let mut s = AppState::default();
+    let mut s = ChainState::default();
     let a = proof(1, t, proofs::T0, "a");
     let b = proof(2, t, proofs::T0, "b");
     let replay = proof(1, t, proofs::T0 + 60_000, "a");
@@ -284,10 +298,7 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
     let ok = |i: usize| out.results[i].expect("accepted");
     assert_eq!((ok(0).balance_micro, ok(0).clicks), (reward, 1));
     assert_eq!((ok(1).balance_micro, ok(1).clicks), (reward, 2));
-    assert_eq!(
-        out.results[2],
-        Err(ExecCode::Stateful(step_engine::Code::NonceReplay))
-    );
+    assert_eq!(out.results[2], Err(ExecCode::NonceReplay));
     assert_eq!((ok(3).balance_micro, ok(3).clicks), (2 * reward, 3));
     assert_eq!(ok(3).reward_micro, reward);
     // The results agree with the state and the change set.
@@ -296,10 +307,10 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
     assert_eq!(out.changes.accepted, 3);
     assert_eq!(
         out.changes.rejected,
-        vec![(1, 0, "NONCE_REPLAY".to_owned())]
+        vec![rejection(1, 0, ExecCode::NonceReplay)]
     );
     // A restart rebuilds the per-account counts from the change set.
-    let mut r = AppState::default();
+    let mut r = ChainState::default();
     r.replay_changes(&out.changes, out.root).expect("replay");
     assert_eq!(r.proof_counts, s.proof_counts);
 }
@@ -314,7 +325,10 @@ fn the_store_keeps_a_unique_account_nonce_index() {
         certificate: vec![],
         changes: ChangeSet {
             height,
-            nonces: vec![([7; 20], nonce.to_owned())],
+            nonces: NonceUses(vec![NonceUse {
+                account: [7; 20],
+                nonce: nonce.to_owned(),
+            }]),
             accepted: 1,
             ..ChangeSet::default()
         },
@@ -344,4 +358,63 @@ fn the_store_keeps_a_unique_account_nonce_index() {
     // Nothing of the refused height was written.
     assert_eq!(store.decided(2).expect("read"), None);
     assert_eq!(store.nonce_height(&[7; 20], "n-1").expect("read"), Some(1));
+}
+
+/// The root hashes borsh's bytes of the change set (written into the hasher,
+/// never through a buffer that could silently be empty).
+#[test]
+fn change_set_root_is_borsh_of_the_change_set() {
+    use sha2::{Digest, Sha256};
+    let t = tri("e12");
+    let mut s = ChainState::default();
+    let ps: Vec<Proof> = (0..=SUBDIVIDE_AT_CLICK)
+        .map(|k| proof(k + 1, t, proofs::T0, &format!("r{k}")))
+        .collect();
+    let previous = s.root;
+    let out = s.apply_block(
+        &Limits::default(),
+        Height(1),
+        ValueId([1; 32]),
+        &[batch(ps)],
+    );
+    assert_eq!(out.changes.rejected.len(), 1, "the 12th click is rejected");
+    assert!(!out.changes.last.is_empty() && !out.changes.triangles.is_empty());
+    let mut h = Sha256::new();
+    h.update(STATE_DOMAIN);
+    h.update(previous);
+    h.update(borsh::to_vec(&out.changes).expect("borsh"));
+    let expected: [u8; 32] = h.finalize().into();
+    assert_eq!(out.root, expected);
+    assert_eq!(out.changes.root(&previous), expected);
+    let back: ChangeSet =
+        borsh::from_slice(&borsh::to_vec(&out.changes).expect("borsh")).expect("decode");
+    assert_eq!(back, out.changes);
+}
+
+/// Rejections are recorded by number: the numbers are pinned here (changing
+/// one forks the chain), the text is not part of the change set.
+#[test]
+fn rejection_codes_are_stable_numbers() {
+    let pinned = [
+        (ExecCode::NonceReplay, 1, "NONCE_REPLAY"),
+        (ExecCode::TooFast, 2, "TOO_FAST"),
+        (ExecCode::Moratorium, 3, "MORATORIUM"),
+        (ExecCode::TriangleSubdivided, 4, "TRIANGLE_SUBDIVIDED"),
+        (ExecCode::TriangleExhausted, 5, "TRIANGLE_EXHAUSTED"),
+        (ExecCode::StatefulOther, 15, "INTERNAL_ERROR"),
+    ];
+    assert_eq!(pinned.len(), ExecCode::ALL.len());
+    for (code, n, text) in pinned {
+        assert_eq!(code.number(), n);
+        assert_eq!(ExecCode::from_number(n), Some(code));
+        assert_eq!(code.as_str(), text);
+        assert_eq!(borsh::to_vec(&code).expect("borsh"), vec![n]);
+    }
+    assert!(borsh::from_slice::<ExecCode>(&[0]).is_err());
+    assert!(borsh::from_slice::<ExecCode>(&[6]).is_err());
+    let r = rejection(2, 7, ExecCode::TriangleExhausted);
+    assert_eq!(
+        borsh::to_vec(&r).expect("borsh"),
+        [2u32.to_le_bytes().as_slice(), &7u32.to_le_bytes(), &[5]].concat()
+    );
 }

@@ -369,3 +369,68 @@ async fn health_and_metrics() {
     }
     server.shutdown().await;
 }
+
+/// Submits a proof on `t` signed by a fresh account `k`; the response.
+async fn click(server: &Server, t: &TriangleId, k: u64) -> support::Resp {
+    let key = step_engine::signing::key("triangle-state", k);
+    let body = step_engine::signing::signed_body(
+        &key,
+        t,
+        step_engine::signing::point_in(t),
+        5.0,
+        1_767_225_600_000 + k as i64,
+        &format!("click-{k}"),
+    );
+    server.post_json("/proof/submit", &body).await
+}
+
+/// `GET /triangle/{id}` reports execution's state, not a guess from the
+/// click count: a level-21 triangle never subdivides, so with 11–27 clicks
+/// it is `active` (it was reported `subdivided`), at 28 it is `exhausted`
+/// and the 29th proof is refused with TRIANGLE_EXHAUSTED; a level-20
+/// triangle is `subdivided` at its 11th click and refuses the 12th.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triangle_state_comes_from_execution() {
+    let server = Server::start(test_config()).await;
+    let deep = TriangleId::new(5, &[1u8; 20]).unwrap();
+    assert_eq!(deep.level(), 21);
+    let url = format!("/triangle/{deep}");
+    for k in 1..=28u64 {
+        let r = click(&server, &deep, k).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["clicks"], k);
+        let v = server.get(&url).await.json();
+        assert_eq!(v["clicks"], k);
+        let want = if k < 28 { "active" } else { "exhausted" };
+        assert_eq!(v["state"], want, "level 21 after {k} clicks");
+    }
+    click(&server, &deep, 29)
+        .await
+        .assert_error(422, "TRIANGLE_EXHAUSTED");
+    assert_eq!(server.get(&url).await.json()["clicks"], 28);
+
+    let parent = TriangleId::new(6, &[2u8; 19]).unwrap();
+    assert_eq!(parent.level(), 20);
+    let url = format!("/triangle/{parent}");
+    for k in 100..110u64 {
+        assert_eq!(click(&server, &parent, k).await.status, 200);
+    }
+    assert_eq!(server.get(&url).await.json()["state"], "active");
+    assert_eq!(click(&server, &parent, 110).await.status, 200);
+    let v = server.get(&url).await.json();
+    assert_eq!(
+        (v["clicks"].as_u64(), v["state"].as_str()),
+        (Some(11), Some("subdivided"))
+    );
+    click(&server, &parent, 111)
+        .await
+        .assert_error(422, "TRIANGLE_SUBDIVIDED");
+    let child = parent.child(1).unwrap();
+    let v = server.get(&format!("/triangle/{child}")).await.json();
+    assert_eq!(
+        (v["clicks"].as_u64(), v["state"].as_str()),
+        (Some(0), Some("pending"))
+    );
+    assert_eq!(click(&server, &child, 112).await.status, 200);
+    server.shutdown().await;
+}

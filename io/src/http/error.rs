@@ -5,6 +5,7 @@
 //! that concern requests, not proofs ([`HttpCode`]); they are listed in
 //! `docs/ERROR_CODES.md` as HTTP-only additions.
 
+use crate::ledger::ExecutionReject;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use step_engine::{Code, Reject};
@@ -60,17 +61,19 @@ impl HttpCode {
     }
 
     /// The wire code of a proof rejected when its block executed.
-    pub const fn of_exec(c: step_consensus::execution::ExecCode) -> HttpCode {
-        use step_consensus::execution::ExecCode;
-        match c {
-            ExecCode::Stateful(c) => HttpCode::Engine(c),
-            ExecCode::TriangleSubdivided => HttpCode::TriangleSubdivided,
-            ExecCode::TriangleExhausted => HttpCode::TriangleExhausted,
+    pub const fn of_execution(r: ExecutionReject) -> HttpCode {
+        match r {
+            ExecutionReject::NonceReplay => HttpCode::Engine(Code::NonceReplay),
+            ExecutionReject::TooFast => HttpCode::Engine(Code::TooFast),
+            ExecutionReject::Moratorium => HttpCode::Engine(Code::Moratorium),
+            ExecutionReject::Internal => HttpCode::Engine(Code::InternalError),
+            ExecutionReject::TriangleSubdivided => HttpCode::TriangleSubdivided,
+            ExecutionReject::TriangleExhausted => HttpCode::TriangleExhausted,
         }
     }
 
     /// Every HTTP-only code (the engine's are `Code::ALL`; the execution-time
-    /// ones are consensus's).
+    /// ones come from [`ExecutionReject`]).
     pub const HTTP_ONLY: [HttpCode; 6] = [
         HttpCode::RateLimited,
         HttpCode::NotFound,

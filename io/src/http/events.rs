@@ -35,7 +35,7 @@ pub fn block_json(b: &FinalizedBlock) -> serde_json::Value {
         "rejected": b
             .rejected
             .iter()
-            .map(|(id, code)| json!({ "proofId": id.to_string(), "code": code }))
+            .map(|r| json!({ "proofId": r.id.to_string(), "code": r.reason.as_str() }))
             .collect::<Vec<_>>(),
     })
 }

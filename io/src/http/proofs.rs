@@ -142,25 +142,25 @@ pub fn final_json(f: &Final) -> Value {
 fn finality_result(p: &Pending, r: Option<Result<Final, FinalityError>>) -> (StatusCode, Value) {
     match r {
         Some(Ok(f)) => (StatusCode::OK, final_json(&f)),
-        Some(Err(FinalityError::Rejected(reject))) => {
-            let e = ApiError::from(reject);
+        Some(Err(FinalityError::Rejected { height, reason })) => {
+            let e = ApiError::new(
+                HttpCode::of_execution(reason),
+                format!("rejected when its block (height {height}) executed: {reason}"),
+            );
             (
                 StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::CONFLICT),
                 e.body(),
             )
         }
-        // Timed out, or the ledger is closing: the proof is accepted and
-        // will be final; the client can poll GET /proof/{id}.
-        Some(Err(FinalityError::Execution(code))) => {
-            let e = ApiError::new(HttpCode::of_exec(code), code.as_str());
-            (
-                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::CONFLICT),
-                e.body(),
-            )
-        }
-        Some(Err(FinalityError::Unknown | FinalityError::Closed)) | None => {
-            (StatusCode::ACCEPTED, pending_json(p))
-        }
+        // Timed out, the ledger is closing, or the outcome is not known
+        // here: the proof was accepted; the client can poll GET /proof/{id}.
+        Some(Err(
+            FinalityError::Unknown
+            | FinalityError::Closed
+            | FinalityError::NotForwarded { .. }
+            | FinalityError::Unrecovered { .. },
+        ))
+        | None => (StatusCode::ACCEPTED, pending_json(p)),
     }
 }
 

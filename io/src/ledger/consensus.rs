@@ -19,13 +19,14 @@
 //! accepted itself: a replay sent twice to this node is refused at once. The
 //! authoritative checks run at execution, in block order, on every validator
 //! alike; a proof that passed here but lost there (the same nonce reached
-//! another validator first) ends as [`FinalityError::Execution`].
+//! another validator first) ends as [`FinalityError::Rejected`].
 //!
 //! Queries read the executed state ([`step_consensus::SharedState`]) under a
 //! read lock. `GET /proof/{id}` is answered from an in-memory index of the
 //! last `consensus.proof_index_max` finalized proofs, built from decisions
 //! since this process started (not from the store).
 
+use super::exec::{account_view, settle_block, triangle_view, BlockResults};
 use super::intake::{lock, Finality, Intake};
 use super::{
     AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
@@ -307,49 +308,18 @@ async fn decision_loop(shared: Arc<Shared>, mut rx: broadcast::Receiver<NodeEven
 fn apply_decision(shared: &Shared, d: &Decision) {
     let time_ms = shared.clock.now_ms();
     let m = &shared.metrics;
-    let mut proof_ids = Vec::with_capacity(usize::try_from(d.accepted).unwrap_or(0));
-    let mut rejected = Vec::new();
-    {
+    let settled = {
         let mut finality = lock(&shared.finality);
         let mut index = lock(&shared.index);
-        let proofs = d.batches.iter().flat_map(|b| b.proofs.iter());
-        for (p, r) in proofs.zip(d.results.iter()) {
-            let Some(id) = ProofId::of_proof(p) else {
-                continue;
-            };
-            let result = match r {
-                Ok(e) => Ok(Final {
-                    id,
-                    account: p.account,
-                    triangle: p.triangle,
-                    reward_micro: e.reward_micro,
-                    balance_micro: e.balance_micro,
-                    clicks: u32::from(e.clicks),
-                    height: d.height,
-                    time_ms,
-                }),
-                Err(code) => {
-                    rejected.push((id, code.as_str()));
-                    Err(FinalityError::Execution(*code))
-                }
-            };
-            if let Ok(f) = &result {
-                proof_ids.push(id);
-                index.insert(ProofRecord {
-                    id,
-                    proof: *p,
-                    reward_micro: f.reward_micro,
-                    status: ProofStatus::Final(*f),
-                });
-            }
-            if let Some(entry) = finality.resolve(id, &result) {
-                if result.is_ok() {
-                    m.finality_seconds
-                        .observe(entry.submitted.elapsed().as_secs_f64());
-                }
-            }
-        }
-    }
+        let block = BlockResults {
+            height: d.height,
+            time_ms,
+            batches: &d.batches,
+            results: &d.results,
+        };
+        settle_block(&block, &mut finality, m, |rec| index.insert(rec))
+    };
+    let proof_ids = settled.proof_ids;
     {
         // The executed state (updated before the decision was sent) now
         // answers for these proofs, accepted or not.
@@ -379,7 +349,7 @@ fn apply_decision(shared: &Shared, d: &Decision) {
         state_root: d.root,
         batches: d.batch_digests.clone(),
         proof_ids,
-        rejected,
+        rejected: settled.rejected,
     }));
     shared.settled.notify_waiters();
 }
@@ -415,23 +385,12 @@ impl Ledger for ConsensusLedger {
     }
 
     fn account(&self, address: &Address) -> AccountView {
-        let s = self.inner.state.read();
-        AccountView {
-            address: *address,
-            balance_micro: s.balances.get(address).copied().unwrap_or(0),
-            proofs: s.proof_counts.get(address).copied().unwrap_or(0),
-            last_proof_ms: s.last.get(address).map(|l| l.unix_ms),
-        }
+        account_view(&self.inner.state.read(), address)
     }
 
     fn triangle(&self, id: &TriangleId) -> TriangleView {
-        let s = self.inner.state.read();
-        TriangleView {
-            id: *id,
-            clicks: s.triangles.get(id).map_or(0, |t| u32::from(t.clicks)),
-            // Execution keeps no click times (block times are not agreed on).
-            last_click_ms: None,
-        }
+        // Execution keeps no click times (block times are not agreed on).
+        triangle_view(&self.inner.state.read(), id, None)
     }
 
     fn status(&self) -> StatusView {

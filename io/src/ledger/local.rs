@@ -2,20 +2,22 @@
 //!
 //! **Single node, not Byzantine fault tolerant, in memory.** Every batch the
 //! pipeline emits becomes the next block at once: no proposer, no votes, no
-//! peers, no disk. It exists so the HTTP API, its tests and single-process
-//! tools run before the consensus backend (issue #5) lands; that backend will
-//! implement the same [`Ledger`] trait with blocks decided by malachite and
-//! state in the redb store. State is lost when the process stops.
+//! peers, no disk. It runs the HTTP API, its tests and single-process tools
+//! without a validator set. Blocks execute with consensus's execution
+//! ([`ChainState::apply_block`], `docs/adr/0031-one-execution.md`): the same
+//! rules (triangle subdivision and the 28-click cap included), the same
+//! results and the same state root as a consensus validator given the same
+//! blocks. State is lost when the process stops.
 //!
 //! ```text
 //! submit(body) ─► Pipeline (stateless workers → stateful stage) ─► verdict sink ─► Submission
 //!                                                   │ batches (≤ batch_size, flush_after)
 //!                                                   ▼
-//!                  block thread: Chain::apply(batch) as height h+1 ─► finality waiters,
+//!       block thread: ChainState::apply_block([batch]) as height h+1 ─► finality waiters,
 //!                                                                     /events broadcast
 //! ```
 
-use super::chain::Chain;
+use super::exec::{account_view, settle_block, triangle_view, BlockResults};
 use super::intake::{lock, Finality, Intake};
 use super::{
     AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
@@ -25,13 +27,26 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use step_consensus::context::{Height, ValueId};
+use step_consensus::execution::ChainState;
 use step_engine::pipeline::{Batch, Clock, Pipeline, PipelineConfig};
 use step_engine::{Address, Limits, Reject, TriangleId, Verifier};
 use tokio::sync::{broadcast, Notify};
+
+/// The LocalLedger's chain: execution's state, plus what only the API needs
+/// (every final proof by id, and each triangle's last block time).
+#[derive(Debug)]
+struct Chain {
+    state: ChainState,
+    limits: Limits,
+    proofs: HashMap<ProofId, ProofRecord>,
+    last_click_ms: HashMap<TriangleId, i64>,
+}
 
 /// What the verdict sink and the block thread share. Lock order:
 /// `finality` before `chain`.
@@ -89,13 +104,17 @@ impl LocalLedger {
         metrics: Arc<Metrics>,
     ) -> LocalLedger {
         let limits = pc.verifier.limits;
-        let verifier = pc.verifier;
         let clock = pc.clock.clone();
         let (events, _) = broadcast::channel(events_buffer.max(1));
         let shared = Arc::new(Shared {
             intake: Intake::default(),
             finality: Mutex::new(Finality::default()),
-            chain: Mutex::new(Chain::new(verifier)),
+            chain: Mutex::new(Chain {
+                state: ChainState::default(),
+                limits,
+                proofs: HashMap::new(),
+                last_click_ms: HashMap::new(),
+            }),
             settled: Notify::new(),
             events,
             metrics,
@@ -184,18 +203,34 @@ fn apply_block(shared: &Shared, batch: &Batch) {
     let m = &shared.metrics;
     let block = {
         let mut finality = lock(&shared.finality);
-        let (block, outcomes) = lock(&shared.chain).apply(batch, time_ms);
-        for o in outcomes {
-            let Some(id) = o.id else { continue };
-            let result = o.result.map_err(FinalityError::Rejected);
-            if let Some(p) = finality.resolve(id, &result) {
-                if result.is_ok() {
-                    m.finality_seconds
-                        .observe(p.submitted.elapsed().as_secs_f64());
-                }
-            }
+        let mut chain = lock(&shared.chain);
+        let chain = &mut *chain;
+        let height = chain.state.height + 1;
+        // A block of one batch; its value id is the batch's digest.
+        let outcome = chain.state.apply_block(
+            &chain.limits,
+            Height(height),
+            ValueId(batch.digest),
+            std::slice::from_ref(batch),
+        );
+        let results = BlockResults {
+            height,
+            time_ms,
+            batches: std::slice::from_ref(batch),
+            results: &outcome.results,
+        };
+        let settled = settle_block(&results, &mut finality, m, |rec| {
+            chain.last_click_ms.insert(rec.proof.triangle, time_ms);
+            chain.proofs.insert(rec.id, rec);
+        });
+        FinalizedBlock {
+            height,
+            time_ms,
+            state_root: outcome.root,
+            batches: vec![batch.digest],
+            proof_ids: settled.proof_ids,
+            rejected: settled.rejected,
         }
-        block
     };
     m.batch_proofs.observe(batch.len() as f64);
     m.block_proofs.observe(block.proof_ids.len() as f64);
@@ -223,7 +258,7 @@ impl Ledger for LocalLedger {
 
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
         let mut finality = lock(&self.inner.shared.finality);
-        if let Some(rec) = lock(&self.inner.shared.chain).proof(&id) {
+        if let Some(rec) = lock(&self.inner.shared.chain).proofs.get(&id) {
             if let ProofStatus::Final(f) = rec.status {
                 return futures_util::future::ready(Ok(f)).boxed();
             }
@@ -233,24 +268,25 @@ impl Ledger for LocalLedger {
 
     fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
         let finality = lock(&self.inner.shared.finality);
-        if let Some(rec) = lock(&self.inner.shared.chain).proof(id) {
+        if let Some(rec) = lock(&self.inner.shared.chain).proofs.get(id) {
             return Some(rec.clone());
         }
         finality.pending_record(id)
     }
 
     fn account(&self, address: &Address) -> AccountView {
-        lock(&self.inner.shared.chain).account(address)
+        account_view(&lock(&self.inner.shared.chain).state, address)
     }
 
     fn triangle(&self, id: &TriangleId) -> TriangleView {
-        lock(&self.inner.shared.chain).triangle(id)
+        let chain = lock(&self.inner.shared.chain);
+        triangle_view(&chain.state, id, chain.last_click_ms.get(id).copied())
     }
 
     fn status(&self) -> StatusView {
         let (height, state_root) = {
             let chain = lock(&self.inner.shared.chain);
-            (chain.height(), chain.root())
+            (chain.state.height, chain.state.root)
         };
         let closing = self.inner.shared.intake.is_closing();
         let stats = self.inner.pipeline.stats();

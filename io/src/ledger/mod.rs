@@ -1,7 +1,9 @@
 //! The [`Ledger`]: what the HTTP layer needs from a node, whatever finalizes
-//! its proofs. [`LocalLedger`] is the single-process implementation (engine
-//! pipeline + in-process, in-order commit); the consensus backend (issue #5)
-//! will implement the same trait, and the HTTP layer will not change.
+//! its proofs. [`ConsensusLedger`] finalizes them with malachite;
+//! [`LocalLedger`] is the single-process implementation (engine pipeline +
+//! in-process, in-order blocks). Both execute blocks with the one execution,
+//! `step_consensus::execution` (`docs/adr/0031-one-execution.md`); this API
+//! names no consensus type: its errors and views are io's own.
 //!
 //! # Proof ids
 //!
@@ -15,8 +17,8 @@
 //! accepted proof (an exact replay does), so ids are only recorded for
 //! accepted proofs.
 
-mod chain;
 mod consensus;
+mod exec;
 mod intake;
 mod local;
 
@@ -62,30 +64,17 @@ impl std::fmt::Debug for ProofId {
     }
 }
 
-/// Exactly `2 × N` hex digits (either case) as bytes.
+/// Exactly `2 × N` hex digits (either case) as bytes; anything else
+/// (another length, a `0x` prefix, a non-hex digit) is `None`.
 pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
-    if b.len() != 2 * N {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(D[usize::from(b >> 4)] as char);
-        s.push(D[usize::from(b & 15)] as char);
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// A proof the pipeline accepted; it is not final yet.
@@ -113,18 +102,64 @@ pub struct Final {
     pub time_ms: i64,
 }
 
+/// Why execution rejected a proof this node's pipeline had accepted (the
+/// proof's block was decided; the proof changed nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutionReject {
+    /// `NONCE_REPLAY`: another proof with this (account, nonce) executed first.
+    NonceReplay,
+    /// `TOO_FAST`: the speed gate, against a proof that executed first.
+    TooFast,
+    /// `MORATORIUM`: inside the moratorium of a proof that executed first.
+    Moratorium,
+    /// `TRIANGLE_SUBDIVIDED`: the triangle subdivided first; mine a child.
+    TriangleSubdivided,
+    /// `TRIANGLE_EXHAUSTED`: the level-21 triangle reached 28 clicks first.
+    TriangleExhausted,
+    /// `INTERNAL_ERROR`: a stateful check this version does not name.
+    Internal,
+}
+
+impl ExecutionReject {
+    /// The wire code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExecutionReject::NonceReplay => "NONCE_REPLAY",
+            ExecutionReject::TooFast => "TOO_FAST",
+            ExecutionReject::Moratorium => "MORATORIUM",
+            ExecutionReject::TriangleSubdivided => "TRIANGLE_SUBDIVIDED",
+            ExecutionReject::TriangleExhausted => "TRIANGLE_EXHAUSTED",
+            ExecutionReject::Internal => "INTERNAL_ERROR",
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutionReject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why waiting for finality ended without a [`Final`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FinalityError {
     #[error("no pending or final proof has this id")]
     Unknown,
-    /// Accepted by the pipeline, rejected when its block was executed.
-    #[error("rejected at execution: {0}")]
-    Rejected(Reject),
     /// Accepted by this node's pipeline, rejected when the decided block
-    /// executed (consensus backend: another validator's proof came first).
-    #[error("rejected at execution: {}", .0.as_str())]
-    Execution(step_consensus::execution::ExecCode),
+    /// that held it executed (consensus: another validator's proof came first).
+    #[error("rejected at execution of height {height}: {reason}")]
+    Rejected {
+        height: u64,
+        reason: ExecutionReject,
+    },
+    /// Accepted by the pipeline, but its batch never reached consensus (the
+    /// node stopped taking batches, or the batch could not be encoded).
+    #[error("batch not forwarded to consensus: {reason}")]
+    NotForwarded { reason: String },
+    /// Decisions were missed and could not be read back: the proof may or
+    /// may not be final (`GET /proof/{id}` and the account tell).
+    #[error("decisions after height {after} were missed and could not be recovered: {reason}")]
+    Unrecovered { after: u64, reason: String },
     #[error("the ledger is shutting down")]
     Closed,
 }
@@ -156,29 +191,48 @@ pub struct AccountView {
     pub last_proof_ms: Option<i64>,
 }
 
-/// A triangle's state. `state` follows Phase 2's names (see [`TriangleView::state`]).
+/// A triangle's mining state under Phase 2's names, from execution's state
+/// (never guessed from the click count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrianglePhase {
+    /// Never clicked.
+    Pending,
+    /// Clicked, still taking proofs.
+    Active,
+    /// A level-21 triangle at the 28-click cap: it takes no more proofs.
+    Exhausted,
+    /// Split into its 4 children at its 11th click (levels 1–20): proofs go
+    /// to the children.
+    Subdivided,
+}
+
+impl TrianglePhase {
+    /// Phase 2's name. (Phase 2 also lists `partially_mined`, but no rule of
+    /// its code sets it, so execution has no such state.)
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TrianglePhase::Pending => "pending",
+            TrianglePhase::Active => "active",
+            TrianglePhase::Exhausted => "exhausted",
+            TrianglePhase::Subdivided => "subdivided",
+        }
+    }
+}
+
+/// A triangle's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TriangleView {
     pub id: TriangleId,
     pub clicks: u32,
+    pub phase: TrianglePhase,
     /// Block time of the last click, unix ms.
     pub last_click_ms: Option<i64>,
 }
 
-/// Clicks at which Phase 2 subdivided a triangle (the 11th click).
-pub const SUBDIVIDE_AT_CLICKS: u32 = 11;
-
 impl TriangleView {
-    /// `pending` (never clicked), `active` (1–10 clicks) or `subdivided`
-    /// (11 or more, Phase 2's subdivision threshold). A label only: the
-    /// LocalLedger does not restrict proofs to leaf triangles; consensus
-    /// execution (issue #5) defines subdivision's effects.
+    /// Phase 2's name of [`TriangleView::phase`].
     pub fn state(&self) -> &'static str {
-        match self.clicks {
-            0 => "pending",
-            c if c < SUBDIVIDE_AT_CLICKS => "active",
-            _ => "subdivided",
-        }
+        self.phase.as_str()
     }
 }
 
@@ -225,9 +279,16 @@ pub struct FinalizedBlock {
     pub batches: Vec<[u8; 32]>,
     /// Ids of the proofs it finalized, in execution order.
     pub proof_ids: Vec<ProofId>,
-    /// Proofs the block carried that execution rejected, with their codes
-    /// (consensus: e.g. a nonce another validator's proof used first).
-    pub rejected: Vec<(ProofId, &'static str)>,
+    /// Proofs the block carried that execution rejected (consensus: e.g. a
+    /// nonce another validator's proof used first).
+    pub rejected: Vec<RejectedProof>,
+}
+
+/// A proof of a finalized block that execution rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RejectedProof {
+    pub id: ProofId,
+    pub reason: ExecutionReject,
 }
 
 /// A submitted body waiting for its pipeline verdict.
