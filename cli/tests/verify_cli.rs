@@ -5,12 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var("STEP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1")
-        });
-    dir.join(name)
+    step_testkit::shared_dir().join(name)
 }
 
 fn step(args: &[&str], stdin: &[u8]) -> (i32, String, String) {

@@ -7,8 +7,6 @@
 //! and the 10 s moratorium with the default limits. Timestamps start at
 //! 2026-01-01; the age window must be off (it is by default).
 
-use secp256k1::ecdsa::RecoverableSignature;
-use secp256k1::Message;
 use step_engine::crypto::CheckedSignature;
 use step_engine::jsnum::JsNumBuf;
 use step_engine::message::{eip191_digest, MessageBuf};
@@ -106,6 +104,7 @@ impl Corpus {
 
 /// Signing keys (key, address, public key) come from `step_engine::signing`.
 pub use step_engine::signing::{key, Key};
+use step_engine::signing::{sign_digest, write_body};
 
 /// Account `a`'s triangle: faces and levels 1..=21 in turn.
 pub fn triangle(a: u64) -> TriangleId {
@@ -125,21 +124,10 @@ pub fn triangle(a: u64) -> TriangleId {
 /// The triangle's centroid, rounded to 6 decimals where that stays inside.
 pub use step_engine::signing::point_in as place;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 15)]);
-    }
-}
-
 /// Signs proofs `range` of a corpus over `keys` into `out`.
 fn sign_range(keys: &[Key], range: std::ops::Range<usize>, out: &mut Part, tick: &dyn Fn(u64)) {
     let mut msg = MessageBuf::default();
     let mut num = JsNumBuf::new();
-    let mut tri = [0u8; step_engine::triangle::ID_MAX_LEN];
-    let mut acct = [0u8; 42];
     let mut since_tick = 0;
     for i in range {
         let a = i % keys.len();
@@ -166,34 +154,11 @@ fn sign_range(keys: &[Key], range: std::ops::Range<usize>, out: &mut Part, tick:
             signature: Ok([0; 65]),
         };
         msg.build(&proof);
-        let digest = eip191_digest(msg.as_bytes());
-        let sig =
-            RecoverableSignature::sign_ecdsa_recoverable(Message::from_digest(digest), &key.sk);
-        let (recid, rs) = sig.serialize_compact();
-        let v = u8::from(recid) + 27;
-
-        let b = &mut out.bytes;
-        b.extend_from_slice(br#"{"payload":{"version":"STEP-PROOF-v1","account":""#);
-        key.address.write_lower(&mut acct);
-        b.extend_from_slice(&acct);
-        b.extend_from_slice(br#"","triangleId":""#);
-        let n = t.write(&mut tri);
-        b.extend_from_slice(&tri[..n]);
-        b.extend_from_slice(br#"","lat":"#);
-        b.extend_from_slice(num.format(lat).as_bytes());
-        b.extend_from_slice(br#","lon":"#);
-        b.extend_from_slice(num.format(lon).as_bytes());
-        b.extend_from_slice(br#","accuracy":"#);
-        b.extend_from_slice(num.format(accuracy).as_bytes());
-        b.extend_from_slice(br#","timestamp":""#);
-        b.extend_from_slice(timestamp.as_bytes());
-        b.extend_from_slice(br#"","nonce":""#);
-        b.extend_from_slice(nonce_text.as_bytes());
-        b.extend_from_slice(br#""},"signature":"0x"#);
-        push_hex(b, &rs);
-        push_hex(b, &[v]);
-        b.extend_from_slice(br#""}"#);
-        out.ends.push(b.len());
+        let sig = sign_digest(key, eip191_digest(msg.as_bytes()));
+        let (mut rs, v) = ([0u8; 64], sig[64]);
+        rs.copy_from_slice(&sig[..64]);
+        write_body(&mut out.bytes, &proof, &sig, &mut num);
+        out.ends.push(out.bytes.len());
 
         out.messages.extend_from_slice(msg.as_bytes());
         out.message_ends.push(out.messages.len());

@@ -1,7 +1,7 @@
 //! Harness of `tests/devnet_e2e.rs`: a blocking HTTP/1.1 client over
 //! `TcpStream`, process guards that kill whole process groups on drop,
 //! `step devnet` started and parsed per its output contract, fresh proofs
-//! (shared Python generator or `step_engine::signing`), and state-root
+//! (`step_testkit::fresh_proofs`), and state-root
 //! convergence checks across validators.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -676,73 +676,9 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 // -------------------------------------------------------------- proofs ----
 
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("STEP_SHARED_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1"),
-        PathBuf::from,
-    )
-}
-
-pub fn shared_lines(name: &str) -> Vec<String> {
-    let p = shared_dir().join(name);
-    std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// `n` fresh valid proofs over `accounts` keys: from the shared Python
-/// generator if `STEP_GEN_DIR` is set, else signed with `step_engine::signing`.
-/// Proof i is signed by key i mod `accounts` (the generator needs 2 or more).
-pub fn fresh_proofs(seed: &str, n: usize, accounts: usize, dir: &Path) -> Vec<String> {
-    assert!(
-        n >= 1 && accounts >= 2,
-        "gen_step_proofs.py needs --n >= 1 --accounts >= 2"
-    );
-    if let Some(gen) = std::env::var_os("STEP_GEN_DIR") {
-        let gen = PathBuf::from(gen);
-        let out = dir.join(format!("{seed}.jsonl"));
-        let status = Command::new(gen.join(".venv/bin/python"))
-            .arg(gen.join("gen_step_proofs.py"))
-            .args(["--n", &n.to_string(), "--accounts", &accounts.to_string()])
-            .args(["--seed", seed])
-            .arg("--valid-out")
-            .arg(&out)
-            .status()
-            .unwrap_or_else(|e| panic!("running the generator in {}: {e}", gen.display()));
-        assert!(status.success(), "gen_step_proofs.py: {status}");
-        eprintln!(
-            "proofs: {n} signed by the shared Python generator ({}), seed {seed}",
-            gen.display()
-        );
-        let text = std::fs::read_to_string(&out).unwrap();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        assert_eq!(lines.len(), n);
-        return lines;
-    }
-    eprintln!("proofs: {n} signed with step_engine::signing (STEP_GEN_DIR not set), seed {seed}");
-    let keys: Vec<_> = (0..accounts as u64)
-        .map(|k| step_engine::signing::key(seed, k))
-        .collect();
-    let base_ms = 1_767_225_600_000; // 2026-01-01T00:00:00Z, like the generator
-    (0..n)
-        .map(|i| {
-            let level_digits: Vec<u8> = (0..i % 21).map(|d| ((i + d) % 4) as u8).collect();
-            let t = TriangleId::new((i * 7 % 20) as u8, &level_digits).unwrap();
-            let body = step_engine::signing::signed_body(
-                &keys[i % accounts],
-                &t,
-                step_engine::signing::point_in(&t),
-                12.5,
-                base_ms + 1000 * i as i64,
-                &format!("e2e-{seed}-{i:06}"),
-            );
-            String::from_utf8(body).unwrap()
-        })
-        .collect()
-}
+/// The shared samples and fresh proofs (the shared Python generator, or
+/// `step_engine::signing`): `step-testkit`.
+pub use step_testkit::{fresh_proofs, shared_lines};
 
 pub fn payload(line: &str) -> Value {
     serde_json::from_str::<Value>(line).unwrap()["payload"].clone()
