@@ -444,7 +444,7 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
             "ceiling_cpu_s": r.ceiling_cpu_s,
             "ceiling_proofs_per_cpu_sec": r.ceiling_proofs_per_cpu_sec,
             "cpu_ratio": r.cpu_ratio,
-            "load_average_1m": load_average(),
+            "load_average_1m": step_perf::load_average(),
             "known_key_proofs_per_sec": r.known_key_proofs_per_sec,
             "known_key_proofs_per_cpu_sec": r.known_key_proofs_per_cpu_sec,
             "offered_rate": r.offered_rate,
@@ -463,16 +463,6 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The 1-minute load average at the end of the run (how busy the machine was).
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn mib(b: u64) -> f64 {

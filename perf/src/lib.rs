@@ -72,3 +72,13 @@ pub fn threads_cpu_seconds(prefix: &str) -> Option<f64> {
     }
     Some(ticks as f64 / 100.0)
 }
+
+/// The 1-minute load average from `/proc/loadavg` (how busy the machine was).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
