@@ -1,11 +1,12 @@
 //! Helpers shared by the workspace's tests (a dev-dependency only, never
 //! linked into `step`): signing test proofs with seed-derived keys
 //! (`step_engine::signing`, which this crate turns on), corpora of fresh
-//! proofs, the shared sample files, and the consistency checks of a load
-//! report.
+//! proofs, the shared sample files, a blocking server-sent-events reader,
+//! and the consistency checks of a load report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod report;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,7 +100,8 @@ pub fn one_per_account(seed: &str, n: usize) -> Vec<Vec<u8>> {
 
 /// `n` fresh valid proof lines over `accounts` keys: from the shared Python
 /// generator if `STEP_GEN_DIR` is set (its output file goes to `dir`), else
-/// signed with `step_engine::signing`. Proof i is signed by key
+/// signed with `step_engine::signing` (not under `CI=true`: there the
+/// generator is required). Proof i is signed by key
 /// i mod `accounts` (the generator needs 2 or more), 1 s after proof i − 1.
 pub fn fresh_proofs(seed: &str, n: usize, accounts: usize, dir: &Path) -> Vec<String> {
     assert!(
@@ -127,6 +129,11 @@ pub fn fresh_proofs(seed: &str, n: usize, accounts: usize, dir: &Path) -> Vec<St
         assert_eq!(lines.len(), n);
         return lines;
     }
+    // CI must check the proofs of the reference generator, not only our own.
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but STEP_GEN_DIR is not set: the shared Python generator must sign these proofs (scripts/test installs it)"
+    );
     eprintln!("proofs: {n} signed with step_engine::signing (STEP_GEN_DIR not set), seed {seed}");
     let keys: Vec<_> = (0..accounts as u64).map(|k| account(seed, k)).collect();
     (0..n)

@@ -212,47 +212,18 @@ impl Events {
         let chunked = head.contains("transfer-encoding: chunked");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut raw = Vec::new(); // undecoded bytes
-            let mut text = Vec::new(); // decoded, not yet a whole line
-            let mut event = String::new();
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = match s.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                raw.extend_from_slice(&buf[..n]);
-                if chunked {
-                    // Move every complete chunk from `raw` to `text`.
-                    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-                        let size = std::str::from_utf8(&raw[..eol]).ok().and_then(|l| {
-                            usize::from_str_radix(l.split(';').next()?.trim(), 16).ok()
-                        });
-                        let Some(size) = size else { return };
-                        if raw.len() < eol + 2 + size + 2 {
-                            break;
-                        }
-                        text.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-                        raw.drain(..eol + 2 + size + 2);
-                    }
-                } else {
-                    text.append(&mut raw);
-                }
-                while let Some(nl) = text.iter().position(|b| *b == b'\n') {
-                    let line = String::from_utf8_lossy(&text[..nl]).trim_end().to_owned();
-                    text.drain(..=nl);
-                    if let Some(e) = line.strip_prefix("event:") {
-                        event = e.trim().to_owned();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        if event == "block" {
-                            let v: Value = serde_json::from_str(d.trim())
-                                .unwrap_or_else(|e| panic!("/events data is not JSON ({e}): {d}"));
-                            if tx.send(v).is_err() {
-                                return;
-                            }
-                        }
-                    } else if line.is_empty() {
-                        event.clear();
+            let body = BodyPieces {
+                s,
+                chunked,
+                raw: Vec::new(),
+            };
+            for ev in step_testkit::sse::events(body) {
+                let Ok(ev) = ev else { return };
+                if ev.event == "block" {
+                    let v: Value = serde_json::from_str(&ev.data)
+                        .unwrap_or_else(|e| panic!("/events data is not JSON ({e}): {}", ev.data));
+                    if tx.send(v).is_err() {
+                        return;
                     }
                 }
             }
@@ -287,6 +258,47 @@ impl Events {
                     "/events: {what}: {e:?} after {timeout:?}; heights seen: {:?}",
                     self.blocks.keys().collect::<Vec<_>>()
                 ),
+            }
+        }
+    }
+}
+
+/// An HTTP/1.1 response body as it is read, de-chunked if `chunked`: the
+/// pieces the SSE parser takes. Ends at EOF or on a malformed chunk.
+struct BodyPieces {
+    s: TcpStream,
+    chunked: bool,
+    /// Bytes read and not yet de-chunked.
+    raw: Vec<u8>,
+}
+
+impl Iterator for BodyPieces {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = [0u8; 8192];
+        loop {
+            if self.chunked {
+                // A complete chunk at the front of `raw`?
+                if let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
+                    let size = std::str::from_utf8(&self.raw[..eol]).ok().and_then(|l| {
+                        usize::from_str_radix(l.split(';').next()?.trim(), 16).ok()
+                    })?;
+                    if size == 0 {
+                        return None;
+                    }
+                    if self.raw.len() >= eol + 2 + size + 2 {
+                        let piece = self.raw[eol + 2..eol + 2 + size].to_vec();
+                        self.raw.drain(..eol + 2 + size + 2);
+                        return Some(Ok(piece));
+                    }
+                }
+            } else if !self.raw.is_empty() {
+                return Some(Ok(std::mem::take(&mut self.raw)));
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
             }
         }
     }
