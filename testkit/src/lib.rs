@@ -5,6 +5,8 @@
 //! and the consistency checks of a load report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod cluster;
+pub mod http;
 pub mod report;
 pub mod sse;
 
