@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use step_devnet::{Devnet, DevnetError, Options};
+use step_devnet::{Devnet, DevnetError, Options, Stopped};
 
 /// A fresh directory with an executable stand-in for `step` running `script`.
 fn setup(test: &str, script: &str) -> (PathBuf, Options) {
@@ -34,62 +34,65 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn stop_terms_and_the_validators_exit() {
-    let (dir, o) = setup("term", "exec sleep 60");
-    runtime().block_on(async {
+/// Starts two stand-ins running `script`, lets them settle (a shell's trap
+/// is in place), then stops them with `grace`, hurried after `hurry_after`
+/// if given: what the stop reported and how long it took.
+fn start_and_stop(
+    test: &str,
+    script: &str,
+    grace: Duration,
+    hurry_after: Option<Duration>,
+) -> (Stopped, Duration) {
+    let (dir, o) = setup(test, script);
+    let out = runtime().block_on(async {
         let mut d = Devnet::start(&o).await.unwrap();
         assert!(d.validators().iter().all(|v| v.pid > 0));
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let t = Instant::now();
-        let s = d
-            .stop(Duration::from_secs(30), std::future::pending())
-            .await;
-        assert!(s.clean(), "{s:?}");
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let hurry = async {
+            match hurry_after {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        let s = d.stop(grace, hurry).await;
+        (s, t.elapsed())
     });
     let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+#[test]
+fn stop_terms_and_the_validators_exit() {
+    let (s, took) = start_and_stop("term", "exec sleep 60", Duration::from_secs(30), None);
+    assert!(s.clean(), "{s:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 #[test]
 fn a_validator_ignoring_sigterm_is_killed_after_the_grace() {
-    let (dir, o) = setup("grace", "trap '' TERM\nexec sleep 60");
-    runtime().block_on(async {
-        let mut d = Devnet::start(&o).await.unwrap();
-        // Let the shells install their trap before the SIGTERM.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let t = Instant::now();
-        let s = d
-            .stop(Duration::from_millis(500), std::future::pending())
-            .await;
-        assert_eq!(s.killed, vec![0, 1]);
-        assert!(
-            t.elapsed() >= Duration::from_millis(500),
-            "{:?}",
-            t.elapsed()
-        );
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    });
-    let _ = std::fs::remove_dir_all(dir);
+    let (s, took) = start_and_stop(
+        "grace",
+        "trap '' TERM\nexec sleep 60",
+        Duration::from_millis(500),
+        None,
+    );
+    assert_eq!(s.killed, vec![0, 1]);
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 #[test]
 fn hurrying_kills_at_once() {
-    let (dir, o) = setup("hurry", "trap '' TERM\nexec sleep 60");
-    runtime().block_on(async {
-        let mut d = Devnet::start(&o).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let t = Instant::now();
-        // A second Ctrl-C 200 ms into a 60 s grace period.
-        let s = d
-            .stop(
-                Duration::from_secs(60),
-                tokio::time::sleep(Duration::from_millis(200)),
-            )
-            .await;
-        assert_eq!(s.killed, vec![0, 1]);
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    });
-    let _ = std::fs::remove_dir_all(dir);
+    // A second Ctrl-C 200 ms into a 60 s grace period.
+    let (s, took) = start_and_stop(
+        "hurry",
+        "trap '' TERM\nexec sleep 60",
+        Duration::from_secs(60),
+        Some(Duration::from_millis(200)),
+    );
+    assert_eq!(s.killed, vec![0, 1]);
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! and the 10 s moratorium with the default limits. Timestamps start at
 //! 2026-01-01; the age window must be off (it is by default).
 
+use crate::parts::{span, Parts};
 use step_engine::crypto::CheckedSignature;
 use step_engine::jsnum::JsNumBuf;
 use step_engine::message::{eip191_digest, MessageBuf};
@@ -20,7 +21,7 @@ pub const SPACING_MS: i64 = 11_000;
 
 /// One signing thread's share: bodies back to back, plus what the ceiling needs.
 #[derive(Debug, Default)]
-struct Part {
+pub struct Part {
     bytes: Vec<u8>,
     ends: Vec<usize>,
     /// Canonical messages, back to back (for the ceiling's hash).
@@ -30,10 +31,6 @@ struct Part {
     accounts: Vec<Address>,
     /// The signers' public keys (x ‖ y), for the known-key measurement.
     pubkeys: Vec<[u8; 64]>,
-}
-
-fn span(ends: &[usize], i: usize) -> std::ops::Range<usize> {
-    (if i == 0 { 0 } else { ends[i - 1] })..ends[i]
 }
 
 impl Part {
@@ -47,28 +44,10 @@ impl Part {
     }
 }
 
-/// The signed corpus: `parts[k]` holds proofs `k * chunk ..`, in order. The
-/// parts are kept as the signing threads made them (no merge copy).
-#[derive(Debug, Default)]
-pub struct Corpus {
-    parts: Vec<Part>,
-    chunk: usize,
-    len: usize,
-}
+/// The signed corpus, in the parts the signing threads made.
+pub type Corpus = Parts<Part>;
 
-impl Corpus {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn locate(&self, i: usize) -> (&Part, usize) {
-        (&self.parts[i / self.chunk], i % self.chunk)
-    }
-
+impl Parts<Part> {
     /// The `i`-th body.
     pub fn body(&self, i: usize) -> &[u8] {
         let (p, j) = self.locate(i);
@@ -206,7 +185,7 @@ pub fn sign(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    Corpus {
+    Parts {
         parts,
         chunk: chunk.max(1),
         len: n,

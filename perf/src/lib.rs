@@ -11,6 +11,7 @@
 pub mod corpus;
 pub mod engine;
 pub mod load;
+pub mod parts;
 
 /// A line of `/proc/self/status` in bytes (`VmHWM`, `VmRSS`); `None` where
 /// there is no such file (not Linux).

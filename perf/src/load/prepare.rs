@@ -20,6 +20,7 @@
 //! not on how many are prepared: a cached set serves any run that needs as
 //! many proofs or fewer.
 
+use crate::parts::{span, Parts};
 use sha2::{Digest, Sha256};
 use step_engine::jsnum::JsNumBuf;
 use step_engine::proof::Proof;
@@ -172,45 +173,21 @@ impl Params {
 
 /// The prepared proofs: bodies back to back, their ids (SHA-256 of the 65
 /// signature bytes, as the node computes them) and kinds.
-#[derive(Debug, Default)]
-pub struct Prepared {
-    pub(super) parts: Vec<Part>,
-    pub(super) chunk: usize,
-    pub(super) len: usize,
-}
+pub type Prepared = Parts<Part>;
 
 /// One signing thread's share (or a whole cache file).
 #[derive(Debug, Default)]
-pub(super) struct Part {
+pub struct Part {
     pub(super) bytes: Vec<u8>,
     pub(super) ends: Vec<usize>,
     pub(super) ids: Vec<[u8; 32]>,
     pub(super) kinds: Vec<Kind>,
 }
 
-impl Part {
-    fn body(&self, j: usize) -> &[u8] {
-        let start = if j == 0 { 0 } else { self.ends[j - 1] };
-        &self.bytes[start..self.ends[j]]
-    }
-}
-
-impl Prepared {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn locate(&self, i: usize) -> (&Part, usize) {
-        (&self.parts[i / self.chunk], i % self.chunk)
-    }
-
+impl Parts<Part> {
     pub fn body(&self, i: usize) -> &[u8] {
         let (p, j) = self.locate(i);
-        p.body(j)
+        &p.bytes[span(&p.ends, j)]
     }
 
     pub fn id(&self, i: usize) -> &[u8; 32] {
@@ -420,7 +397,7 @@ pub fn sign_all(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    Prepared {
+    Parts {
         parts,
         chunk,
         len: n,
