@@ -1,24 +1,12 @@
 //! Inputs shared by the benches: the shared sample proofs, parsed and checked.
 
-use std::path::PathBuf;
-
-/// `../shared/step-proof-v1` beside the repository, or `$STEP_SHARED_DIR`.
-pub fn shared_dir() -> PathBuf {
-    std::env::var("STEP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1")
-        })
-}
+pub use step_testkit::shared_dir;
 
 /// The 100 valid sample bodies.
 pub fn sample_bodies() -> Vec<Vec<u8>> {
-    let path = shared_dir().join("sample-valid.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.as_bytes().to_vec())
+    step_testkit::shared_lines("sample-valid.jsonl")
+        .into_iter()
+        .map(String::into_bytes)
         .collect()
 }
 

@@ -8,7 +8,8 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use step_perf::load::devnet::{Devnet, DevnetOptions};
+use std::time::Duration;
+use step_perf::load::procs::Validator;
 use step_perf::load::{self, parse_duration};
 use step_perf::{corpus, engine};
 
@@ -56,7 +57,7 @@ pub struct LoadArgs {
     /// after the bench's own `rate_limit.per_ip=0` (all load comes from one IP).
     #[arg(long = "devnet-set", value_name = "KEY=VALUE")]
     devnet_set: Vec<String>,
-    /// Seconds to wait for `devnet ready`.
+    /// Seconds to wait for every devnet validator to answer `GET /health`.
     #[arg(long, default_value_t = 120)]
     devnet_ready_timeout: u64,
     /// Proofs per request: 1 = `POST /proof/submit?wait=false`; more = `POST /proofs`.
@@ -195,37 +196,31 @@ fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
         None => None,
         Some(n) => {
             anyhow::ensure!(n >= 1, "--devnet needs at least 1 validator");
-            let mut sets = vec!["rate_limit.per_ip=0".to_owned()];
-            sets.extend(a.devnet_set.iter().cloned());
-            let opts = DevnetOptions {
-                exe: std::env::current_exe()?,
-                validators: n,
-                base_port: a.base_port,
-                data_dir: a.devnet_data_dir.clone(),
-                sets,
-                ready_timeout: std::time::Duration::from_secs(a.devnet_ready_timeout),
-            };
             eprintln!(
                 "starting a devnet of {n} validators (base port {})",
                 a.base_port
             );
-            let d = Devnet::start(&opts)?;
-            o.targets = d.targets();
-            o.validators = d.validators.clone();
+            let d = BenchDevnet::start(&a, n)?;
+            o.validators = d
+                .devnet
+                .validators()
+                .iter()
+                .map(|v| Validator {
+                    index: v.index,
+                    http: v.http.clone(),
+                    pid: v.pid,
+                })
+                .collect();
+            o.targets = o.validators.iter().map(|v| v.http.clone()).collect();
             Some(d)
         }
     };
     let result = load::run(&o);
-    let clean_stop = match devnet {
-        Some(d) => Some(d.stop()?),
-        None => None,
-    };
+    let clean_stop = devnet.map(BenchDevnet::stop);
     let report = result?;
     print!("{}", report.to_text());
     if clean_stop == Some(false) {
-        println!(
-            "devnet: did not stop cleanly (no `devnet stopped`, or validators had to be killed)"
-        );
+        println!("devnet: did not stop cleanly (validators had to be killed)");
     }
     if a.json {
         let mut v = report.to_json();
@@ -240,6 +235,85 @@ fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// The devnet of `--devnet N`, supervised in this process by `step_devnet`
+/// (the same supervisor as `step devnet`) on a current-thread runtime of
+/// the main thread: its validators die with this process.
+struct BenchDevnet {
+    runtime: tokio::runtime::Runtime,
+    devnet: step_devnet::Devnet,
+    /// A temporary data directory, removed after the run.
+    remove: Option<PathBuf>,
+}
+
+impl BenchDevnet {
+    fn start(a: &LoadArgs, n: usize) -> anyhow::Result<BenchDevnet> {
+        let (data_dir, remove) = match &a.devnet_data_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let d = std::env::temp_dir().join(format!(
+                    "step-bench-devnet-{}-{}",
+                    std::process::id(),
+                    step_engine::pipeline::unix_now_ms()
+                ));
+                (d.clone(), Some(d))
+            }
+        };
+        let mut sets = vec!["rate_limit.per_ip=0".to_owned()];
+        sets.extend(a.devnet_set.iter().cloned());
+        let options = step_devnet::Options {
+            exe: std::env::current_exe()?,
+            validators: n,
+            base_port: a.base_port,
+            data_dir,
+            sets,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let started = runtime.block_on(async {
+            let mut d = step_devnet::Devnet::start(&options).await?;
+            match d
+                .wait_ready(Duration::from_secs(a.devnet_ready_timeout))
+                .await
+            {
+                Ok(()) => Ok(d),
+                Err(e) => {
+                    d.stop(STOP_GRACE, std::future::pending()).await;
+                    Err(e)
+                }
+            }
+        });
+        match started {
+            Ok(devnet) => Ok(BenchDevnet {
+                runtime,
+                devnet,
+                remove,
+            }),
+            Err(e) => {
+                if let Some(d) = &remove {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Stops the validators (SIGTERM, SIGKILL after 30 s); whether all
+    /// stopped on SIGTERM.
+    fn stop(mut self) -> bool {
+        let stopped = self
+            .runtime
+            .block_on(self.devnet.stop(STOP_GRACE, std::future::pending()));
+        if let Some(d) = &self.remove {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        stopped.clean()
+    }
+}
+
+/// How long a devnet validator gets to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -370,7 +444,7 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
             "ceiling_cpu_s": r.ceiling_cpu_s,
             "ceiling_proofs_per_cpu_sec": r.ceiling_proofs_per_cpu_sec,
             "cpu_ratio": r.cpu_ratio,
-            "load_average_1m": load_average(),
+            "load_average_1m": step_perf::load_average(),
             "known_key_proofs_per_sec": r.known_key_proofs_per_sec,
             "known_key_proofs_per_cpu_sec": r.known_key_proofs_per_cpu_sec,
             "offered_rate": r.offered_rate,
@@ -389,16 +463,6 @@ fn run_engine(a: EngineArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The 1-minute load average at the end of the run (how busy the machine was).
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn mib(b: u64) -> f64 {

@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use step_io::ledger::system_clock;
+use step_engine::pipeline::Clock;
 use step_io::{Config, Metrics};
 
 #[derive(Debug, clap::Args)]
@@ -22,20 +22,12 @@ pub struct Args {
     redis_url: Option<String>,
 }
 
-/// Applies `KEY=VALUE` overrides.
-pub fn apply_sets(config: &mut Config, sets: &[String]) -> anyhow::Result<()> {
-    for kv in sets {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
-        config.set(k.trim(), v)?;
-    }
-    Ok(())
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Started by `step devnet` (or `step bench --devnet`): stop when it dies,
+    // even by SIGKILL. First, before anything else can fail or block.
+    step_devnet::die_with_supervisor()?;
     let mut config = Config::load(Some(&args.config))?;
-    apply_sets(&mut config, &args.set)?;
+    step_devnet::apply_sets(&mut config, &args.set)?;
     if let Some(url) = &args.redis_url {
         config.set("redis.url", url)?;
     }
@@ -49,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new());
-        let clock = system_clock();
+        let clock = Clock::system();
         let ledger =
             step_io::validator::open_ledger(&config, &base, clock.clone(), Arc::clone(&metrics))
                 .await?;

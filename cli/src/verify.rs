@@ -105,10 +105,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(s) => step_engine::proof::Timestamp::parse(s)
             .with_context(|| format!("--now must look like 2026-01-01T00:00:00.000Z, got `{s}`"))?
             .unix_ms(),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("system clock before 1970")?
-            .as_millis() as i64,
+        None => {
+            let ms = step_engine::pipeline::unix_now_ms();
+            anyhow::ensure!(ms > 0, "system clock before 1970");
+            ms
+        }
     };
     let limits = Limits {
         speed_mps_max: (args.speed_gate == OnOff::On)

@@ -5,12 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var("STEP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1")
-        });
-    dir.join(name)
+    step_testkit::shared_dir().join(name)
 }
 
 fn step(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
@@ -35,23 +30,26 @@ fn step(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn samples_pass_with_expect() {
+/// `step verify <extra> --speed-gate off --moratorium off` on both sample files.
+fn verify_samples(extra: &[&str]) -> (i32, String, String) {
     let valid = shared("sample-valid.jsonl");
     let invalid = shared("sample-invalid.jsonl");
-    let (code, out, err) = step(
-        &[
-            "verify",
-            "--expect",
-            "--speed-gate",
-            "off",
-            "--moratorium",
-            "off",
-            valid.to_str().unwrap(),
-            invalid.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let mut args = vec!["verify"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "--speed-gate",
+        "off",
+        "--moratorium",
+        "off",
+        valid.to_str().expect("UTF-8 path"),
+        invalid.to_str().expect("UTF-8 path"),
+    ]);
+    step(&args, b"")
+}
+
+#[test]
+fn samples_pass_with_expect() {
+    let (code, out, err) = verify_samples(&["--expect"]);
     assert_eq!(code, 0, "stderr: {err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.last(), Some(&"133 passed, 0 failed"));
@@ -124,25 +122,7 @@ fn expect_failure_exits_one_and_says_why() {
 
 #[test]
 fn k256_backend_gives_the_same_verdicts() {
-    let valid = shared("sample-valid.jsonl");
-    let invalid = shared("sample-invalid.jsonl");
-    let run = |backend: &str| {
-        step(
-            &[
-                "verify",
-                "--backend",
-                backend,
-                "--speed-gate",
-                "off",
-                "--moratorium",
-                "off",
-                valid.to_str().unwrap(),
-                invalid.to_str().unwrap(),
-            ],
-            b"",
-        )
-        .1
-    };
+    let run = |backend: &str| verify_samples(&["--backend", backend]).1;
     assert_eq!(run("secp256k1"), run("k256"));
 }
 

@@ -17,7 +17,7 @@ pub mod message;
 pub mod pipeline;
 pub mod proof;
 pub mod reward;
-#[cfg(feature = "secp256k1")]
+#[cfg(feature = "signing")]
 pub mod signing;
 pub mod triangle;
 pub mod verify;

@@ -119,10 +119,8 @@ mod tests {
     fn eip191_known_answer() {
         // personal_sign digest of "hello" (well-known value, e.g. from ethers' hashMessage).
         let d = eip191_digest(b"hello");
-        let mut hex = [0u8; 64];
-        crate::address::encode_hex_lower(&d, &mut hex);
         assert_eq!(
-            std::str::from_utf8(&hex).unwrap(),
+            hex::encode(d),
             "50b2c43fd39106bafbba0da34fc430e1f91e3c96ea2acee2bc34119f92b37750"
         );
     }

@@ -28,9 +28,10 @@ use step_engine::pipeline::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-/// Why the node stopped with an error.
+/// Why the HTTP node stopped with an error (not `step_consensus::NodeError`,
+/// the consensus node's own).
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum RunError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -46,11 +47,11 @@ pub async fn run(
     ledger: Arc<dyn Ledger>,
     metrics: Arc<Metrics>,
     clock: Clock,
-) -> Result<(), NodeError> {
+) -> Result<(), RunError> {
     let addr = config.http.listen.clone();
     let listener = TcpListener::bind(&addr)
         .await
-        .map_err(|source| NodeError::Bind { addr, source })?;
+        .map_err(|source| RunError::Bind { addr, source })?;
     tracing::info!(addr = %config.http.listen, "HTTP API listening");
     serve(listener, config, ledger, metrics, clock, shutdown_signal()).await
 }
@@ -64,7 +65,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), NodeError> {
+) -> Result<(), RunError> {
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     let limits = ConnLimits {
         max_connections: config.http.max_connections.max(1),

@@ -7,8 +7,7 @@
 //! and the 10 s moratorium with the default limits. Timestamps start at
 //! 2026-01-01; the age window must be off (it is by default).
 
-use secp256k1::ecdsa::RecoverableSignature;
-use secp256k1::Message;
+use crate::parts::{span, Parts};
 use step_engine::crypto::CheckedSignature;
 use step_engine::jsnum::JsNumBuf;
 use step_engine::message::{eip191_digest, MessageBuf};
@@ -22,7 +21,7 @@ pub const SPACING_MS: i64 = 11_000;
 
 /// One signing thread's share: bodies back to back, plus what the ceiling needs.
 #[derive(Debug, Default)]
-struct Part {
+pub struct Part {
     bytes: Vec<u8>,
     ends: Vec<usize>,
     /// Canonical messages, back to back (for the ceiling's hash).
@@ -32,10 +31,6 @@ struct Part {
     accounts: Vec<Address>,
     /// The signers' public keys (x ‖ y), for the known-key measurement.
     pubkeys: Vec<[u8; 64]>,
-}
-
-fn span(ends: &[usize], i: usize) -> std::ops::Range<usize> {
-    (if i == 0 { 0 } else { ends[i - 1] })..ends[i]
 }
 
 impl Part {
@@ -49,28 +44,10 @@ impl Part {
     }
 }
 
-/// The signed corpus: `parts[k]` holds proofs `k * chunk ..`, in order. The
-/// parts are kept as the signing threads made them (no merge copy).
-#[derive(Debug, Default)]
-pub struct Corpus {
-    parts: Vec<Part>,
-    chunk: usize,
-    len: usize,
-}
+/// The signed corpus, in the parts the signing threads made.
+pub type Corpus = Parts<Part>;
 
-impl Corpus {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn locate(&self, i: usize) -> (&Part, usize) {
-        (&self.parts[i / self.chunk], i % self.chunk)
-    }
-
+impl Parts<Part> {
     /// The `i`-th body.
     pub fn body(&self, i: usize) -> &[u8] {
         let (p, j) = self.locate(i);
@@ -106,6 +83,7 @@ impl Corpus {
 
 /// Signing keys (key, address, public key) come from `step_engine::signing`.
 pub use step_engine::signing::{key, Key};
+use step_engine::signing::{sign_digest, write_body};
 
 /// Account `a`'s triangle: faces and levels 1..=21 in turn.
 pub fn triangle(a: u64) -> TriangleId {
@@ -125,21 +103,10 @@ pub fn triangle(a: u64) -> TriangleId {
 /// The triangle's centroid, rounded to 6 decimals where that stays inside.
 pub use step_engine::signing::point_in as place;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 15)]);
-    }
-}
-
 /// Signs proofs `range` of a corpus over `keys` into `out`.
 fn sign_range(keys: &[Key], range: std::ops::Range<usize>, out: &mut Part, tick: &dyn Fn(u64)) {
     let mut msg = MessageBuf::default();
     let mut num = JsNumBuf::new();
-    let mut tri = [0u8; step_engine::triangle::ID_MAX_LEN];
-    let mut acct = [0u8; 42];
     let mut since_tick = 0;
     for i in range {
         let a = i % keys.len();
@@ -166,34 +133,11 @@ fn sign_range(keys: &[Key], range: std::ops::Range<usize>, out: &mut Part, tick:
             signature: Ok([0; 65]),
         };
         msg.build(&proof);
-        let digest = eip191_digest(msg.as_bytes());
-        let sig =
-            RecoverableSignature::sign_ecdsa_recoverable(Message::from_digest(digest), &key.sk);
-        let (recid, rs) = sig.serialize_compact();
-        let v = u8::from(recid) + 27;
-
-        let b = &mut out.bytes;
-        b.extend_from_slice(br#"{"payload":{"version":"STEP-PROOF-v1","account":""#);
-        key.address.write_lower(&mut acct);
-        b.extend_from_slice(&acct);
-        b.extend_from_slice(br#"","triangleId":""#);
-        let n = t.write(&mut tri);
-        b.extend_from_slice(&tri[..n]);
-        b.extend_from_slice(br#"","lat":"#);
-        b.extend_from_slice(num.format(lat).as_bytes());
-        b.extend_from_slice(br#","lon":"#);
-        b.extend_from_slice(num.format(lon).as_bytes());
-        b.extend_from_slice(br#","accuracy":"#);
-        b.extend_from_slice(num.format(accuracy).as_bytes());
-        b.extend_from_slice(br#","timestamp":""#);
-        b.extend_from_slice(timestamp.as_bytes());
-        b.extend_from_slice(br#"","nonce":""#);
-        b.extend_from_slice(nonce_text.as_bytes());
-        b.extend_from_slice(br#""},"signature":"0x"#);
-        push_hex(b, &rs);
-        push_hex(b, &[v]);
-        b.extend_from_slice(br#""}"#);
-        out.ends.push(b.len());
+        let sig = sign_digest(key, eip191_digest(msg.as_bytes()));
+        let (mut rs, v) = ([0u8; 64], sig[64]);
+        rs.copy_from_slice(&sig[..64]);
+        write_body(&mut out.bytes, &proof, &sig, &mut num);
+        out.ends.push(out.bytes.len());
 
         out.messages.extend_from_slice(msg.as_bytes());
         out.message_ends.push(out.messages.len());
@@ -241,7 +185,7 @@ pub fn sign(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    Corpus {
+    Parts {
         parts,
         chunk: chunk.max(1),
         len: n,

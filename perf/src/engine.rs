@@ -201,6 +201,17 @@ fn nap(capacity: usize) -> Duration {
     Duration::from_micros((capacity as u64 * 4).clamp(1_000, 5_000))
 }
 
+/// Runs the ceiling for `seconds` and adds its proofs, time and CPU to `report`.
+fn time_ceiling(corpus: &Corpus, report: &mut Report, seconds: f64, pin: bool) {
+    let c0 = crate::process_cpu_seconds();
+    let (n, s) = ceiling(corpus, report.workers, seconds, pin);
+    report.ceiling_proofs += n;
+    report.ceiling_elapsed_s += s;
+    report.ceiling_cpu_s += crate::process_cpu_seconds()
+        .zip(c0)
+        .map_or(0.0, |(b, a)| b - a);
+}
+
 /// Runs the pipeline over `corpus` for `opts.seconds` (or until the corpus
 /// runs out), with the ceiling before and after when asked.
 pub fn run(corpus: &Corpus, opts: &Options) -> Report {
@@ -213,22 +224,14 @@ pub fn run(corpus: &Corpus, opts: &Options) -> Report {
     let half = opts.seconds / 2.0;
     let cpu = crate::process_cpu_seconds;
     if opts.ceiling {
-        let c0 = cpu();
-        let (n, s) = ceiling(corpus, report.workers, half, opts.pin);
-        report.ceiling_proofs += n;
-        report.ceiling_elapsed_s += s;
-        report.ceiling_cpu_s += cpu().zip(c0).map_or(0.0, |(b, a)| b - a);
+        time_ceiling(corpus, &mut report, half, opts.pin);
     }
 
     let mut config = PipelineConfig::new(
         // Default limits: speed gate and moratorium on (the corpus respects
         // them); no age window (the corpus is dated 2026).
         Verifier::default(),
-        Clock::new(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        }),
+        Clock::system(),
     );
     config.workers = report.workers;
     config.capacity = opts.capacity;
@@ -323,11 +326,7 @@ pub fn run(corpus: &Corpus, opts: &Options) -> Report {
         report.proofs_per_cpu_sec = Some(report.proofs as f64 / report.cpu_s);
     }
     if opts.ceiling {
-        let c0 = cpu();
-        let (n, s) = ceiling(corpus, report.workers, half, opts.pin);
-        report.ceiling_proofs += n;
-        report.ceiling_elapsed_s += s;
-        report.ceiling_cpu_s += cpu().zip(c0).map_or(0.0, |(b, a)| b - a);
+        time_ceiling(corpus, &mut report, half, opts.pin);
         let c = report.ceiling_proofs as f64 / report.ceiling_elapsed_s;
         report.ceiling_proofs_per_sec = Some(c);
         report.ratio = Some(report.proofs_per_sec / c);

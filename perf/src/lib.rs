@@ -11,6 +11,7 @@
 pub mod corpus;
 pub mod engine;
 pub mod load;
+pub mod parts;
 
 /// A line of `/proc/self/status` in bytes (`VmHWM`, `VmRSS`); `None` where
 /// there is no such file (not Linux).
@@ -71,4 +72,14 @@ pub fn threads_cpu_seconds(prefix: &str) -> Option<f64> {
         ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     }
     Some(ticks as f64 / 100.0)
+}
+
+/// The 1-minute load average from `/proc/loadavg` (how busy the machine was).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

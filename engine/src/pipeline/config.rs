@@ -17,6 +17,12 @@ impl Clock {
         Clock(Arc::new(f))
     }
 
+    /// The system wall clock in unix ms, for the binaries and tools that
+    /// inject it (the engine itself only reads the clock it is given).
+    pub fn system() -> Clock {
+        Clock::new(unix_now_ms)
+    }
+
     /// A clock that always reads `unix_ms`.
     pub fn fixed(unix_ms: i64) -> Clock {
         Clock::new(move || unix_ms)
@@ -25,6 +31,14 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         (self.0)()
     }
+}
+
+/// The wall clock in unix ms (0 before 1970, `i64::MAX` past year 292
+/// million): the one place the workspace reads it, behind [`Clock::system`].
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl std::fmt::Debug for Clock {

@@ -90,7 +90,7 @@ mod worker;
 
 pub use batch::{reverify_batch, write_canonical, Batch, BatchError, BATCH_DOMAIN, ENTRY_LEN};
 pub use commit::VerdictSink;
-pub use config::{Clock, Hook, PipelineConfig};
+pub use config::{unix_now_ms, Clock, Hook, PipelineConfig};
 
 use crate::error::Reject;
 use crate::heuristics::{MemoryState, ProofState};

@@ -1,26 +1,7 @@
 //! Shared helpers for the engine's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::path::PathBuf;
-
-/// `../shared/step-proof-v1` beside the repository, or `$STEP_SHARED_DIR`.
-pub fn shared_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("STEP_SHARED_DIR") {
-        return PathBuf::from(d);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1")
-}
-
-/// Reads a shared file; a missing file fails the test with a clear message.
-pub fn read_shared(name: &str) -> String {
-    let p = shared_dir().join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}); set STEP_SHARED_DIR or put shared/ beside the repo",
-            p.display()
-        )
-    })
-}
+pub use step_testkit::{read_shared, shared_dir};
 
 /// Non-empty lines of a JSONL text.
 pub fn lines(text: &str) -> Vec<&str> {

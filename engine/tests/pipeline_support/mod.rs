@@ -1,16 +1,16 @@
 //! Helpers for the pipeline tests: the shared samples, freshly signed proofs,
 //! and running bodies through the pipeline or the single-proof engine.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 use step_engine::pipeline::{Batch, Clock, Hook, Pipeline, PipelineConfig, Verdict};
 use step_engine::proof::Proof;
-use step_engine::{Accepted, MemoryState, Reject, TriangleId, Verifier};
+use step_engine::{Accepted, MemoryState, Reject, Verifier};
 
-/// 2026-01-01T00:00:00.000Z
-pub const T0: i64 = 1_767_225_600_000;
+/// Signing accounts, triangles and fresh proofs: `step-testkit`.
+pub use step_testkit::{account, fresh_valid, point, signed_body, triangle, Account, T0};
 
 /// The shared samples, valid lines first: the replay cases among the
 /// invalid lines copy valid lines and must come after them.
@@ -25,45 +25,6 @@ pub fn sample_bodies(common_read: impl Fn(&str) -> String) -> Vec<Vec<u8>> {
         );
     }
     out
-}
-
-/// A signing account (key, address, public key): `step_engine::signing`.
-pub use step_engine::signing::{key as account, point_in as point, Key as Account};
-
-/// A triangle chosen by `i`: every face and level 1..=21.
-pub fn triangle(i: u64) -> TriangleId {
-    let level = (i % 21) as usize + 1;
-    let face = ((i / 21) % 20) as u8;
-    let digits: Vec<u8> = (0..level - 1)
-        .map(|d| ((i >> (d % 16)) as u8 ^ d as u8) & 3)
-        .collect();
-    TriangleId::new(face, &digits).expect("valid triangle")
-}
-
-/// A signed body for `acct` at (`t`, its centroid), time `ms`, nonce `nonce`.
-pub fn signed_body(acct: &Account, t: &TriangleId, ms: i64, nonce: &str) -> Vec<u8> {
-    let accuracy_m = 3.0 + (ms % 3700) as f64 / 100.0;
-    step_engine::signing::signed_body(acct, t, point(t), accuracy_m, ms, nonce)
-}
-
-/// `n` valid proofs over `accounts` accounts, round-robin, each account's
-/// proofs 11 s apart at the same place (they pass the speed gate and the
-/// moratorium when submitted in this order).
-pub fn fresh_valid(seed: &str, n: usize, accounts: usize) -> Vec<Vec<u8>> {
-    let accts: Vec<Account> = (0..accounts as u64).map(|k| account(seed, k)).collect();
-    (0..n)
-        .map(|i| {
-            let a = i % accounts;
-            let round = (i / accounts) as i64;
-            let t = triangle(a as u64 * 7 + 3);
-            signed_body(
-                &accts[a],
-                &t,
-                T0 + round * 11_000 + a as i64,
-                &format!("{seed}-{i}"),
-            )
-        })
-        .collect()
 }
 
 /// The single-proof engine's verdicts, in order, against one fresh state.

@@ -75,7 +75,7 @@ pub struct Server {
     pub ledger: LocalLedger,
     pub metrics: Arc<Metrics>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<JoinHandle<Result<(), step_io::node::NodeError>>>,
+    handle: Option<JoinHandle<Result<(), step_io::node::RunError>>>,
 }
 
 impl Server {

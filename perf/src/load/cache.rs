@@ -6,6 +6,7 @@
 
 use super::prepare::{Kind, Params, Part, Prepared};
 use super::LoadError;
+use crate::parts::Parts;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -82,7 +83,7 @@ pub fn load(path: &Path, n: usize) -> Option<Prepared> {
         part.ids.push(id);
         part.kinds.push(kind);
     }
-    Some(Prepared {
+    Some(Parts {
         parts: vec![part],
         chunk: n.max(1),
         len: n,

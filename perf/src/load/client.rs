@@ -248,7 +248,7 @@ impl Shared {
     }
 }
 
-async fn connect(t: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+pub(super) async fn connect(t: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
     let stream = TcpStream::connect(&t.authority)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
@@ -292,13 +292,19 @@ async fn exchange(
         }
     })?;
     let status = resp.status().as_u16();
-    let body = resp
+    Ok((status, read_body(resp).await?))
+}
+
+/// The whole body of `resp`.
+pub(super) async fn read_body(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<Bytes, String> {
+    Ok(resp
         .into_body()
         .collect()
         .await
         .map_err(|_| "response body".to_owned())?
-        .to_bytes();
-    Ok((status, body))
+        .to_bytes())
 }
 
 /// A connection worker: takes jobs until the queue is closed and empty.

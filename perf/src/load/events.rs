@@ -1,16 +1,37 @@
 //! Following a node's `GET /events` (finalized blocks, with the proofs
 //! they finalized and those execution rejected), and asking `GET
-//! /proof/{id}` about a proof never seen final.
+//! /proof/{id}` about a proof never seen final. The event stream is
+//! parsed by `eventsource-stream`.
 
-use super::client::{Shared, Target};
-use super::finality::{parse_id, take_events};
+use super::client::{connect, read_body, Shared, Target};
+use super::finality::parse_id;
 use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+
+/// `GET path` on a fresh connection to `target`: the response, its body
+/// not yet read.
+async fn get(
+    target: &Target,
+    path: &str,
+    accept: &str,
+) -> Result<hyper::Response<Incoming>, String> {
+    let mut sender = connect(target).await?;
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, &target.authority)
+        .header(hyper::header::ACCEPT, accept)
+        .body(Full::new(Bytes::new()))
+        .map_err(|_| "request".to_owned())?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|_| "send".to_owned())
+}
 
 /// Follows `GET /events` on `target`, feeding finalized blocks to the
 /// tracker. Sends `Ok` on `ready` once subscribed (or the error), then runs
@@ -21,24 +42,7 @@ pub async fn follow_events(
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) -> Option<String> {
     let resp = async {
-        let stream = TcpStream::connect(&target.authority)
-            .await
-            .map_err(|e| format!("connect: {}", e.kind()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| "handshake".to_owned())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = hyper::Request::get("/events")
-            .header(hyper::header::HOST, &target.authority)
-            .header(hyper::header::ACCEPT, "text/event-stream")
-            .body(Full::new(Bytes::new()))
-            .map_err(|_| "request".to_owned())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|_| "send".to_owned())?;
+        let resp = get(&target, "/events", "text/event-stream").await?;
         if resp.status() != hyper::StatusCode::OK {
             return Err(format!("GET /events answered {}", resp.status()));
         }
@@ -56,63 +60,56 @@ pub async fn follow_events(
         }
     };
     let _ = ready.send(Ok(()));
-    let mut body = resp.into_body();
-    let mut buf = Vec::new();
+    let mut events = resp.into_body().into_data_stream().eventsource();
     let mut ids = Vec::new();
     let mut rejected: Vec<([u8; 32], String)> = Vec::new();
     loop {
-        let frame = match body.frame().await {
+        let ev = match events.next().await {
             None => {
                 break Some(format!(
                     "stream ended by the server after {:.1} s",
                     s.now_ns() as f64 / 1e9
                 ))
             }
-            Some(Err(_)) => {
+            Some(Err(e)) => {
                 break Some(format!(
-                    "stream broken after {:.1} s",
+                    "stream broken after {:.1} s ({e})",
                     s.now_ns() as f64 / 1e9
                 ))
             }
-            Some(Ok(frame)) => frame,
+            Some(Ok(ev)) => ev,
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        buf.extend_from_slice(&data);
-        for ev in take_events(&mut buf) {
-            match ev.name.as_str() {
-                "block" => {
-                    let now = s.now_ns();
-                    ids.clear();
-                    rejected.clear();
-                    if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
-                        if let Some(a) = v["proofIds"].as_array() {
-                            ids.extend(a.iter().filter_map(|x| x.as_str().and_then(parse_id)));
-                        }
-                        // Proofs execution rejected (nodes that list them).
-                        if let Some(a) = v["rejected"].as_array() {
-                            rejected.extend(a.iter().filter_map(|r| {
-                                let id = r["proofId"].as_str().and_then(parse_id)?;
-                                Some((id, r["code"].as_str().unwrap_or("UNKNOWN").to_owned()))
-                            }));
-                        }
+        match ev.event.as_str() {
+            "block" => {
+                let now = s.now_ns();
+                ids.clear();
+                rejected.clear();
+                if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+                    if let Some(a) = v["proofIds"].as_array() {
+                        ids.extend(a.iter().filter_map(|x| x.as_str().and_then(parse_id)));
                     }
-                    s.tracker.block(
-                        ids.iter(),
-                        rejected.iter().map(|(id, c)| (id, c.as_str())),
-                        now,
-                    );
+                    // Proofs execution rejected (nodes that list them).
+                    if let Some(a) = v["rejected"].as_array() {
+                        rejected.extend(a.iter().filter_map(|r| {
+                            let id = r["proofId"].as_str().and_then(parse_id)?;
+                            Some((id, r["code"].as_str().unwrap_or("UNKNOWN").to_owned()))
+                        }));
+                    }
                 }
-                "lagged" => {
-                    let n = serde_json::from_str::<Value>(&ev.data)
-                        .ok()
-                        .and_then(|v| v["skipped"].as_u64())
-                        .unwrap_or(0);
-                    s.tracker.lagged(n);
-                }
-                _ => {}
+                s.tracker.block(
+                    ids.iter(),
+                    rejected.iter().map(|(id, c)| (id, c.as_str())),
+                    now,
+                );
             }
+            "lagged" => {
+                let n = serde_json::from_str::<Value>(&ev.data)
+                    .ok()
+                    .and_then(|v| v["skipped"].as_u64())
+                    .unwrap_or(0);
+                s.tracker.lagged(n);
+            }
+            _ => {}
         }
     }
 }
@@ -120,31 +117,14 @@ pub async fn follow_events(
 /// What `GET /proof/{id}` says of a proof: its `status` (`final`,
 /// `pending`), its error `code` (e.g. `NOT_FOUND`), or why there is no answer.
 pub async fn probe(target: &Target, id: &[u8; 32]) -> String {
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let get = async {
-        let stream = TcpStream::connect(&target.authority)
-            .await
-            .map_err(|e| format!("connect: {}", e.kind()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| "handshake".to_owned())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = hyper::Request::get(format!("/proof/{hex}"))
-            .header(hyper::header::HOST, &target.authority)
-            .body(Full::new(Bytes::new()))
-            .map_err(|_| "request".to_owned())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|_| "send".to_owned())?;
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| "response body".to_owned())?
-            .to_bytes();
+        let resp = get(
+            target,
+            &format!("/proof/{}", hex::encode(id)),
+            "application/json",
+        )
+        .await?;
+        let body = read_body(resp).await?;
         let v: Value = serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())?;
         let word = v["status"].as_str().or_else(|| v["code"].as_str());
         Ok::<_, String>(word.unwrap_or("unknown").to_owned())
@@ -153,5 +133,35 @@ pub async fn probe(target: &Target, id: &[u8; 32]) -> String {
         Ok(Ok(w)) => w,
         Ok(Err(e)) => e,
         Err(_) => "timeout".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+
+    /// Events split across reads, a comment and an id line: what the
+    /// follower relies on from the parser.
+    #[tokio::test]
+    async fn events_across_chunks() {
+        let chunks: Vec<Result<&[u8], std::convert::Infallible>> = vec![
+            Ok(b"event: block\nid: 7\ndata: {\"height\":7}\n\n: keep-alive\n\nevent: lagged\ndata: {\"sk"),
+            Ok(b"ipped\":3}\n\n"),
+        ];
+        let evs: Vec<_> = futures_util::stream::iter(chunks)
+            .eventsource()
+            .map(|e| e.expect("event"))
+            .collect()
+            .await;
+        assert_eq!(evs.len(), 2, "{evs:?}");
+        assert_eq!(
+            (evs[0].event.as_str(), evs[0].data.as_str()),
+            ("block", "{\"height\":7}")
+        );
+        assert_eq!(
+            (evs[1].event.as_str(), evs[1].data.as_str()),
+            ("lagged", "{\"skipped\":3}")
+        );
     }
 }

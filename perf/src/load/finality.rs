@@ -237,49 +237,9 @@ fn record(stats: &mut FinalityStats, e: &Entry, final_ns: u64) {
 
 /// Parses 64 hex digits.
 pub fn parse_id(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
-}
-
-/// One server-sent event: its `event:` name and its `data:` lines joined.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SseEvent {
-    pub name: String,
-    pub data: String,
-}
-
-/// Splits complete events (ended by a blank line) off the front of `buf`.
-pub fn take_events(buf: &mut Vec<u8>) -> Vec<SseEvent> {
-    let mut out = Vec::new();
-    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-        let raw: Vec<u8> = buf.drain(..end + 2).collect();
-        let text = String::from_utf8_lossy(&raw);
-        let mut ev = SseEvent::default();
-        for line in text.lines() {
-            let line = line.trim_end_matches('\r');
-            if let Some(v) = line.strip_prefix("event:") {
-                ev.name = v.trim_start().to_owned();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                if !ev.data.is_empty() {
-                    ev.data.push('\n');
-                }
-                ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
-            }
-        }
-        if !ev.name.is_empty() || !ev.data.is_empty() {
-            out.push(ev);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -365,22 +325,10 @@ mod tests {
     }
 
     #[test]
-    fn sse_parsing() {
-        let mut buf = b"event: block\nid: 7\ndata: {\"height\":7}\n\n: keep-alive\n\nevent: lagged\ndata: {\"sk".to_vec();
-        let evs = take_events(&mut buf);
-        assert_eq!(
-            evs,
-            vec![SseEvent {
-                name: "block".into(),
-                data: "{\"height\":7}".into()
-            }]
-        );
-        buf.extend_from_slice(b"ipped\":3}\n\n");
-        let evs = take_events(&mut buf);
-        assert_eq!(evs[0].name, "lagged");
-        assert_eq!(evs[0].data, "{\"skipped\":3}");
-        assert!(buf.is_empty());
+    fn proof_ids() {
         assert_eq!(parse_id(&"0a".repeat(32)), Some([10u8; 32]));
+        assert_eq!(parse_id(&"0A".repeat(32)), Some([10u8; 32]));
         assert_eq!(parse_id("0a"), None);
+        assert_eq!(parse_id(&"0g".repeat(32)), None);
     }
 }

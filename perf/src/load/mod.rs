@@ -16,23 +16,23 @@
 //! 5. [`latency`] and [`report`]: HDR histograms measured from each
 //!    request's *scheduled* time (coordinated-omission corrected), counts,
 //!    rates, and the validators' memory and CPU when the run started them
-//!    ([`devnet`]).
+//!    ([`procs`]).
 
 pub mod cache;
 pub mod client;
-pub mod devnet;
 pub mod events;
 pub mod finality;
 pub mod latency;
 pub mod prepare;
+pub mod procs;
 pub mod report;
 mod runner;
 pub mod schedule;
 
 pub use runner::{prepare_proofs, run};
 
-use devnet::Validator;
 use prepare::Params;
+use procs::Validator;
 use schedule::Phase;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,8 +58,6 @@ pub enum LoadError {
     Runtime { source: std::io::Error },
     #[error("cannot start the sender thread: {source}")]
     Thread { source: std::io::Error },
-    #[error("devnet: {reason}")]
-    Devnet { reason: String },
 }
 
 /// Parses `60s`, `500ms`, `2m`, `1.5s`, `1h`, or a plain number of seconds.

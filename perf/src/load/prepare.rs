@@ -20,10 +20,11 @@
 //! not on how many are prepared: a cached set serves any run that needs as
 //! many proofs or fewer.
 
+use crate::parts::{span, Parts};
 use sha2::{Digest, Sha256};
 use step_engine::jsnum::JsNumBuf;
-use step_engine::proof::{Nonce, Proof, Timestamp};
-use step_engine::signing::{key, point_in, sign, Key};
+use step_engine::proof::Proof;
+use step_engine::signing::{key, point_in, sign, unsigned_proof, write_body, Key};
 use step_engine::{Code, TriangleId};
 
 /// 2026-01-01T00:00:00.000Z in unix ms.
@@ -172,45 +173,21 @@ impl Params {
 
 /// The prepared proofs: bodies back to back, their ids (SHA-256 of the 65
 /// signature bytes, as the node computes them) and kinds.
-#[derive(Debug, Default)]
-pub struct Prepared {
-    pub(super) parts: Vec<Part>,
-    pub(super) chunk: usize,
-    pub(super) len: usize,
-}
+pub type Prepared = Parts<Part>;
 
 /// One signing thread's share (or a whole cache file).
 #[derive(Debug, Default)]
-pub(super) struct Part {
+pub struct Part {
     pub(super) bytes: Vec<u8>,
     pub(super) ends: Vec<usize>,
     pub(super) ids: Vec<[u8; 32]>,
     pub(super) kinds: Vec<Kind>,
 }
 
-impl Part {
-    fn body(&self, j: usize) -> &[u8] {
-        let start = if j == 0 { 0 } else { self.ends[j - 1] };
-        &self.bytes[start..self.ends[j]]
-    }
-}
-
-impl Prepared {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn locate(&self, i: usize) -> (&Part, usize) {
-        (&self.parts[i / self.chunk], i % self.chunk)
-    }
-
+impl Parts<Part> {
     pub fn body(&self, i: usize) -> &[u8] {
         let (p, j) = self.locate(i);
-        p.body(j)
+        &p.bytes[span(&p.ends, j)]
     }
 
     pub fn id(&self, i: usize) -> &[u8; 32] {
@@ -241,8 +218,8 @@ impl Signer<'_> {
         &self.keys[(a % self.keys.len() as u64) as usize]
     }
 
-    /// Valid proof `v`: (key, proof without signature, nonce).
-    fn valid(&self, v: u64) -> (Key, Proof, String) {
+    /// Valid proof `v`: (key, proof without signature).
+    fn valid(&self, v: u64) -> (Key, Proof) {
         let accounts = self.params.accounts.max(1);
         let a = v % accounts;
         let round = (v / accounts) as i64;
@@ -251,20 +228,16 @@ impl Signer<'_> {
         let accuracy_m = 3.0 + (v % 3700) as f64 / 100.0;
         let key = *self.account_key(a);
         let nonce = format!("ld-{v:x}");
-        (
-            key,
-            proof(&key, t, point_in(&t), accuracy_m, ms, &nonce),
-            nonce,
-        )
+        (key, proof(&key, t, point_in(&t), accuracy_m, ms, &nonce))
     }
 
     fn push(&mut self, i: u64, out: &mut Part) {
         let slot = self.params.slot(i);
-        let (key, mut p, nonce) = match (slot.kind, slot.refers_to) {
+        let (key, mut p) = match (slot.kind, slot.refers_to) {
             (Kind::Valid, _) => self.valid(slot.valid_index),
             (Kind::Replay, Some(r)) => self.valid(r),
             (Kind::Moratorium, Some(r)) => {
-                let (key, earlier, _) = self.valid(r);
+                let (key, earlier) = self.valid(r);
                 let nonce = format!("ldm-{i:x}");
                 let ms = earlier.timestamp.unix_ms() + 1000;
                 let p = proof(
@@ -275,7 +248,7 @@ impl Signer<'_> {
                     ms,
                     &nonce,
                 );
-                (key, p, nonce)
+                (key, p)
             }
             (kind, _) => {
                 // Bad proofs use the valid accounts' keys: rejections
@@ -296,7 +269,7 @@ impl Signer<'_> {
                     Kind::LowAccuracy => (point_in(&t), 80.0),
                     _ => (point_in(&t), 10.0),
                 };
-                (key, proof(&key, t, place, accuracy_m, ms, &nonce), nonce)
+                (key, proof(&key, t, place, accuracy_m, ms, &nonce))
             }
         };
         let mut sig = sign(&key, &p);
@@ -306,7 +279,7 @@ impl Signer<'_> {
         }
         p.signature = Ok(sig);
         let body_start = out.bytes.len();
-        write_body(&mut out.bytes, &p, &nonce, &sig, &mut self.num);
+        write_body(&mut out.bytes, &p, &sig, &mut self.num);
         if slot.kind == Kind::BadPayload {
             corrupt_checksum(&mut out.bytes[body_start..]);
         }
@@ -333,56 +306,16 @@ pub fn valid_triangle(a: u64, round: u64) -> TriangleId {
         .unwrap_or_else(|| unreachable!("20 digits 0-3 make a level-21 triangle"))
 }
 
+/// An unsigned proof by `key` (timestamps near 2026 and short nonces are valid).
 fn proof(
     key: &Key,
     t: TriangleId,
-    (lat, lon): (f64, f64),
+    place: (f64, f64),
     accuracy_m: f64,
     ms: i64,
     nonce: &str,
 ) -> Proof {
-    let (Some(timestamp), Some(nonce)) = (Timestamp::from_unix_ms(ms), Nonce::parse(nonce)) else {
-        unreachable!("timestamps near 2026 and short nonces are valid")
-    };
-    Proof {
-        account: key.address,
-        triangle: t,
-        lat,
-        lon,
-        accuracy_m,
-        timestamp,
-        nonce,
-        signature: Ok([0; 65]),
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn write_body(b: &mut Vec<u8>, p: &Proof, nonce: &str, sig: &[u8; 65], num: &mut JsNumBuf) {
-    let mut acct = [0u8; 42];
-    let mut tri = [0u8; step_engine::triangle::ID_MAX_LEN];
-    b.extend_from_slice(br#"{"payload":{"version":"STEP-PROOF-v1","account":""#);
-    p.account.write_lower(&mut acct);
-    b.extend_from_slice(&acct);
-    b.extend_from_slice(br#"","triangleId":""#);
-    let n = p.triangle.write(&mut tri);
-    b.extend_from_slice(&tri[..n]);
-    b.extend_from_slice(br#"","lat":"#);
-    b.extend_from_slice(num.format(p.lat).as_bytes());
-    b.extend_from_slice(br#","lon":"#);
-    b.extend_from_slice(num.format(p.lon).as_bytes());
-    b.extend_from_slice(br#","accuracy":"#);
-    b.extend_from_slice(num.format(p.accuracy_m).as_bytes());
-    b.extend_from_slice(br#","timestamp":""#);
-    b.extend_from_slice(p.timestamp.as_bytes());
-    b.extend_from_slice(br#"","nonce":""#);
-    b.extend_from_slice(nonce.as_bytes());
-    b.extend_from_slice(br#""},"signature":"0x"#);
-    for x in sig {
-        b.push(HEX[usize::from(x >> 4)]);
-        b.push(HEX[usize::from(x & 15)]);
-    }
-    b.extend_from_slice(br#""}"#);
+    unsigned_proof(key.address, &t, place, accuracy_m, ms, nonce)
 }
 
 /// Changes the last checksum character of the body's triangle id.
@@ -464,7 +397,7 @@ pub fn sign_all(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    Prepared {
+    Parts {
         parts,
         chunk,
         len: n,

@@ -193,7 +193,7 @@ impl Report {
             "prepared_from_cache": self.prepared_from_cache,
             "prepare_s": round1(self.prepare_s),
             "generator_cpu_s": self.generator_cpu_s,
-            "load_average_1m": load_average(),
+            "load_average_1m": crate::load_average(),
             "timeline": self.timeline_json(),
         });
         if let (Some(a), Value::Object(b)) = (v.as_object_mut(), more) {
@@ -426,14 +426,4 @@ fn mib(b: Option<u64>) -> String {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
-}
-
-/// The 1-minute load average (how busy the machine was).
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

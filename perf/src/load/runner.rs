@@ -4,10 +4,10 @@
 
 use super::cache;
 use super::client::{self, Job, Live, Shared, Tally, Target};
-use super::devnet::ProcSample;
 use super::events;
 use super::finality::Tracker;
 use super::prepare::{self, Params, Prepared};
+use super::procs::ProcSample;
 use super::report::{Report, TimelinePoint, ValidatorReport};
 use super::schedule::{Phase, Schedule};
 use super::{LoadError, Options, PhasePlan};
