@@ -138,7 +138,10 @@ pub struct Resume {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Progress {
-    pub nodes: Vec<usize>,
+    /// Each of these validators must progress; absent: the chain (the
+    /// highest height any validator reported).
+    #[serde(default)]
+    pub nodes: Option<Vec<usize>>,
     pub from_s: f64,
     pub to_s: f64,
     pub min_heights: u64,

@@ -200,6 +200,8 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     perturb.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut resumes: Vec<(Instant, usize)> = Vec::new();
     let mut applied: Vec<(f64, String)> = Vec::new();
+    let mut heal_times: Vec<(Kind, String)> = Vec::new();
+    report.note(format!("t=0 is UTC {}", utc_now()));
     for p in &perturb {
         if p.kind == Kind::ClockSkew && p.at_s == 0.0 {
             applied.push((
@@ -221,7 +223,8 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
             }
         }
         let t = t0.elapsed().as_secs_f64();
-        applied.push((t, what.0));
+        applied.push((t, format!("{} (UTC {})", what.0, utc_now())));
+        heal_times.push((p.kind, utc_now()));
     }
     sleep_until(at(m.duration_s), &mut resumes, &mut cluster);
     while !resumes.is_empty() {
@@ -236,6 +239,10 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     }
     let sent: Vec<Sent> = load.map(Load::join).unwrap_or_default();
     let end_of_timeline = Instant::now();
+    report.note(format!(
+        "load average at the end of the timeline: {}",
+        loadavg()
+    ));
 
     // Validators that died on their own.
     for i in 0..n {
@@ -471,14 +478,19 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         ));
     }
     for p in &e.progress {
+        let who: Vec<Option<usize>> = p
+            .nodes
+            .as_ref()
+            .map_or_else(|| vec![None], |v| v.iter().copied().map(Some).collect());
         let mut got = Vec::new();
-        for i in &p.nodes {
-            let a = max_height_by(&obs, at(p.from_s), Some(*i));
-            let b = max_height_by(&obs, at(p.to_s), Some(*i));
-            got.push((*i, b.saturating_sub(a)));
+        for i in who {
+            let a = max_height_by(&obs, at(p.from_s), i);
+            let b = max_height_by(&obs, at(p.to_s), i);
+            let name = i.map_or("the chain".to_owned(), |i| format!("validator {i}"));
+            got.push(format!("{name}: {}", b.saturating_sub(a)));
             if b.saturating_sub(a) < p.min_heights {
                 report.fail(format!(
-                    "validator {i} finalized {} heights in {}–{} s (need {})",
+                    "{name} finalized {} heights in {}–{} s (need {})",
                     b.saturating_sub(a),
                     p.from_s,
                     p.to_s,
@@ -487,8 +499,10 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
             }
         }
         report.note(format!(
-            "heights finalized in {}–{} s: {got:?}",
-            p.from_s, p.to_s
+            "heights finalized in {}–{} s: {}",
+            p.from_s,
+            p.to_s,
+            got.join(", ")
         ));
     }
     // Heights per 5 s, all validators: where the chain stalled.
@@ -528,6 +542,45 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     ));
     drop(rec_guard);
     drop(rec);
+    // libp2p connection events in the logs after each heal / restart /
+    // resume: what reconnected, when.
+    for (kind, utc) in heal_times
+        .iter()
+        .filter(|(k, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
+    {
+        let mut lines = Vec::new();
+        for i in 0..n {
+            let text = std::fs::read_to_string(&cluster.validators[i].log).unwrap_or_default();
+            let ev: Vec<String> = text
+                .lines()
+                .filter(|l| l.get(..utc.len()).is_some_and(|t| t >= utc.as_str()))
+                .filter(|l| l.contains("Connected to peer") || l.contains("Disconnected from peer"))
+                .take(6)
+                .map(|l| {
+                    let t = l.get(11..23).unwrap_or("");
+                    let what = if l.contains("Disconnected") {
+                        "disc"
+                    } else {
+                        "conn"
+                    };
+                    let peer = l
+                        .split("peer_id=")
+                        .nth(1)
+                        .and_then(|p| p.split_whitespace().next())
+                        .unwrap_or("");
+                    format!(
+                        "{t} {what} …{}",
+                        peer.get(peer.len().saturating_sub(6)..).unwrap_or("")
+                    )
+                })
+                .collect();
+            lines.push(format!("node {i}: [{}]", ev.join(", ")));
+        }
+        report.note(format!(
+            "libp2p after {kind:?} at {utc}: {}",
+            lines.join("; ")
+        ));
+    }
     cluster.kill_all();
     drop(net);
     let _ = std::fs::write(dir.join("report.txt"), format!("{report}\n"));
@@ -700,4 +753,37 @@ pub fn grep_logs(report: &Report, n: usize, needles: &[&str], max: usize) -> Vec
         }
     }
     out
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SS.mmm` UTC (the validators' log timestamps' prefix).
+pub fn utc_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 min figures (the runs share their CPUs).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
