@@ -14,6 +14,7 @@ pub mod load;
 pub mod manifest;
 pub mod net;
 pub mod node;
+pub mod prom;
 pub mod scenario;
 
 pub use manifest::Manifest;

@@ -44,6 +44,12 @@ pub struct Manifest {
     pub perturb: Vec<Perturb>,
     #[serde(default)]
     pub expect: Expect,
+    /// Run a real Prometheus with `docs/ops/alerts.yml` scraping every
+    /// validator (scrape and rule evaluation every `prometheus_interval_s`).
+    #[serde(default)]
+    pub prometheus: bool,
+    #[serde(default)]
+    pub prometheus_interval_s: Option<u32>,
 }
 
 fn default_settle() -> f64 {
@@ -168,6 +174,25 @@ pub struct Expect {
     /// p99 of 202 → first `/events` block holding the proof.
     #[serde(default)]
     pub finality_p99_max_s: Option<f64>,
+    /// Alerts of the real Prometheus (needs `prometheus = true`).
+    #[serde(default)]
+    pub alert: Vec<AlertExpect>,
+}
+
+/// An alert fires in a window, not before it, and clears afterwards.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertExpect {
+    pub name: String,
+    /// It is `firing` on at least `min_instances` instances at once at some
+    /// time in [from, to] (seconds of the timeline), and on none before `from`.
+    pub fires_between: [f64; 2],
+    /// Default: every validator.
+    #[serde(default)]
+    pub min_instances: Option<usize>,
+    /// From this time to the end of the timeline it fires on no instance.
+    #[serde(default)]
+    pub clear_by_s: Option<f64>,
 }
 
 impl Manifest {
@@ -219,6 +244,10 @@ impl Manifest {
                 _ => {}
             }
         }
+        anyhow::ensure!(
+            self.expect.alert.is_empty() || self.prometheus,
+            "expect.alert needs prometheus = true"
+        );
         if let Some(l) = &self.load {
             anyhow::ensure!(
                 l.rate > 0.0 && l.stop_s > l.start_s,

@@ -171,9 +171,19 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let prom = if m.prometheus {
+        Some(crate::prom::Prometheus::start(
+            &dir.join("prometheus"),
+            n,
+            m.prometheus_interval_s.unwrap_or(2),
+        )?)
+    } else {
+        None
+    };
     report.note(format!(
-        "start-up to height 2 on all: {:.1} s",
-        setup.elapsed().as_secs_f64()
+        "start-up to height 2 on all: {:.1} s; load average {}",
+        setup.elapsed().as_secs_f64(),
+        loadavg()
     ));
 
     let t0 = Instant::now();
@@ -540,6 +550,11 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         c.lost.load(std::sync::atomic::Ordering::Relaxed),
         c.delayed.load(std::sync::atomic::Ordering::Relaxed)
     ));
+    if let Some(p) = &prom {
+        let seen = p.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        check_alerts(&mut report, &e.alert, &seen, t0, end_of_timeline, n);
+    }
+    drop(prom);
     drop(rec_guard);
     drop(rec);
     // libp2p connection events in the logs after each heal / restart /
@@ -786,4 +801,79 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// The alert expectations against what Prometheus reported over time.
+fn check_alerts(
+    report: &mut Report,
+    want: &[crate::manifest::AlertExpect],
+    seen: &[crate::prom::AlertsSeen],
+    t0: Instant,
+    end: Instant,
+    n: usize,
+) {
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    let firing = |s: &crate::prom::AlertsSeen, name: &str| -> BTreeSet<String> {
+        s.alerts
+            .iter()
+            .filter(|(a, _, st)| a == name && st == "firing")
+            .map(|(_, i, _)| i.clone())
+            .collect()
+    };
+    // Every alert that fired, with first and last time.
+    let mut spans: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
+    for s in seen {
+        for (a, _, st) in &s.alerts {
+            if st == "firing" {
+                let t = s.at.saturating_duration_since(t0).as_secs_f64();
+                let e = spans.entry(a.clone()).or_insert((t, t, 0));
+                e.1 = t;
+                e.2 = e.2.max(firing(s, a).len());
+            }
+        }
+    }
+    report.note(format!(
+        "prometheus alerts firing (first s, last s, most instances at once): {spans:?} over {} polls",
+        seen.len()
+    ));
+    for w in want {
+        let min = w.min_instances.unwrap_or(n);
+        let [from, to] = w.fires_between;
+        let early: Vec<f64> = seen
+            .iter()
+            .filter(|s| s.at < at(from) && !firing(s, &w.name).is_empty())
+            .map(|s| s.at.saturating_duration_since(t0).as_secs_f64())
+            .collect();
+        if let Some(t) = early.first() {
+            report.fail(format!("{} fired at {t:.1} s, before {from} s", w.name));
+        }
+        let first = seen
+            .iter()
+            .filter(|s| s.at >= at(from) && s.at <= at(to))
+            .find(|s| firing(s, &w.name).len() >= min)
+            .map(|s| s.at.saturating_duration_since(t0).as_secs_f64());
+        match first {
+            Some(t) => report.note(format!(
+                "{} firing on ≥ {min} instances at {t:.1} s",
+                w.name
+            )),
+            None => report.fail(format!(
+                "{} never fired on {min} instances between {from} and {to} s",
+                w.name
+            )),
+        }
+        if let Some(c) = w.clear_by_s {
+            let late: Vec<f64> = seen
+                .iter()
+                .filter(|s| s.at >= at(c) && s.at <= end && !firing(s, &w.name).is_empty())
+                .map(|s| s.at.saturating_duration_since(t0).as_secs_f64())
+                .collect();
+            if let Some(t) = late.last() {
+                report.fail(format!(
+                    "{} still firing at {t:.1} s (should clear by {c} s)",
+                    w.name
+                ));
+            }
+        }
+    }
 }

@@ -65,3 +65,8 @@ fn clock_skew() {
 fn kill_after_accept() {
     scenario("kill-after-accept");
 }
+
+#[test]
+fn alert_no_progress() {
+    scenario("alert-no-progress");
+}
