@@ -382,6 +382,15 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         report.note(format!(
             "lost by the validator that answered 202: {by_node:?}"
         ));
+        let times: Vec<String> = lost
+            .iter()
+            .take(30)
+            .map(|s| format!("{:.2}", s.end.saturating_duration_since(t0).as_secs_f64()))
+            .collect();
+        report.note(format!(
+            "lost proofs' 202 answers at t = {} s",
+            times.join(", ")
+        ));
     }
     let e = &m.expect;
     let lost_max = e.lost_max.unwrap_or(0);
