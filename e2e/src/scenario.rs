@@ -561,6 +561,17 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     ));
     if let Some(p) = &prom {
         let seen = p.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let log: String = seen
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:.1} {:?}\n",
+                    s.at.saturating_duration_since(t0).as_secs_f64(),
+                    s.alerts
+                )
+            })
+            .collect();
+        let _ = std::fs::write(dir.join("prometheus/alerts.log"), log);
         check_alerts(&mut report, &e.alert, &seen, t0, end_of_timeline, n);
     }
     drop(prom);
