@@ -458,3 +458,36 @@ impl Drop for Net {
         // The TUN fds close with the last Arc (the threads have ended).
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_map_to_endpoints() {
+        // 4 validators: endpoints 0 (harness) and 1..=4.
+        assert_eq!(endpoint_of([10, 77, 0, 1], 5), Some(0));
+        assert_eq!(endpoint_of([10, 77, 0, 10], 5), Some(1));
+        assert_eq!(endpoint_of([10, 77, 0, 13], 5), Some(4));
+        assert_eq!(endpoint_of([10, 77, 0, 14], 5), None);
+        assert_eq!(endpoint_of([10, 77, 0, 2], 5), None);
+        assert_eq!(endpoint_of([10, 77, 1, 10], 5), None);
+        assert_eq!(node_ip(3), Ipv4Addr::new(10, 77, 0, 13));
+    }
+
+    #[test]
+    fn due_packets_pop_earliest_first() {
+        let now = Instant::now();
+        let mut h = BinaryHeap::new();
+        for (i, ms) in [30u64, 10, 20].into_iter().enumerate() {
+            h.push(Due {
+                at: now + Duration::from_millis(ms),
+                seq: i as u64,
+                to: 0,
+                packet: vec![],
+            });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| h.pop().map(|d| d.seq)).collect();
+        assert_eq!(order, vec![1, 2, 0]);
+    }
+}

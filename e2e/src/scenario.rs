@@ -897,3 +897,34 @@ fn check_alerts(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_now_looks_like_the_logs() {
+        let t = utc_now();
+        assert_eq!(t.len(), 23, "{t}");
+        assert!(
+            t.starts_with("20") && &t[10..11] == "T" && &t[19..20] == ".",
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn common_height_needs_every_validator() {
+        let now = Instant::now();
+        let o = |node, height| Obs {
+            node,
+            height,
+            root: format!("r{height}"),
+            at: now,
+        };
+        let obs = vec![o(0, 5), o(1, 5), o(0, 6), o(1, 7), o(0, 7)];
+        assert_eq!(common_height(&obs, 2, 0), Some((7, "r7".into())));
+        assert_eq!(common_height(&obs, 3, 0), None);
+        assert_eq!(common_height(&obs, 2, 8), None);
+        assert_eq!(quantile(&[1.0, 2.0, 3.0], 0.5), 2.0);
+    }
+}
