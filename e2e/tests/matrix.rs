@@ -32,9 +32,9 @@ fn smoke() {
 }
 
 #[test]
-#[ignore = "product bug (issue #17): after a 15 s 2|2 split finality resumed 12.5-12.7 s after the heal (limit 10 s): \
-            libp2p closes the cross-partition connections 3.5-5 s after the heal (20 s ping timeout) and the votes \
-            wait for the 5 s rebroadcast; see docs/RELIABILITY.md, Findings"]
+#[ignore = "product bug (issue #17): after a 15 s 2|2 split finality resumed 10.7-12.7 s after the heal \
+            (limit 10 s; two runs): libp2p closes the dead cross-partition connections only 3.5-5.2 s after the \
+            heal, then the split round's prevote and precommit timeouts run; see docs/RELIABILITY.md, Findings"]
 fn partition_2_2() {
     scenario("partition-2-2");
 }
