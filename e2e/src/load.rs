@@ -1,0 +1,150 @@
+//! The load generator: proofs signed with `step_engine::signing` (one fresh
+//! account per proof, so no two proofs race on a nonce, the speed gate or the
+//! moratorium), sent at a fixed rate with `POST /proof/submit?wait=false`
+//! round-robin over the target validators; every answer recorded.
+
+use crate::http::request;
+use crate::node::http_addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use step_engine::signing::{key, point_in, signed_body};
+use step_engine::TriangleId;
+
+/// 2026-01-01T00:00:00.000Z in unix ms (the age window is off by default).
+const T0_MS: i64 = 1_767_225_600_000;
+
+/// Proof `k` of a run seeded `seed`.
+pub fn proof(seed: &str, k: u64) -> Vec<u8> {
+    let acct = key(seed, k);
+    let face = (k % 20) as u8;
+    let digits: Vec<u8> = (0..(k / 20) % 6).map(|d| ((k >> d) & 3) as u8).collect();
+    let t = TriangleId::new(face, &digits).unwrap_or_else(|| unreachable!("digits 0-3, level ≤ 6"));
+    signed_body(
+        &acct,
+        &t,
+        point_in(&t),
+        5.0 + (k % 40) as f64,
+        T0_MS + k as i64,
+        &format!("e2e-{k}"),
+    )
+}
+
+/// One request's outcome.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub k: u64,
+    pub node: usize,
+    pub start: Instant,
+    pub end: Instant,
+    /// HTTP status, or 0 when the request failed (refused, timed out).
+    pub status: u16,
+    pub proof_id: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub rate: f64,
+    pub start: Duration,
+    pub stop: Duration,
+    pub targets: Vec<usize>,
+    pub seed: String,
+}
+
+/// Sender threads; `results` fills as answers arrive.
+#[derive(Debug)]
+pub struct Load {
+    pub results: Arc<Mutex<Vec<Sent>>>,
+    threads: Vec<JoinHandle<()>>,
+    pub total: u64,
+}
+
+impl Load {
+    /// Signs every proof first (so signing never delays sending), then sends
+    /// proof `k` at `t0 + start + k / rate`.
+    pub fn start(spec: &LoadSpec, t0: Instant) -> Load {
+        let total = ((spec.stop.saturating_sub(spec.start)).as_secs_f64() * spec.rate) as u64;
+        let bodies: Arc<Vec<Vec<u8>>> =
+            Arc::new((0..total).map(|k| proof(&spec.seed, k)).collect());
+        let results = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+        let next = Arc::new(AtomicUsize::new(0));
+        // Enough senders for a 5 s timeout at the rate, bounded.
+        let workers = ((spec.rate * 0.5) as usize).clamp(4, 64);
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (bodies, results, next) =
+                (Arc::clone(&bodies), Arc::clone(&results), Arc::clone(&next));
+            let spec = spec.clone();
+            threads.push(std::thread::spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= bodies.len() {
+                    return;
+                }
+                let due = t0 + spec.start + Duration::from_secs_f64(k as f64 / spec.rate);
+                if let Some(w) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(w);
+                }
+                let node = spec.targets[k % spec.targets.len()];
+                let start = Instant::now();
+                let r = request(
+                    http_addr(node),
+                    "POST",
+                    "/proof/submit?wait=false",
+                    &bodies[k],
+                    Duration::from_secs(5),
+                );
+                let end = Instant::now();
+                let (status, proof_id, error) = match r {
+                    Ok(r) => {
+                        let id = r
+                            .json()
+                            .and_then(|v| v["proofId"].as_str().map(str::to_owned));
+                        let err = (r.status != 202)
+                            .then(|| String::from_utf8_lossy(&r.body).into_owned());
+                        (r.status, id, err)
+                    }
+                    Err(e) => (0, None, Some(e.to_string())),
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Sent {
+                        k: k as u64,
+                        node,
+                        start,
+                        end,
+                        status,
+                        proof_id,
+                        error,
+                    });
+            }));
+        }
+        Load {
+            results,
+            threads,
+            total,
+        }
+    }
+
+    /// Waits for every sender (each request is bounded by its timeout).
+    pub fn join(mut self) -> Vec<Sent> {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let mut v = std::mem::take(&mut *self.results.lock().unwrap_or_else(|e| e.into_inner()));
+        v.sort_by_key(|s| s.k);
+        v
+    }
+
+    /// 202s so far from validator `node`.
+    pub fn accepted_by(&self, node: usize) -> usize {
+        self.results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| s.node == node && s.status == 202)
+            .count()
+    }
+}

@@ -1,0 +1,79 @@
+//! The short fault matrix: one test per manifest in `e2e/manifests/`, one at
+//! a time (the harness holds a machine-wide lock too). Without root, `ip` or
+//! `/dev/net/tun` a test says why and passes, except under `CI=true`, where
+//! it fails: CI must run the matrix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn scenario(name: &str) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = step_e2e::net::preflight() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and the e2e harness cannot run: {e:#}");
+        }
+        eprintln!("skipping scenario {name}: {e:#}");
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("manifests/{name}.toml"));
+    let m = step_e2e::Manifest::load(&path).unwrap();
+    let report =
+        step_e2e::run(&m).unwrap_or_else(|e| panic!("scenario {name}: harness error: {e:#}"));
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn smoke() {
+    scenario("smoke");
+}
+
+#[test]
+#[ignore = "product bug (issue #17): after a 15 s 2|2 split finality resumed 10.7-12.7 s after the heal \
+            (limit 10 s; two runs): libp2p closes the dead cross-partition connections only 3.5-5.2 s after the \
+            heal, then the split round's prevote and precommit timeouts run; see docs/RELIABILITY.md, Findings"]
+fn partition_2_2() {
+    scenario("partition-2-2");
+}
+
+#[test]
+fn partition_3_1() {
+    scenario("partition-3-1");
+}
+
+#[test]
+fn delay_loss() {
+    scenario("delay-loss");
+}
+
+#[test]
+fn pause_proposer() {
+    scenario("pause-proposer");
+}
+
+#[test]
+#[ignore = "product bug (issue #17): proofs answered 202 by a validator SIGKILLed under load are never finalized \
+            (2 and 4 of ~330 in two runs, 404 on every validator afterwards); see docs/RELIABILITY.md"]
+fn kill_each() {
+    scenario("kill-each");
+}
+
+#[test]
+fn clock_skew() {
+    scenario("clock-skew");
+}
+
+#[test]
+#[ignore = "product bug (issue #17): a 202 is not durable; SIGKILL right after 150 202s at 60/s lost 21 and 2 \
+            proofs (two runs; 404 on every validator 30 s later); see docs/RELIABILITY.md"]
+fn kill_after_accept() {
+    scenario("kill-after-accept");
+}
+
+#[test]
+fn alert_no_progress() {
+    scenario("alert-no-progress");
+}
