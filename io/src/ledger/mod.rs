@@ -18,12 +18,15 @@
 //! accepted proofs.
 
 mod consensus;
+mod decisions;
 mod exec;
 mod intake;
 mod local;
+mod precheck;
 
 pub use consensus::{ConsensusLedger, ConsensusLedgerError};
 pub use local::{pipeline_config, system_clock, LocalLedger};
+pub use precheck::RECENT_DECIDED_MAX;
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
