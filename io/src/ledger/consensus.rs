@@ -51,10 +51,13 @@ use tokio::sync::{broadcast, Notify};
 /// Why the consensus ledger did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusLedgerError {
-    #[error("consensus node: {0}")]
-    Node(#[from] step_consensus::NodeError),
-    #[error("cannot start the batch forwarder thread: {0}")]
-    Thread(std::io::Error),
+    #[error("consensus node: {source}")]
+    Node {
+        #[from]
+        source: step_consensus::NodeError,
+    },
+    #[error("cannot start the batch forwarder thread: {source}")]
+    Thread { source: std::io::Error },
 }
 
 /// See the module documentation.
@@ -145,7 +148,7 @@ impl ConsensusLedger {
         let forwarder = std::thread::Builder::new()
             .name("step-batch-forwarder".into())
             .spawn(move || forward(&fwd_pipeline, &fwd_shared, &submit))
-            .map_err(ConsensusLedgerError::Thread)?;
+            .map_err(|source| ConsensusLedgerError::Thread { source })?;
         Ok(ConsensusLedger {
             inner: Arc::new(Inner {
                 shared,
