@@ -12,12 +12,10 @@
 //!
 //! [`ResultJournal`]: step_consensus::execution::ResultJournal
 
-use super::exec::{settle_block, BlockResults};
+use super::exec::{outcome, settle_block, BlockResults};
 use super::intake::{lock, Finality, Intake};
 use super::precheck::{PrecheckState, Recent};
-use super::{
-    ExecutionReject, Final, FinalityError, FinalizedBlock, ProofId, ProofRecord, ProofStatus,
-};
+use super::{FinalityError, FinalizedBlock, ProofId, ProofRecord, ProofStatus};
 use crate::metrics::Metrics;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -269,22 +267,7 @@ pub(super) fn recover(shared: &Shared, state: &SharedState) {
                     continue; // another validator's proof: not waited for here
                 };
                 let p = entry.proof;
-                let result = match e.result {
-                    Ok(fx) => Ok(Final {
-                        id,
-                        account: p.account,
-                        triangle: p.triangle,
-                        reward_micro: fx.reward_micro,
-                        balance_micro: fx.balance_micro,
-                        clicks: u32::from(fx.clicks),
-                        height: b.height,
-                        time_ms,
-                    }),
-                    Err(code) => Err(FinalityError::Rejected {
-                        height: b.height,
-                        reason: ExecutionReject::from(code),
-                    }),
-                };
+                let result = outcome(id, &p, &e.result, b.height, time_ms);
                 if let Ok(f) = &result {
                     index.insert(ProofRecord {
                         id,
@@ -345,6 +328,7 @@ pub(super) fn recover(shared: &Shared, state: &SharedState) {
 #[cfg(test)]
 mod tests {
     use super::super::intake::PendingEntry;
+    use super::super::Final;
     use super::*;
     use futures_util::future::BoxFuture;
     use std::time::{Duration, Instant};
@@ -443,30 +427,45 @@ mod tests {
             .collect()
     }
 
-    /// Three decisions into a stream that holds one: the decision task
-    /// lags past heights 1 and 2, reads them back from the journal and
-    /// settles their proofs (before, their waiters waited forever).
-    #[tokio::test]
-    async fn a_lagged_decision_stream_is_recovered_from_the_journal() {
-        let shared = shared();
-        let proofs: Vec<Proof> = (1..=3).map(proof).collect();
-        let mut chain = ChainState::default();
-        let decisions = execute(&mut chain, &proofs);
-        let waits = wait_for(&shared, &proofs);
+    /// Executes one block per proof on `chain`, waits for every proof here,
+    /// and sends the decisions into a stream that holds only one, so the
+    /// decision task lags past all but the last. Each proof's outcome.
+    async fn lag_past(
+        shared: &Arc<Shared>,
+        mut chain: ChainState,
+        proofs: &[Proof],
+    ) -> Vec<Result<Final, FinalityError>> {
+        let decisions = execute(&mut chain, proofs);
+        let waits = wait_for(shared, proofs);
         let (tx, rx) = broadcast::channel(1);
         for d in decisions {
             tx.send(NodeEvent::Decided(d)).expect("a receiver");
         }
         let task = tokio::spawn(decision_loop(
-            Arc::clone(&shared),
+            Arc::clone(shared),
             rx,
             SharedState::new(chain),
         ));
-        for (k, w) in waits.into_iter().enumerate() {
-            let f = tokio::time::timeout(Duration::from_secs(5), w)
-                .await
-                .expect("settled, not left pending")
-                .expect("final");
+        let mut out = Vec::new();
+        for w in waits {
+            let r = tokio::time::timeout(Duration::from_secs(5), w).await;
+            out.push(r.expect("settled, not left pending"));
+        }
+        drop(tx);
+        task.await.expect("the task ends when the stream closes");
+        out
+    }
+
+    /// The decision task lags past heights 1 and 2, reads them back from
+    /// the journal and settles their proofs (before, their waiters waited
+    /// forever).
+    #[tokio::test]
+    async fn a_lagged_decision_stream_is_recovered_from_the_journal() {
+        let shared = shared();
+        let proofs: Vec<Proof> = (1..=3).map(proof).collect();
+        let results = lag_past(&shared, ChainState::default(), &proofs).await;
+        for (k, r) in results.into_iter().enumerate() {
+            let f = r.expect("final");
             assert_eq!((f.height, f.clicks), (k as u64 + 1, k as u32 + 1));
         }
         assert_eq!(lock(&shared.last).height, 3);
@@ -476,9 +475,7 @@ mod tests {
             0,
             "the pre-check forgot them"
         );
-        assert!(lock(&shared.index).by_id.len() == 3);
-        drop(tx);
-        task.await.expect("the task ends when the stream closes");
+        assert_eq!(lock(&shared.index).by_id.len(), 3);
     }
 
     /// Heights the journal no longer holds: their proofs end with a named
@@ -487,29 +484,11 @@ mod tests {
     async fn heights_beyond_the_journal_end_unrecovered() {
         let shared = shared();
         let proofs: Vec<Proof> = (1..=3).map(proof).collect();
-        let mut chain = ChainState {
+        let chain = ChainState {
             journal: ResultJournal::with_capacity(1),
             ..ChainState::default()
         };
-        let decisions = execute(&mut chain, &proofs);
-        let waits = wait_for(&shared, &proofs);
-        let (tx, rx) = broadcast::channel(1);
-        for d in decisions {
-            tx.send(NodeEvent::Decided(d)).expect("a receiver");
-        }
-        let task = tokio::spawn(decision_loop(
-            Arc::clone(&shared),
-            rx,
-            SharedState::new(chain),
-        ));
-        let mut results = Vec::new();
-        for w in waits {
-            results.push(
-                tokio::time::timeout(Duration::from_secs(5), w)
-                    .await
-                    .expect("settled, not left pending"),
-            );
-        }
+        let results = lag_past(&shared, chain, &proofs).await;
         for r in &results[..2] {
             assert!(
                 matches!(r, Err(FinalityError::Unrecovered { after: 0, .. })),
@@ -517,8 +496,6 @@ mod tests {
             );
         }
         assert_eq!(results[2].as_ref().map(|f| f.height), Ok(3));
-        drop(tx);
-        task.await.expect("ends");
     }
 
     /// The node's batch queue is gone: the forwarder fails the proofs of
