@@ -12,7 +12,9 @@
 //!     malachite: proposal ─► peers re-verify ─► prevote/precommit ─► decided
 //!                        ▼
 //!     decision task: NodeEvent::Decided ─► per-proof results ─► finality
-//!                    waiters, the proof index, `/events`
+//!                    waiters, the proof index, the pre-check's decided
+//!                    part, `/events`; after a lag, the missed heights from
+//!                    execution's result journal (`decisions.rs`)
 //! ```
 //!
 //! The pipeline's stateful stage is a *pre-check* ([`PrecheckState`])
