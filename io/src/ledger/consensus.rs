@@ -33,7 +33,7 @@
 use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
 use super::exec::{account_view, triangle_view};
 use super::intake::{lock, Finality, Intake};
-use super::precheck::{PrecheckState, Recent, RECENT_DECIDED_MAX};
+use super::precheck::{PrecheckShards, PrecheckState};
 use super::{
     AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
     QueueView, StatusView, Submission, TriangleView,
@@ -109,8 +109,7 @@ impl ConsensusLedger {
         let (events, _) = broadcast::channel(config.http.events_buffer.max(1));
         let shared = Arc::new(Shared {
             intake: Intake::default(),
-            precheck: Arc::default(),
-            recent: Arc::new(Mutex::new(Recent::new(RECENT_DECIDED_MAX))),
+            precheck: PrecheckShards::new(pc.shards),
             finality: Mutex::new(Finality::default()),
             index: Mutex::new(ProofIndex::new(config.consensus.proof_index_max)),
             last: Mutex::new({
@@ -128,9 +127,7 @@ impl ConsensusLedger {
             alive: AtomicBool::new(true),
         });
         let sink = Arc::clone(&shared);
-        let shards = (0..pc.shards.max(1))
-            .map(|_| PrecheckState::new(Arc::clone(&shared.precheck), Arc::clone(&shared.recent)))
-            .collect();
+        let shards = shared.precheck.states();
         let pipeline = Arc::new(Pipeline::new(pc, shards, move |v| {
             sink.intake.deliver(v, &sink.finality);
         }));
@@ -228,7 +225,7 @@ impl Ledger for ConsensusLedger {
                 in_flight: stats.in_flight,
                 capacity: self.inner.pipeline.capacity(),
             },
-            precheck_pending: lock(&self.inner.shared.precheck).nonces(),
+            precheck_pending: self.inner.shared.precheck.pending(),
             gossip_batches: live.gossip_batches,
         }
     }
@@ -388,7 +385,7 @@ mod tests {
                 .expect("accepted by the pre-check");
             ids.push(pending.id);
         }
-        let pending_before = lock(&ledger.inner.shared.precheck).nonces();
+        let pending_before = ledger.inner.shared.precheck.pending();
         assert!(pending_before > 0, "the pre-check records what it accepts");
         for id in ids {
             tokio::time::timeout(Duration::from_secs(60), ledger.wait_final(id))
@@ -399,10 +396,8 @@ mod tests {
         // Forgetting happens right after the waiters are resolved.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let left = {
-                let local = lock(&ledger.inner.shared.precheck);
-                (local.nonces(), local.accounts())
-            };
+            let p = &ledger.inner.shared.precheck;
+            let left = (p.pending(), p.pending_accounts());
             if left == (0, 0) {
                 break;
             }

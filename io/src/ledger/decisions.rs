@@ -14,7 +14,7 @@
 
 use super::exec::{outcome, settle_block, BlockResults};
 use super::intake::{lock, Finality, Intake};
-use super::precheck::{PrecheckState, Recent};
+use super::precheck::{PrecheckShards, PrecheckState};
 use super::{FinalityError, FinalizedBlock, ProofId, ProofRecord, ProofStatus};
 use crate::metrics::Metrics;
 use std::collections::{HashMap, VecDeque};
@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use step_consensus::execution::JournalBlock;
 use step_consensus::{Decision, NodeEvent, SharedState, WireBatch};
-use step_engine::heuristics::LastProof;
 use step_engine::pipeline::{Batch, Clock, Pipeline};
 use tokio::sync::{broadcast, Notify};
 
@@ -70,10 +69,8 @@ pub(super) struct Last {
 #[derive(Debug)]
 pub(super) struct Shared {
     pub intake: Intake,
-    /// The local part of every [`PrecheckState`] shard.
-    pub precheck: Arc<Mutex<step_engine::MemoryState>>,
-    /// The decided part of every [`PrecheckState`] shard.
-    pub recent: Arc<Mutex<Recent>>,
+    /// What every [`PrecheckState`] reads.
+    pub precheck: Arc<PrecheckShards>,
     pub finality: Mutex<Finality>,
     pub index: Mutex<ProofIndex>,
     pub last: Mutex<Last>,
@@ -126,11 +123,8 @@ pub(super) fn forward(
 pub(super) fn fail_batch(shared: &Shared, batch: &Batch, reason: &str) {
     // Forgotten first: a waiter that hears of the failure and resubmits
     // must not be refused by the pre-check.
-    {
-        let mut local = lock(&shared.precheck);
-        for p in &batch.proofs {
-            local.forget(&p.account, &p.nonce, p.timestamp.unix_ms());
-        }
+    for p in &batch.proofs {
+        shared.precheck.abandon(p);
     }
     let err = Err(FinalityError::NotForwarded {
         reason: reason.to_owned(),
@@ -194,23 +188,12 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         };
         settle_block(&block, &mut finality, m, |rec| index.insert(rec))
     };
-    {
-        // The decided part answers for the accepted proofs from now on (it
-        // takes them before the local part forgets them); execution answered
-        // for the rejected ones.
-        let mut recent = lock(&shared.recent);
-        let proofs = d.batches.iter().flat_map(|b| b.proofs.iter());
-        for (p, r) in proofs.zip(d.results.iter()) {
-            if r.is_ok() {
-                recent.push(p.account, p.nonce, LastProof::of(p));
-            }
-        }
-    }
-    {
-        let mut local = lock(&shared.precheck);
-        for p in d.batches.iter().flat_map(|b| b.proofs.iter()) {
-            local.forget(&p.account, &p.nonce, p.timestamp.unix_ms());
-        }
+    // The decided part answers for the accepted proofs from now on (it
+    // takes them before the local part forgets them); execution answered
+    // for the rejected ones.
+    let proofs = d.batches.iter().flat_map(|b| b.proofs.iter());
+    for (p, r) in proofs.zip(d.results.iter()) {
+        shared.precheck.decided(p, r.is_ok());
     }
     *lock(&shared.last) = Last {
         height: d.height,
@@ -259,7 +242,6 @@ pub(super) fn recover(shared: &Shared, state: &SharedState) {
     {
         let mut finality = lock(&shared.finality);
         let mut index = lock(&shared.index);
-        let mut recent = lock(&shared.recent);
         for b in &blocks {
             for e in &b.entries {
                 let id = ProofId::of_signature(&e.signature);
@@ -275,10 +257,9 @@ pub(super) fn recover(shared: &Shared, state: &SharedState) {
                         reward_micro: f.reward_micro,
                         status: ProofStatus::Final(*f),
                     });
-                    recent.push(p.account, p.nonce, LastProof::of(&p));
                 }
                 finality.resolve(id, &result);
-                forgotten.push(p);
+                forgotten.push((p, result.is_ok()));
                 settled += 1;
             }
         }
@@ -293,16 +274,13 @@ pub(super) fn recover(shared: &Shared, state: &SharedState) {
             let ids: Vec<ProofId> = finality.pending.keys().copied().collect();
             for id in ids {
                 if let Some(entry) = finality.resolve(id, &err) {
-                    forgotten.push(entry.proof);
+                    forgotten.push((entry.proof, false));
                 }
             }
         }
     }
-    {
-        let mut local = lock(&shared.precheck);
-        for p in &forgotten {
-            local.forget(&p.account, &p.nonce, p.timestamp.unix_ms());
-        }
+    for (p, accepted) in &forgotten {
+        shared.precheck.decided(p, *accepted);
     }
     if height > after {
         *lock(&shared.last) = Last {
@@ -334,6 +312,7 @@ mod tests {
     use std::time::{Duration, Instant};
     use step_consensus::context::{Height, ValueId};
     use step_consensus::execution::{ChainState, ResultJournal};
+    use step_engine::heuristics::LastProof;
     use step_engine::proof::{Nonce, Proof, Timestamp};
     use step_engine::{Address, Limits, ProofState, TriangleId};
 
@@ -341,8 +320,7 @@ mod tests {
         let (events, _) = broadcast::channel(16);
         Arc::new(Shared {
             intake: Intake::default(),
-            precheck: Arc::default(),
-            recent: Arc::new(Mutex::new(Recent::new(1_000))),
+            precheck: PrecheckShards::with_recent(2, 1_000),
             finality: Mutex::new(Finality::default()),
             index: Mutex::new(ProofIndex::new(1_000)),
             last: Mutex::new(Last::default()),
@@ -421,7 +399,7 @@ mod tests {
                         submitted: Instant::now(),
                     },
                 );
-                lock(&shared.precheck).record(p.account, p.nonce, LastProof::of(p));
+                shared.precheck.states()[0].record(p.account, p.nonce, LastProof::of(p));
                 finality.wait(id)
             })
             .collect()
@@ -470,11 +448,7 @@ mod tests {
         }
         assert_eq!(lock(&shared.last).height, 3);
         assert!(lock(&shared.finality).pending.is_empty());
-        assert_eq!(
-            lock(&shared.precheck).nonces(),
-            0,
-            "the pre-check forgot them"
-        );
+        assert_eq!(shared.precheck.pending(), 0, "the pre-check forgot them");
         assert_eq!(lock(&shared.index).by_id.len(), 3);
     }
 
@@ -508,9 +482,7 @@ mod tests {
         let mut pc = super::super::local::pipeline_config(&config, clock);
         pc.workers = 1;
         pc.pin_workers = false;
-        let shards = (0..pc.shards.max(1))
-            .map(|_| PrecheckState::new(Arc::clone(&shared.precheck), Arc::clone(&shared.recent)))
-            .collect();
+        let shards = shared.precheck.states();
         let sink = Arc::clone(&shared);
         let pipeline = Arc::new(Pipeline::new(pc, shards, move |v| {
             sink.intake.deliver(v, &sink.finality);
@@ -538,7 +510,7 @@ mod tests {
                 lock(&shared.finality).wait(pending.id)
             })
             .collect();
-        assert_eq!(lock(&shared.precheck).nonces(), 2);
+        assert_eq!(shared.precheck.pending(), 2);
         pipeline.flush();
         // The node's batch queue is gone before the forwarder starts.
         let (submit, batches) = tokio::sync::mpsc::channel(1);
@@ -556,11 +528,7 @@ mod tests {
                 "{r:?}"
             );
         }
-        assert_eq!(
-            lock(&shared.precheck).nonces(),
-            0,
-            "the pre-check forgot them"
-        );
+        assert_eq!(shared.precheck.pending(), 0, "the pre-check forgot them");
         assert!(!shared.alive.load(Ordering::Acquire));
         // The forwarder holds the pipeline and ends with it (at process exit
         // here), as in `ConsensusLedger::close`, which does not join it.
