@@ -418,3 +418,35 @@ fn rejection_codes_are_stable_numbers() {
         [2u32.to_le_bytes().as_slice(), &7u32.to_le_bytes(), &[5]].concat()
     );
 }
+
+/// Each executed height's per-proof results stay in the journal (keyed by
+/// signature) until more than its bound are kept; it is not part of the
+/// state's equality.
+#[test]
+fn the_journal_keeps_the_latest_results_by_signature() {
+    use step_consensus::execution::ResultJournal;
+    let t = tri("f3");
+    let mut s = ChainState {
+        journal: ResultJournal::with_capacity(3),
+        ..ChainState::default()
+    };
+    let signed = |account: u8, nonce: &str, sig: u8| {
+        let mut p = proof(account, t, proofs::T0, nonce);
+        p.signature = Ok([sig; 65]);
+        p
+    };
+    apply(&mut s, &[batch(vec![signed(1, "a", 1), signed(2, "b", 2)])]);
+    apply(&mut s, &[batch(vec![signed(1, "a", 3)])]);
+    let kept: Vec<_> = s.journal.after(0).collect();
+    assert_eq!(kept.len(), 2);
+    assert_eq!((kept[0].height, kept[0].entries.len()), (1, 2));
+    assert_eq!(kept[0].entries[1].signature, [2; 65]);
+    assert_eq!(kept[0].entries[1].result.map(|e| e.clicks), Ok(2));
+    assert_eq!(kept[1].entries[0].result, Err(ExecCode::NonceReplay));
+    apply(&mut s, &[batch(vec![signed(3, "c", 4), signed(4, "d", 5)])]);
+    assert_eq!(s.journal.first_height(), Some(2), "height 1 went first");
+    assert_eq!(s.journal.after(2).count(), 1);
+    let mut without = s.clone();
+    without.journal = ResultJournal::with_capacity(0);
+    assert_eq!(without, s, "the journal is not state");
+}

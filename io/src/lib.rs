@@ -4,7 +4,9 @@
 //!   (submit, wait for finality, query, status, finalized-block stream), and
 //!   two backends: [`ConsensusLedger`](ledger::ConsensusLedger) (BFT, on
 //!   malachite) and [`LocalLedger`](ledger::LocalLedger) (one process, not
-//!   fault tolerant; tests and development).
+//!   fault tolerant; tests and development). Both execute blocks with
+//!   consensus's one execution (`docs/adr/0031-one-execution.md`); the
+//!   ledger API names no consensus type.
 //! * [`http`]: the Phase 2-compatible axum API.
 //! * [`config`]: the TOML configuration with environment and flag overrides.
 //! * [`metrics`]: typed Prometheus metrics.

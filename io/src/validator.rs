@@ -20,7 +20,10 @@ use step_engine::pipeline::Clock;
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
-    Genesis(#[from] GenesisError),
+    Genesis {
+        #[from]
+        source: GenesisError,
+    },
     #[error(
         "the key in {key_file} (validator {address}) is not in the validator set of {genesis_file}"
     )]
@@ -35,7 +38,10 @@ pub enum OpenError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Consensus(#[from] ConsensusLedgerError),
+    Consensus {
+        #[from]
+        source: ConsensusLedgerError,
+    },
 }
 
 /// `path` as given if absolute, else relative to `base` (the configuration

@@ -12,11 +12,15 @@
 //!     malachite: proposal ─► peers re-verify ─► prevote/precommit ─► decided
 //!                        ▼
 //!     decision task: NodeEvent::Decided ─► per-proof results ─► finality
-//!                    waiters, the proof index, `/events`
+//!                    waiters, the proof index, the pre-check's decided
+//!                    part, `/events`; after a lag, the missed heights from
+//!                    execution's result journal (`decisions.rs`)
 //! ```
 //!
-//! The pipeline's stateful stage is a *pre-check* against what this node has
-//! accepted itself: a replay sent twice to this node is refused at once. The
+//! The pipeline's stateful stage is a *pre-check* ([`PrecheckState`])
+//! against what this node has accepted itself and the latest decided
+//! proofs, which the decision task keeps for it (it never waits on
+//! execution): a replay sent twice to this node is refused at once. The
 //! authoritative checks run at execution, in block order, on every validator
 //! alike; a proof that passed here but lost there (the same nonce reached
 //! another validator first) ends as [`FinalityError::Rejected`].
@@ -26,8 +30,10 @@
 //! last `consensus.proof_index_max` finalized proofs, built from decisions
 //! since this process started (not from the store).
 
-use super::exec::{account_view, settle_block, triangle_view, BlockResults};
+use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
+use super::exec::{account_view, triangle_view};
 use super::intake::{lock, Finality, Intake};
+use super::precheck::{PrecheckShards, PrecheckState};
 use super::{
     AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
     QueueView, StatusView, Submission, TriangleView,
@@ -36,113 +42,24 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use step_consensus::{Decision, Node, NodeEvent, NodeSettings, SharedState, WireBatch};
-use step_engine::pipeline::{Clock, Pipeline, PipelineConfig};
-use step_engine::{Address, Limits, ProofState, Reject, TriangleId};
+use step_consensus::{Node, NodeSettings, SharedState};
+use step_engine::pipeline::{Pipeline, PipelineConfig};
+use step_engine::{Address, Limits, Reject, TriangleId};
 use tokio::sync::{broadcast, Notify};
 
 /// Why the consensus ledger did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusLedgerError {
-    #[error("consensus node: {0}")]
-    Node(#[from] step_consensus::ConsensusNodeError),
-    #[error("cannot start the batch forwarder thread: {0}")]
-    Thread(std::io::Error),
-}
-
-/// The pipeline's stateful pre-check state: what this node accepted itself
-/// and is not yet decided, plus the executed chain state. So a replay of a
-/// final proof is refused at once on every validator, not only on the one
-/// that accepted the original.
-///
-/// The local part is shared with the decision task, which forgets each proof
-/// once its block is decided ([`MemoryState::forget`]): the chain answers for
-/// it from then on. So the local part holds only the proofs between this
-/// node's pipeline and a decision, and its memory stays flat however many
-/// proofs pass (see `decided_proofs_leave_the_precheck_state`).
-///
-/// [`MemoryState::forget`]: step_engine::MemoryState::forget
-#[derive(Debug)]
-pub struct PrecheckState {
-    local: Arc<Mutex<step_engine::MemoryState>>,
-    chain: SharedState,
-}
-
-impl ProofState for PrecheckState {
-    fn last_proof(&self, account: &Address) -> Option<step_engine::heuristics::LastProof> {
-        let chain = self.chain.read().last_proof(account);
-        match (lock(&self.local).last_proof(account), chain) {
-            (Some(a), Some(b)) => Some(if a.unix_ms >= b.unix_ms { a } else { b }),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn nonce_used(&self, account: &Address, nonce: &step_engine::proof::Nonce) -> bool {
-        lock(&self.local).nonce_used(account, nonce) || self.chain.read().nonce_used(account, nonce)
-    }
-
-    fn record(
-        &mut self,
-        account: Address,
-        nonce: step_engine::proof::Nonce,
-        last: step_engine::heuristics::LastProof,
-    ) {
-        lock(&self.local).record(account, nonce, last);
-    }
-}
-
-/// Finalized proofs by id, the oldest forgotten first.
-#[derive(Debug, Default)]
-struct ProofIndex {
-    by_id: HashMap<ProofId, ProofRecord>,
-    order: VecDeque<ProofId>,
-    max: usize,
-}
-
-impl ProofIndex {
-    fn insert(&mut self, rec: ProofRecord) {
-        if self.max == 0 {
-            return;
-        }
-        if self.by_id.insert(rec.id, rec.clone()).is_none() {
-            self.order.push_back(rec.id);
-        }
-        while self.order.len() > self.max {
-            if let Some(old) = self.order.pop_front() {
-                self.by_id.remove(&old);
-            }
-        }
-    }
-}
-
-/// The last decision this node executed.
-#[derive(Debug, Default, Clone, Copy)]
-struct Last {
-    height: u64,
-    round: i64,
-    root: [u8; 32],
-}
-
-/// Lock order: `finality` before `index`.
-#[derive(Debug)]
-struct Shared {
-    intake: Intake,
-    /// The local part of every [`PrecheckState`] shard.
-    precheck: Arc<Mutex<step_engine::MemoryState>>,
-    finality: Mutex<Finality>,
-    index: Mutex<ProofIndex>,
-    last: Mutex<Last>,
-    /// Signalled after every executed decision.
-    settled: Notify,
-    events: broadcast::Sender<Arc<FinalizedBlock>>,
-    metrics: Arc<Metrics>,
-    clock: Clock,
-    /// False once the node reported a fatal error or stopped.
-    alive: AtomicBool,
+    #[error("consensus node: {source}")]
+    Node {
+        #[from]
+        source: step_consensus::ConsensusNodeError,
+    },
+    #[error("cannot start the batch forwarder thread: {source}")]
+    Thread { source: std::io::Error },
 }
 
 /// See the module documentation.
@@ -192,12 +109,9 @@ impl ConsensusLedger {
         let (events, _) = broadcast::channel(config.http.events_buffer.max(1));
         let shared = Arc::new(Shared {
             intake: Intake::default(),
-            precheck: Arc::default(),
+            precheck: PrecheckShards::new(pc.shards),
             finality: Mutex::new(Finality::default()),
-            index: Mutex::new(ProofIndex {
-                max: config.consensus.proof_index_max,
-                ..ProofIndex::default()
-            }),
+            index: Mutex::new(ProofIndex::new(config.consensus.proof_index_max)),
             last: Mutex::new({
                 let s = state.read();
                 Last {
@@ -213,12 +127,7 @@ impl ConsensusLedger {
             alive: AtomicBool::new(true),
         });
         let sink = Arc::clone(&shared);
-        let shards = (0..pc.shards.max(1))
-            .map(|_| PrecheckState {
-                local: Arc::clone(&shared.precheck),
-                chain: state.clone(),
-            })
-            .collect();
+        let shards = shared.precheck.states();
         let pipeline = Arc::new(Pipeline::new(pc, shards, move |v| {
             sink.intake.deliver(v, &sink.finality);
         }));
@@ -227,14 +136,18 @@ impl ConsensusLedger {
             .queue_capacity
             .set(i64::try_from(pipeline.capacity()).unwrap_or(i64::MAX));
 
-        let decisions = tokio::spawn(decision_loop(Arc::clone(&shared), node.subscribe()));
+        let decisions = tokio::spawn(decision_loop(
+            Arc::clone(&shared),
+            node.subscribe(),
+            state.clone(),
+        ));
         let submit = node.submitter();
         let fwd_pipeline = Arc::clone(&pipeline);
         let fwd_shared = Arc::clone(&shared);
         let forwarder = std::thread::Builder::new()
             .name("step-batch-forwarder".into())
             .spawn(move || forward(&fwd_pipeline, &fwd_shared, &submit))
-            .map_err(ConsensusLedgerError::Thread)?;
+            .map_err(|source| ConsensusLedgerError::Thread { source })?;
         Ok(ConsensusLedger {
             inner: Arc::new(Inner {
                 shared,
@@ -253,105 +166,6 @@ impl ConsensusLedger {
     pub fn live(&self) -> Option<step_consensus::LiveStatus> {
         lock(&self.inner.node).as_ref().map(Node::live)
     }
-}
-
-/// Moves the pipeline's batches into the node's proposal queue. Blocks
-/// while the node's queue is full, which stalls the pipeline's batch queue
-/// and, behind it, makes `submit` answer OVERLOADED.
-fn forward(
-    pipeline: &Pipeline<PrecheckState>,
-    shared: &Shared,
-    submit: &tokio::sync::mpsc::Sender<WireBatch>,
-) {
-    let batches = pipeline.batches().clone();
-    while let Ok(batch) = batches.recv() {
-        shared.metrics.batch_proofs.observe(batch.len() as f64);
-        match WireBatch::from_batch(&batch) {
-            Ok(wire) => {
-                if submit.blocking_send(wire).is_err() {
-                    tracing::warn!("consensus node stopped; batch forwarder ends");
-                    break;
-                }
-            }
-            // The pipeline's batches are always well formed; if one is
-            // not, its proofs stay pending and their waiters time out.
-            Err(e) => tracing::error!(error = %e, "pipeline batch cannot be encoded; dropped"),
-        }
-        pipeline.recycle(batch);
-    }
-}
-
-async fn decision_loop(shared: Arc<Shared>, mut rx: broadcast::Receiver<NodeEvent>) {
-    loop {
-        match rx.recv().await {
-            Ok(NodeEvent::Decided(d)) => apply_decision(&shared, &d),
-            Ok(NodeEvent::Evidence(e)) => {
-                tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
-            }
-            Ok(NodeEvent::Fatal(msg)) => {
-                tracing::error!("consensus stopped: {msg}");
-                break;
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                // Proofs of the missed decisions are final, but their waiters
-                // here time out (the client gets 202 and can poll).
-                tracing::warn!(missed = n, "decision stream lagged");
-            }
-            Err(broadcast::error::RecvError::Closed) => break,
-        }
-    }
-    shared.alive.store(false, Ordering::Release);
-    lock(&shared.finality).close();
-    shared.settled.notify_waiters();
-}
-
-fn apply_decision(shared: &Shared, d: &Decision) {
-    let time_ms = shared.clock.now_ms();
-    let m = &shared.metrics;
-    let settled = {
-        let mut finality = lock(&shared.finality);
-        let mut index = lock(&shared.index);
-        let block = BlockResults {
-            height: d.height,
-            time_ms,
-            batches: &d.batches,
-            results: &d.results,
-        };
-        settle_block(&block, &mut finality, m, |rec| index.insert(rec))
-    };
-    let proof_ids = settled.proof_ids;
-    {
-        // The executed state (updated before the decision was sent) now
-        // answers for these proofs, accepted or not.
-        let mut local = lock(&shared.precheck);
-        for p in d.batches.iter().flat_map(|b| b.proofs.iter()) {
-            local.forget(&p.account, &p.nonce, p.timestamp.unix_ms());
-        }
-    }
-    *lock(&shared.last) = Last {
-        height: d.height,
-        round: d.round,
-        root: d.root,
-    };
-    m.block_proofs.observe(d.proofs as f64);
-    m.finalized.inc_by(proof_ids.len() as u64);
-    m.height.set(i64::try_from(d.height).unwrap_or(i64::MAX));
-    tracing::debug!(
-        height = d.height,
-        round = d.round,
-        proofs = d.proofs,
-        accepted = d.accepted,
-        "block executed"
-    );
-    let _ = shared.events.send(Arc::new(FinalizedBlock {
-        height: d.height,
-        time_ms,
-        state_root: d.root,
-        batches: d.batch_digests.clone(),
-        proof_ids,
-        rejected: settled.rejected,
-    }));
-    shared.settled.notify_waiters();
 }
 
 impl Ledger for ConsensusLedger {
@@ -411,7 +225,7 @@ impl Ledger for ConsensusLedger {
                 in_flight: stats.in_flight,
                 capacity: self.inner.pipeline.capacity(),
             },
-            precheck_pending: lock(&self.inner.shared.precheck).nonces(),
+            precheck_pending: self.inner.shared.precheck.pending(),
             gossip_batches: live.gossip_batches,
         }
     }
@@ -571,7 +385,7 @@ mod tests {
                 .expect("accepted by the pre-check");
             ids.push(pending.id);
         }
-        let pending_before = lock(&ledger.inner.shared.precheck).nonces();
+        let pending_before = ledger.inner.shared.precheck.pending();
         assert!(pending_before > 0, "the pre-check records what it accepts");
         for id in ids {
             tokio::time::timeout(Duration::from_secs(60), ledger.wait_final(id))
@@ -582,10 +396,8 @@ mod tests {
         // Forgetting happens right after the waiters are resolved.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let left = {
-                let local = lock(&ledger.inner.shared.precheck);
-                (local.nonces(), local.accounts())
-            };
+            let p = &ledger.inner.shared.precheck;
+            let left = (p.pending(), p.pending_accounts());
             if left == (0, 0) {
                 break;
             }

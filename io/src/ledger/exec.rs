@@ -12,7 +12,7 @@ use super::{
 use crate::metrics::Metrics;
 use step_consensus::execution::{ChainState, ExecCode, ProofResult, TriangleState};
 use step_engine::pipeline::Batch;
-use step_engine::{Address, TriangleId};
+use step_engine::{Address, Proof, TriangleId};
 
 impl From<ExecCode> for ExecutionReject {
     fn from(c: ExecCode) -> ExecutionReject {
@@ -63,6 +63,33 @@ pub(super) fn account_view(state: &ChainState, address: &Address) -> AccountView
     }
 }
 
+/// What waiting for proof `id` (`p`) ends with, from its result in the
+/// block executed at `height`.
+pub(super) fn outcome(
+    id: ProofId,
+    p: &Proof,
+    r: &ProofResult,
+    height: u64,
+    time_ms: i64,
+) -> Result<Final, FinalityError> {
+    match r {
+        Ok(e) => Ok(Final {
+            id,
+            account: p.account,
+            triangle: p.triangle,
+            reward_micro: e.reward_micro,
+            balance_micro: e.balance_micro,
+            clicks: u32::from(e.clicks),
+            height,
+            time_ms,
+        }),
+        Err(code) => Err(FinalityError::Rejected {
+            height,
+            reason: ExecutionReject::from(*code),
+        }),
+    }
+}
+
 /// An executed block, as the ledgers report it.
 #[derive(Debug)]
 pub(super) struct BlockResults<'a> {
@@ -98,26 +125,13 @@ pub(super) fn settle_block(
         let Some(id) = ProofId::of_proof(p) else {
             continue;
         };
-        let result = match r {
-            Ok(e) => Ok(Final {
+        let result = outcome(id, p, r, block.height, block.time_ms);
+        if let Err(FinalityError::Rejected { reason, .. }) = &result {
+            out.rejected.push(RejectedProof {
                 id,
-                account: p.account,
-                triangle: p.triangle,
-                reward_micro: e.reward_micro,
-                balance_micro: e.balance_micro,
-                clicks: u32::from(e.clicks),
-                height: block.height,
-                time_ms: block.time_ms,
-            }),
-            Err(code) => {
-                let reason = ExecutionReject::from(*code);
-                out.rejected.push(RejectedProof { id, reason });
-                Err(FinalityError::Rejected {
-                    height: block.height,
-                    reason,
-                })
-            }
-        };
+                reason: *reason,
+            });
+        }
         if let Ok(f) = &result {
             out.proof_ids.push(id);
             record(ProofRecord {

@@ -18,12 +18,15 @@
 //! accepted proofs.
 
 mod consensus;
+mod decisions;
 mod exec;
 mod intake;
 mod local;
+mod precheck;
 
 pub use consensus::{ConsensusLedger, ConsensusLedgerError};
 pub use local::{pipeline_config, system_clock, LocalLedger};
+pub use precheck::RECENT_DECIDED_MAX;
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
@@ -334,4 +337,32 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Stops taking proofs, finalizes every proof already accepted, and stops.
     fn close(&self) -> BoxFuture<'static, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_ids_are_exactly_64_hex_digits_either_case() {
+        let id = ProofId::of_signature(&[7; 65]);
+        let text = id.to_string();
+        assert_eq!(text.len(), 64);
+        assert_eq!(text, text.to_ascii_lowercase());
+        assert_eq!(ProofId::parse(&text), Some(id));
+        assert_eq!(ProofId::parse(&text.to_ascii_uppercase()), Some(id));
+        for bad in [
+            &text[..63],
+            &format!("{text}0"),
+            &format!("0x{}", &text[2..]),
+            &format!("{}g", &text[..63]),
+            &format!("{} ", &text[..63]),
+            &format!("+{}", &text[1..]),
+            "",
+        ] {
+            assert_eq!(ProofId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(unhex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(hex(&[0x0a, 0xff]), "0aff");
+    }
 }

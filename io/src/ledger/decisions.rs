@@ -1,0 +1,537 @@
+//! The consensus ledger's two workers and what they share ([`Shared`]):
+//!
+//! * the **forwarder** thread moves the pipeline's batches into the node's
+//!   proposal queue; a batch it cannot hand over fails its proofs' waiters
+//!   with [`FinalityError::NotForwarded`] (they would never be decided);
+//! * the **decision task** settles each decided block (waiters, the proof
+//!   index, the pre-check's decided part, `/events`). If it falls behind the
+//!   node's event stream (`RecvError::Lagged`), it re-reads the missed
+//!   heights' results from execution's [`ResultJournal`] and settles every
+//!   proof it was waiting for; a proof whose height is no longer there ends
+//!   with [`FinalityError::Unrecovered`]. No waiter is left pending.
+//!
+//! [`ResultJournal`]: step_consensus::execution::ResultJournal
+
+use super::exec::{outcome, settle_block, BlockResults};
+use super::intake::{lock, Finality, Intake};
+use super::precheck::{PrecheckShards, PrecheckState};
+use super::{FinalityError, FinalizedBlock, ProofId, ProofRecord, ProofStatus};
+use crate::metrics::Metrics;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use step_consensus::execution::JournalBlock;
+use step_consensus::{Decision, NodeEvent, SharedState, WireBatch};
+use step_engine::pipeline::{Batch, Clock, Pipeline};
+use tokio::sync::{broadcast, Notify};
+
+/// Finalized proofs by id, the oldest forgotten first.
+#[derive(Debug, Default)]
+pub(super) struct ProofIndex {
+    pub by_id: HashMap<ProofId, ProofRecord>,
+    order: VecDeque<ProofId>,
+    max: usize,
+}
+
+impl ProofIndex {
+    pub fn new(max: usize) -> ProofIndex {
+        ProofIndex {
+            max,
+            ..ProofIndex::default()
+        }
+    }
+
+    pub fn insert(&mut self, rec: ProofRecord) {
+        if self.max == 0 {
+            return;
+        }
+        if self.by_id.insert(rec.id, rec.clone()).is_none() {
+            self.order.push_back(rec.id);
+        }
+        while self.order.len() > self.max {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+}
+
+/// The last decision this node executed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Last {
+    pub height: u64,
+    pub round: i64,
+    pub root: [u8; 32],
+}
+
+/// What the ledger, the pipeline's verdict sink, the forwarder and the
+/// decision task share. Lock order: `finality` before `index`.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub intake: Intake,
+    /// What every [`PrecheckState`] reads.
+    pub precheck: Arc<PrecheckShards>,
+    pub finality: Mutex<Finality>,
+    pub index: Mutex<ProofIndex>,
+    pub last: Mutex<Last>,
+    /// Signalled after every executed decision.
+    pub settled: Notify,
+    pub events: broadcast::Sender<Arc<FinalizedBlock>>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    /// False once the node reported a fatal error or stopped.
+    pub alive: AtomicBool,
+}
+
+/// Moves the pipeline's batches into the node's proposal queue. Blocks
+/// while the node's queue is full, which stalls the pipeline's batch queue
+/// and, behind it, makes `submit` answer OVERLOADED. Once the node's queue
+/// is gone, every later batch fails too, until the pipeline closes.
+pub(super) fn forward(
+    pipeline: &Pipeline<PrecheckState>,
+    shared: &Shared,
+    submit: &tokio::sync::mpsc::Sender<WireBatch>,
+) {
+    let batches = pipeline.batches().clone();
+    let mut stopped = false;
+    while let Ok(batch) = batches.recv() {
+        shared.metrics.batch_proofs.observe(batch.len() as f64);
+        if stopped {
+            fail_batch(shared, &batch, "the consensus node stopped");
+        } else {
+            match WireBatch::from_batch(&batch) {
+                Ok(wire) => {
+                    if submit.blocking_send(wire).is_err() {
+                        tracing::warn!("consensus node stopped; batches fail from now on");
+                        shared.alive.store(false, Ordering::Release);
+                        stopped = true;
+                        fail_batch(shared, &batch, "the consensus node stopped");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pipeline batch cannot be encoded; its proofs fail");
+                    fail_batch(shared, &batch, &format!("batch cannot be encoded: {e}"));
+                }
+            }
+        }
+        pipeline.recycle(batch);
+    }
+}
+
+/// A batch that will never be decided: its proofs' waiters hear
+/// [`FinalityError::NotForwarded`], and the pre-check forgets them.
+pub(super) fn fail_batch(shared: &Shared, batch: &Batch, reason: &str) {
+    // Forgotten first: a waiter that hears of the failure and resubmits
+    // must not be refused by the pre-check.
+    for p in &batch.proofs {
+        shared.precheck.abandon(p);
+    }
+    let err = Err(FinalityError::NotForwarded {
+        reason: reason.to_owned(),
+    });
+    {
+        let mut finality = lock(&shared.finality);
+        for p in &batch.proofs {
+            if let Some(id) = ProofId::of_proof(p) {
+                finality.resolve(id, &err);
+            }
+        }
+    }
+    shared.settled.notify_waiters();
+}
+
+/// Settles each decided block, in height order; see the module documentation.
+pub(super) async fn decision_loop(
+    shared: Arc<Shared>,
+    mut rx: broadcast::Receiver<NodeEvent>,
+    state: SharedState,
+) {
+    loop {
+        match rx.recv().await {
+            Ok(NodeEvent::Decided(d)) => apply_decision(&shared, &d),
+            Ok(NodeEvent::Evidence(e)) => {
+                tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
+            }
+            Ok(NodeEvent::Fatal(msg)) => {
+                tracing::error!("consensus stopped: {msg}");
+                break;
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "decision stream lagged; recovering the missed heights"
+                );
+                recover(&shared, &state);
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    shared.alive.store(false, Ordering::Release);
+    lock(&shared.finality).close();
+    shared.settled.notify_waiters();
+}
+
+pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
+    if d.height <= lock(&shared.last).height {
+        return; // settled already, from the journal after a lag
+    }
+    let time_ms = shared.clock.now_ms();
+    let m = &shared.metrics;
+    let settled = {
+        let mut finality = lock(&shared.finality);
+        let mut index = lock(&shared.index);
+        let block = BlockResults {
+            height: d.height,
+            time_ms,
+            batches: &d.batches,
+            results: &d.results,
+        };
+        settle_block(&block, &mut finality, m, |rec| index.insert(rec))
+    };
+    // The decided part answers for the accepted proofs from now on (it
+    // takes them before the local part forgets them); execution answered
+    // for the rejected ones.
+    let proofs = d.batches.iter().flat_map(|b| b.proofs.iter());
+    for (p, r) in proofs.zip(d.results.iter()) {
+        shared.precheck.decided(p, r.is_ok());
+    }
+    *lock(&shared.last) = Last {
+        height: d.height,
+        round: d.round,
+        root: d.root,
+    };
+    m.block_proofs.observe(d.proofs as f64);
+    m.finalized.inc_by(settled.proof_ids.len() as u64);
+    m.height.set(i64::try_from(d.height).unwrap_or(i64::MAX));
+    tracing::debug!(
+        height = d.height,
+        round = d.round,
+        proofs = d.proofs,
+        accepted = d.accepted,
+        "block executed"
+    );
+    // No subscribers is not an error.
+    let _ = shared.events.send(Arc::new(FinalizedBlock {
+        height: d.height,
+        time_ms,
+        state_root: d.root,
+        batches: d.batch_digests.clone(),
+        proof_ids: settled.proof_ids,
+        rejected: settled.rejected,
+    }));
+    shared.settled.notify_waiters();
+}
+
+/// After a lag: settles every proof this node waits for from the journal's
+/// heights above the last one settled; if the journal no longer reaches
+/// back that far, the proofs it does not name end with
+/// [`FinalityError::Unrecovered`]. The missed heights are not streamed on
+/// `/events` (their batch digests are not in the journal).
+pub(super) fn recover(shared: &Shared, state: &SharedState) {
+    let after = lock(&shared.last).height;
+    // Copied out so the executed state's lock is not held while settling.
+    let (height, root, first, blocks): (u64, [u8; 32], Option<u64>, Vec<JournalBlock>) = {
+        let s = state.read();
+        let blocks = s.journal.after(after).cloned().collect();
+        (s.height, s.root, s.journal.first_height(), blocks)
+    };
+    let gap = height > after && first.is_none_or(|f| f > after + 1);
+    let time_ms = shared.clock.now_ms();
+    let mut settled = 0usize;
+    let mut forgotten = Vec::new();
+    {
+        let mut finality = lock(&shared.finality);
+        let mut index = lock(&shared.index);
+        for b in &blocks {
+            for e in &b.entries {
+                let id = ProofId::of_signature(&e.signature);
+                let Some(entry) = finality.pending.get(&id) else {
+                    continue; // another validator's proof: not waited for here
+                };
+                let p = entry.proof;
+                let result = outcome(id, &p, &e.result, b.height, time_ms);
+                if let Ok(f) = &result {
+                    index.insert(ProofRecord {
+                        id,
+                        proof: p,
+                        reward_micro: f.reward_micro,
+                        status: ProofStatus::Final(*f),
+                    });
+                }
+                finality.resolve(id, &result);
+                forgotten.push((p, result.is_ok()));
+                settled += 1;
+            }
+        }
+        if gap {
+            let err = Err(FinalityError::Unrecovered {
+                after,
+                reason: format!(
+                    "the result journal starts at height {}",
+                    first.map_or_else(|| "none".to_owned(), |f| f.to_string())
+                ),
+            });
+            let ids: Vec<ProofId> = finality.pending.keys().copied().collect();
+            for id in ids {
+                if let Some(entry) = finality.resolve(id, &err) {
+                    forgotten.push((entry.proof, false));
+                }
+            }
+        }
+    }
+    for (p, accepted) in &forgotten {
+        shared.precheck.decided(p, *accepted);
+    }
+    if height > after {
+        *lock(&shared.last) = Last {
+            height,
+            round: 0,
+            root,
+        };
+        shared
+            .metrics
+            .height
+            .set(i64::try_from(height).unwrap_or(i64::MAX));
+    }
+    tracing::warn!(
+        after,
+        up_to = height,
+        settled,
+        unrecovered = gap,
+        "missed decisions recovered from the result journal"
+    );
+    shared.settled.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::intake::PendingEntry;
+    use super::super::Final;
+    use super::*;
+    use futures_util::future::BoxFuture;
+    use std::time::{Duration, Instant};
+    use step_consensus::context::{Height, ValueId};
+    use step_consensus::execution::{ChainState, ResultJournal};
+    use step_engine::heuristics::LastProof;
+    use step_engine::proof::{Nonce, Proof, Timestamp};
+    use step_engine::{Address, Limits, ProofState, TriangleId};
+
+    fn shared() -> Arc<Shared> {
+        let (events, _) = broadcast::channel(16);
+        Arc::new(Shared {
+            intake: Intake::default(),
+            precheck: PrecheckShards::with_recent(2, 1_000),
+            finality: Mutex::new(Finality::default()),
+            index: Mutex::new(ProofIndex::new(1_000)),
+            last: Mutex::new(Last::default()),
+            settled: Notify::new(),
+            events,
+            metrics: Arc::new(Metrics::new()),
+            clock: Clock::new(|| 1_767_225_600_000),
+            alive: AtomicBool::new(true),
+        })
+    }
+
+    fn proof(k: u8) -> Proof {
+        let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+        let (lat, lon) = step_engine::mesh::centroid_lat_lon(&t);
+        Proof {
+            account: Address([k; 20]),
+            triangle: t,
+            lat,
+            lon,
+            accuracy_m: 5.0,
+            timestamp: Timestamp::from_unix_ms(1_767_225_600_000).expect("time"),
+            nonce: Nonce::parse(&format!("n{k}")).expect("nonce"),
+            signature: Ok([k; 65]),
+        }
+    }
+
+    /// Executes one block per proof (heights 1..) and returns the decisions.
+    fn execute(state: &mut ChainState, proofs: &[Proof]) -> Vec<Decision> {
+        proofs
+            .iter()
+            .map(|p| {
+                let h = state.height + 1;
+                let batch = Batch {
+                    proofs: vec![*p],
+                    pubkeys: vec![[0; 64]],
+                    digest: [h as u8; 32],
+                };
+                let out = state.apply_block(
+                    &Limits::default(),
+                    Height(h),
+                    ValueId([h as u8; 32]),
+                    std::slice::from_ref(&batch),
+                );
+                Decision {
+                    height: h,
+                    round: 0,
+                    value_id: ValueId([h as u8; 32]),
+                    root: out.root,
+                    batch_digests: vec![batch.digest],
+                    proofs: 1,
+                    accepted: out.changes.accepted,
+                    accepted_total: state.accepted_total,
+                    at: Instant::now(),
+                    batches: vec![batch].into(),
+                    results: out.results.into(),
+                }
+            })
+            .collect()
+    }
+
+    /// Registers each proof as accepted here and waits for it.
+    fn wait_for(
+        shared: &Shared,
+        proofs: &[Proof],
+    ) -> Vec<BoxFuture<'static, Result<Final, FinalityError>>> {
+        let mut finality = lock(&shared.finality);
+        proofs
+            .iter()
+            .map(|p| {
+                let id = ProofId::of_proof(p).expect("id");
+                finality.pending.insert(
+                    id,
+                    PendingEntry {
+                        proof: *p,
+                        reward_micro: 1,
+                        submitted: Instant::now(),
+                    },
+                );
+                shared.precheck.states()[0].record(p.account, p.nonce, LastProof::of(p));
+                finality.wait(id)
+            })
+            .collect()
+    }
+
+    /// Executes one block per proof on `chain`, waits for every proof here,
+    /// and sends the decisions into a stream that holds only one, so the
+    /// decision task lags past all but the last. Each proof's outcome.
+    async fn lag_past(
+        shared: &Arc<Shared>,
+        mut chain: ChainState,
+        proofs: &[Proof],
+    ) -> Vec<Result<Final, FinalityError>> {
+        let decisions = execute(&mut chain, proofs);
+        let waits = wait_for(shared, proofs);
+        let (tx, rx) = broadcast::channel(1);
+        for d in decisions {
+            tx.send(NodeEvent::Decided(d)).expect("a receiver");
+        }
+        let task = tokio::spawn(decision_loop(
+            Arc::clone(shared),
+            rx,
+            SharedState::new(chain),
+        ));
+        let mut out = Vec::new();
+        for w in waits {
+            let r = tokio::time::timeout(Duration::from_secs(5), w).await;
+            out.push(r.expect("settled, not left pending"));
+        }
+        drop(tx);
+        task.await.expect("the task ends when the stream closes");
+        out
+    }
+
+    /// The decision task lags past heights 1 and 2, reads them back from
+    /// the journal and settles their proofs (before, their waiters waited
+    /// forever).
+    #[tokio::test]
+    async fn a_lagged_decision_stream_is_recovered_from_the_journal() {
+        let shared = shared();
+        let proofs: Vec<Proof> = (1..=3).map(proof).collect();
+        let results = lag_past(&shared, ChainState::default(), &proofs).await;
+        for (k, r) in results.into_iter().enumerate() {
+            let f = r.expect("final");
+            assert_eq!((f.height, f.clicks), (k as u64 + 1, k as u32 + 1));
+        }
+        assert_eq!(lock(&shared.last).height, 3);
+        assert!(lock(&shared.finality).pending.is_empty());
+        assert_eq!(shared.precheck.pending(), 0, "the pre-check forgot them");
+        assert_eq!(lock(&shared.index).by_id.len(), 3);
+    }
+
+    /// Heights the journal no longer holds: their proofs end with a named
+    /// error; the proof of the height it holds is final.
+    #[tokio::test]
+    async fn heights_beyond_the_journal_end_unrecovered() {
+        let shared = shared();
+        let proofs: Vec<Proof> = (1..=3).map(proof).collect();
+        let chain = ChainState {
+            journal: ResultJournal::with_capacity(1),
+            ..ChainState::default()
+        };
+        let results = lag_past(&shared, chain, &proofs).await;
+        for r in &results[..2] {
+            assert!(
+                matches!(r, Err(FinalityError::Unrecovered { after: 0, .. })),
+                "{r:?}"
+            );
+        }
+        assert_eq!(results[2].as_ref().map(|f| f.height), Ok(3));
+    }
+
+    /// The node's batch queue is gone: the forwarder fails the proofs of
+    /// every batch it cannot hand over (they used to stay pending).
+    #[test]
+    fn a_batch_that_cannot_be_forwarded_fails_its_proofs() {
+        let shared = shared();
+        let config = crate::config::Config::default();
+        let clock = Clock::new(|| 1_767_225_600_000);
+        let mut pc = super::super::local::pipeline_config(&config, clock);
+        pc.workers = 1;
+        pc.pin_workers = false;
+        let shards = shared.precheck.states();
+        let sink = Arc::clone(&shared);
+        let pipeline = Arc::new(Pipeline::new(pc, shards, move |v| {
+            sink.intake.deliver(v, &sink.finality);
+        }));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+        let waits: Vec<_> = (0..2u64)
+            .map(|k| {
+                let key = step_engine::signing::key("forward", k);
+                let body = step_engine::signing::signed_body(
+                    &key,
+                    &t,
+                    step_engine::signing::point_in(&t),
+                    5.0,
+                    1_767_225_600_000,
+                    "n",
+                );
+                let submission = shared.intake.submit(&pipeline, &body).expect("queued");
+                let pending = rt
+                    .block_on(submission.verdict())
+                    .expect("accepted by the pipeline");
+                lock(&shared.finality).wait(pending.id)
+            })
+            .collect();
+        assert_eq!(shared.precheck.pending(), 2);
+        pipeline.flush();
+        // The node's batch queue is gone before the forwarder starts.
+        let (submit, batches) = tokio::sync::mpsc::channel(1);
+        drop(batches);
+        let fwd = {
+            let (pipeline, shared) = (Arc::clone(&pipeline), Arc::clone(&shared));
+            std::thread::spawn(move || forward(&pipeline, &shared, &submit))
+        };
+        for wait in waits {
+            let r = rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), wait).await })
+                .expect("settled, not left pending");
+            assert!(
+                matches!(&r, Err(FinalityError::NotForwarded { reason }) if reason.contains("stopped")),
+                "{r:?}"
+            );
+        }
+        assert_eq!(shared.precheck.pending(), 0, "the pre-check forgot them");
+        assert!(!shared.alive.load(Ordering::Acquire));
+        // The forwarder holds the pipeline and ends with it (at process exit
+        // here), as in `ConsensusLedger::close`, which does not join it.
+        assert!(!fwd.is_finished(), "it keeps failing later batches");
+    }
+}
