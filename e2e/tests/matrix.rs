@@ -40,8 +40,17 @@ fn partition_2_2() {
 }
 
 #[test]
+#[ignore = "product bug (issue #17): after a 15 s 3|1 split the isolated validator is never heard again: \
+            gossipsub did not resend subscriptions on its new connections (old ones still open), every publish \
+            fails NoPeersSubscribedToTopic, and the 59 proofs it accepted stay pending (two runs); see \
+            docs/RELIABILITY.md, Findings"]
 fn partition_3_1() {
     scenario("partition-3-1");
+}
+
+#[test]
+fn partition_3_1_short() {
+    scenario("partition-3-1-short");
 }
 
 #[test]
@@ -76,4 +85,54 @@ fn kill_after_accept() {
 #[test]
 fn alert_no_progress() {
     scenario("alert-no-progress");
+}
+
+/// The checks can fail: a healthy 4-validator chain given a `halt` window
+/// fails it, and the run leaves no namespace, TUN device or validator behind.
+#[test]
+fn a_false_expectation_fails_and_everything_is_cleaned_up() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = step_e2e::net::preflight() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true and the e2e harness cannot run: {e:#}"
+        );
+        eprintln!("skipping: {e:#}");
+        return;
+    }
+    let m = step_e2e::Manifest::parse(
+        "name = \"false-halt\"\nvalidators = 4\nduration_s = 8\nsettle_s = 10\n\
+         [expect]\nhalt = { from_s = 1, to_s = 8 }\n",
+    )
+    .unwrap();
+    let report = step_e2e::run(&m).unwrap();
+    println!("{report}");
+    assert!(
+        !report.passed(),
+        "a healthy chain passed a halt check:\n{report}"
+    );
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.contains("during the halt window")),
+        "{report}"
+    );
+    let netns = step_e2e::net::sh(&["ip", "netns", "list"]).unwrap();
+    assert!(
+        !netns.lines().any(|l| l.starts_with(step_e2e::net::PREFIX)),
+        "namespaces left: {netns}"
+    );
+    let links = step_e2e::net::sh(&["ip", "-br", "link"]).unwrap();
+    let tag = format!("st{}", std::process::id() % 100_000);
+    assert!(
+        !links.lines().any(|l| l.starts_with(&tag)),
+        "TUN left: {links}"
+    );
+    let ps = step_e2e::net::sh(&["ps", "-eo", "args"]).unwrap();
+    let dir = report.dir.display().to_string();
+    assert!(
+        !ps.lines().any(|l| l.contains(&dir)),
+        "validators left:\n{ps}"
+    );
 }

@@ -1,0 +1,3 @@
+// Automatically generated mod.rs
+pub mod compat;
+pub mod gossipsub;
