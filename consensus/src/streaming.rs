@@ -16,7 +16,7 @@ use std::sync::Arc;
 use malachitebft_engine::util::streaming::{StreamContent, StreamId, StreamMessage};
 pub use malachitebft_peer::PeerId;
 
-use crate::block::{BlockData, WireBatch};
+use crate::block::{BlockData, WireBatch, WireError};
 use crate::context::{Height, ProposalPart, ValidatorAddress, ValueId};
 use malachitebft_core_types::Round;
 
@@ -105,6 +105,15 @@ pub fn gossiped(msg: &StreamMessage<ProposalPart>) -> Option<&Arc<WireBatch>> {
     }
 }
 
+/// Why a gossip message's batch did not decode; `None` for any other
+/// message.
+pub fn undecodable_gossip(msg: &StreamMessage<ProposalPart>) -> Option<&WireError> {
+    match &msg.content {
+        StreamContent::Data(ProposalPart::GossipUndecodable(e)) => Some(e),
+        _ => None,
+    }
+}
+
 /// The stream messages of a proposal, in order. The parts share the
 /// block's batches.
 pub fn split(
@@ -141,7 +150,9 @@ fn part_bytes(p: &ProposalPart) -> usize {
     match p {
         ProposalPart::Batches(b) => b.iter().map(|b| b.encoded_len()).sum::<usize>() + 5,
         ProposalPart::Gossip(b) => b.encoded_len() + 1,
-        ProposalPart::Init { .. } | ProposalPart::Fin { .. } => SMALL_PART_BYTES,
+        ProposalPart::Init { .. }
+        | ProposalPart::Fin { .. }
+        | ProposalPart::GossipUndecodable(_) => SMALL_PART_BYTES,
     }
 }
 
@@ -315,7 +326,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
                     kind: "Init",
                 })
             }
-            ProposalPart::Gossip(_) => {
+            ProposalPart::Gossip(_) | ProposalPart::GossipUndecodable(_) => {
                 return Err(StreamError::UnexpectedPart {
                     sequence,
                     kind: "Gossip",

@@ -202,6 +202,12 @@ impl<P: Hash + Eq + Clone> GossipSched<P> {
         (verdict, self.next(from))
     }
 
+    /// `from` published gossip that does not decode: a strike, as for an
+    /// invalid batch. True if it is muted from now.
+    pub(crate) fn strike(&mut self, from: &P, now: Instant) -> bool {
+        self.scores.strike(from, now)
+    }
+
     /// Remembers decided digests: late gossip of them is ignored.
     pub(crate) fn decided(&mut self, digests: &[[u8; 32]]) {
         self.decided.insert_all(digests);

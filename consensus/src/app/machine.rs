@@ -196,14 +196,7 @@ impl Core {
                 // The network layer authenticated the publisher as a
                 // validator; an invalid batch from one is misbehaviour.
                 tracing::warn!(%from, digest = ?batch.digest, "peer gossiped an invalid batch; dropped");
-                if muted {
-                    tracing::warn!(
-                        peer = %from,
-                        strikes = GOSSIP_STRIKES,
-                        mute_s = GOSSIP_MUTE.as_secs(),
-                        "peer's gossip muted after repeated invalid batches"
-                    );
-                }
+                report_mute(from, muted);
             }
             Verdict::Decided => {}
         }
@@ -299,6 +292,14 @@ impl Core {
         // Group by the publisher: relays may deliver parts of one stream
         // through different neighbours.
         let publisher = published_by.unwrap_or(from);
+        if let Some(error) = crate::streaming::undecodable_gossip(&part) {
+            // Bytes that are not a batch are an invalid batch: a strike
+            // against the authenticated publisher.
+            tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
+            let muted = self.gossip.strike(&publisher, now);
+            report_mute(publisher, muted);
+            return None;
+        }
         if let Some(batch) = crate::streaming::gossiped(&part) {
             let batch = Arc::clone(batch);
             self.gossip_batch(batch, publisher, now, fx);
@@ -530,6 +531,17 @@ impl Core {
         });
         fx.push(Effect::Emit(NodeEvent::Evidence(record)));
         Ok(())
+    }
+}
+
+fn report_mute(peer: PeerId, muted: bool) {
+    if muted {
+        tracing::warn!(
+            %peer,
+            strikes = GOSSIP_STRIKES,
+            mute_s = GOSSIP_MUTE.as_secs(),
+            "peer's gossip muted after repeated invalid batches"
+        );
     }
 }
 

@@ -403,3 +403,82 @@ fn a_decided_block_not_held_is_read_back_from_the_store() {
         Err(AppError::StoredBlock { height: 1, .. })
     ));
 }
+
+/// A real proof-shaped batch, encoded: its triangle text is a proof field
+/// the decoder parses.
+fn wire_gossip_with_bad_triangle() -> bytes::Bytes {
+    use malachitebft_codec::Codec as _;
+    use step_engine::proof::{Nonce, Timestamp};
+    let proof = crate::block::WireProof {
+        account: [7; 20],
+        triangle: step_engine::TriangleId::new(3, &[1, 2, 3]).expect("triangle"),
+        lat_bits: 1.5f64.to_bits(),
+        lon_bits: 2.5f64.to_bits(),
+        accuracy_m_bits: 5.0f64.to_bits(),
+        timestamp: Timestamp::from_unix_ms(1_767_225_600_000).expect("timestamp"),
+        nonce: Nonce::parse("nonce-1").expect("nonce"),
+        signature: [7; 65],
+    };
+    let good = WireBatch {
+        proofs: vec![proof],
+        pubkeys: vec![[7; 64]],
+        digest: [7; 32],
+    };
+    let msg = crate::streaming::gossip(&Arc::new(good));
+    let mut bytes = crate::codec::BorshCodec
+        .encode(&msg)
+        .expect("encode")
+        .to_vec();
+    // The triangle text starts with "STEP-TRI-v1:"; break its prefix.
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"STEP-TRI")
+        .expect("triangle text on the wire");
+    bytes[at] = b'X';
+    bytes.into()
+}
+
+#[test]
+fn gossip_whose_proof_field_does_not_parse_still_decodes_as_a_fault_of_its_publisher() {
+    use malachitebft_codec::Codec as _;
+    let msg: StreamMessage<ProposalPart> = crate::codec::BorshCodec
+        .decode(wire_gossip_with_bad_triangle())
+        .expect("the message decodes: its batch is the fault");
+    assert_eq!(
+        crate::streaming::undecodable_gossip(&msg),
+        Some(&WireError::Field {
+            index: 0,
+            field: "triangle"
+        })
+    );
+    assert!(
+        borsh::to_vec(&msg).is_err(),
+        "an undecodable part is never sent"
+    );
+}
+
+#[test]
+fn undecodable_gossip_is_a_strike_against_its_publisher() {
+    use malachitebft_codec::Codec as _;
+    let mut c = core(3);
+    let now = Instant::now();
+    let mut fx = Vec::new();
+    for _ in 0..GOSSIP_STRIKES {
+        let msg: StreamMessage<ProposalPart> = crate::codec::BorshCodec
+            .decode(wire_gossip_with_bad_triangle())
+            .expect("decodes as a fault");
+        // Relayed by peer 2, published by peer 3: the publisher is struck.
+        assert!(c
+            .received_part(peer(2), Some(peer(3)), msg, now, &mut fx)
+            .is_none());
+    }
+    assert!(fx.is_empty(), "nothing to verify: {fx:?}");
+    let good = crate::streaming::gossip(&Arc::new(batch(9)));
+    c.received_part(peer(2), Some(peer(3)), good.clone(), now, &mut fx);
+    assert!(fx.is_empty(), "the publisher is muted: {fx:?}");
+    c.received_part(peer(3), Some(peer(2)), good, now, &mut fx);
+    assert!(
+        matches!(fx.as_slice(), [Effect::VerifyGossip { batch, .. }] if batch.digest == [9; 32]),
+        "the relay is not: {fx:?}"
+    );
+}
