@@ -69,7 +69,12 @@ impl Verifier {
         self.check_parsed_except_geometry(&proof, now_ms)
     }
 
-    fn check_parsed_except_geometry(&self, proof: &Proof, now_ms: i64) -> Result<Checked, Reject> {
+    /// [`Verifier::check_except_geometry`] on a proof already parsed.
+    pub fn check_parsed_except_geometry(
+        &self,
+        proof: &Proof,
+        now_ms: i64,
+    ) -> Result<Checked, Reject> {
         self.limits.check_accuracy(proof.accuracy_m)?;
         self.limits.check_age(proof.timestamp.unix_ms(), now_ms)?;
         let raw = proof.signature?;

@@ -114,3 +114,24 @@ fn fresh_proofs_same_verdicts_and_full_batches() {
         assert_eq!(sizes, [100, 100, 100, 100, 50]);
     }
 }
+
+#[test]
+fn parsed_submissions_get_the_same_verdicts_as_bodies() {
+    let mut bodies = sup::sample_bodies(common::read_shared);
+    bodies.extend(sup::fresh_valid("parsed", 120, 7));
+    let verifier = Verifier::new(no_travel(), Backend::default());
+    let want = sup::reference(&verifier, &bodies, sup::T0);
+    for workers in [1, 2] {
+        let mut c = sup::config(verifier, workers);
+        c.capacity = 64;
+        let run = sup::run_pipeline_as(c, &bodies, true);
+        for (i, (got, want)) in run.verdicts.iter().zip(&want).enumerate() {
+            assert_eq!(got, want, "body {i}, {workers} workers, submitted parsed");
+        }
+        assert_eq!(
+            run.verdicts.iter().filter(|v| v.is_ok()).count(),
+            want.iter().filter(|v| v.is_ok()).count()
+        );
+        assert!(run.verdicts.iter().filter(|v| v.is_ok()).count() >= 220);
+    }
+}

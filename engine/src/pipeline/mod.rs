@@ -104,6 +104,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use worker::Job;
 
+/// What a submission carries into the ingest queue.
+enum Input<'a> {
+    /// Request bytes, parsed by a worker.
+    Body(&'a [u8]),
+    /// A proof the caller parsed.
+    Parsed(&'a Proof),
+}
+
 /// The verdict for one submitted body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -287,6 +295,18 @@ impl<S: ProofState + Send + 'static> Pipeline<S> {
 
     /// [`Pipeline::submit`] with an explicit clock reading (unix ms).
     pub fn submit_at(&self, body: &[u8], tag: u64, now_ms: i64) -> Result<u64, Reject> {
+        self.enqueue(Input::Body(body), tag, now_ms)
+    }
+
+    /// Queues a proof the caller already parsed (the HTTP layer parses each
+    /// body once, for its per-account rate limit): the workers check it as
+    /// it is and never parse it again. Same admission, order and verdicts as
+    /// [`Pipeline::submit`] of the body it was parsed from.
+    pub fn submit_parsed(&self, proof: &Proof, tag: u64) -> Result<u64, Reject> {
+        self.enqueue(Input::Parsed(proof), tag, self.clock.now_ms())
+    }
+
+    fn enqueue(&self, input: Input<'_>, tag: u64, now_ms: i64) -> Result<u64, Reject> {
         let refuse = || {
             self.refused.fetch_add(1, Ordering::Relaxed);
             Err(Reject::Overloaded)
@@ -298,9 +318,15 @@ impl<S: ProofState + Send + 'static> Pipeline<S> {
             return refuse();
         };
         buf.clear();
-        if body.len() <= BODY_MAX_BYTES {
-            buf.extend_from_slice(body);
-        }
+        let (len, parsed) = match input {
+            Input::Body(body) => {
+                if body.len() <= BODY_MAX_BYTES {
+                    buf.extend_from_slice(body);
+                }
+                (body.len(), None)
+            }
+            Input::Parsed(proof) => (0, Some(*proof)),
+        };
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         // Never full: the queue's capacity equals the number of buffers, and
         // every queued job holds one. It is disconnected only if every
@@ -309,8 +335,9 @@ impl<S: ProofState + Send + 'static> Pipeline<S> {
             seq,
             tag,
             now_ms,
-            len: body.len(),
+            len,
             buf,
+            parsed,
         }) {
             Ok(()) => Ok(seq),
             Err(_) => refuse(),

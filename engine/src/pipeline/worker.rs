@@ -11,7 +11,7 @@ use crate::crypto::CheckedSignature;
 use crate::error::Reject;
 use crate::heuristics::ProofState;
 use crate::mesh::{ContainsBatch, LANES};
-use crate::proof::BODY_MAX_BYTES;
+use crate::proof::{Proof, BODY_MAX_BYTES};
 use crate::verify::{Checked, Verifier};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::Ordering;
@@ -29,11 +29,18 @@ pub(crate) struct Job {
     /// `BODY_MAX_BYTES` (its verdict is `BodyTooLarge`).
     pub len: usize,
     pub buf: Vec<u8>,
+    /// A proof the caller already parsed ([`super::Pipeline::submit_parsed`]):
+    /// checked as it is, `buf` is then only the admission slot.
+    pub parsed: Option<Proof>,
 }
 
 /// The stateless verdict of one job except point in triangle: the same as
-/// `Verifier::check_except_geometry` on the submitted bytes.
+/// `Verifier::check_except_geometry` on the submitted bytes (or
+/// `Verifier::check_parsed_except_geometry` on the submitted proof).
 fn check(verifier: &Verifier, job: &Job) -> Result<Checked, Reject> {
+    if let Some(proof) = &job.parsed {
+        return verifier.check_parsed_except_geometry(proof, job.now_ms);
+    }
     if job.len > BODY_MAX_BYTES {
         return Err(Reject::BodyTooLarge {
             len: job.len,

@@ -52,6 +52,13 @@ pub struct Run {
 
 /// Submits every body (retrying on OVERLOADED), then finishes.
 pub fn run_pipeline(config: PipelineConfig, bodies: &[Vec<u8>]) -> Run {
+    run_pipeline_as(config, bodies, false)
+}
+
+/// [`run_pipeline`]; with `parse_first`, each body that parses is parsed
+/// here and submitted as a proof ([`Pipeline::submit_parsed`], as the HTTP
+/// layer does), the others as bytes.
+pub fn run_pipeline_as(config: PipelineConfig, bodies: &[Vec<u8>], parse_first: bool) -> Run {
     let seen: Arc<Mutex<Vec<Verdict>>> = Arc::new(Mutex::new(Vec::with_capacity(bodies.len())));
     let sink = Arc::clone(&seen);
     let p = Pipeline::with_memory_state(config, move |v: &Verdict| {
@@ -60,7 +67,16 @@ pub fn run_pipeline(config: PipelineConfig, bodies: &[Vec<u8>]) -> Run {
     let mut batches = Vec::new();
     for (i, b) in bodies.iter().enumerate() {
         loop {
-            match p.submit(b, i as u64) {
+            let parsed = if parse_first {
+                step_engine::proof::parse(b).ok()
+            } else {
+                None
+            };
+            let queued = match &parsed {
+                Some(proof) => p.submit_parsed(proof, i as u64),
+                None => p.submit(b, i as u64),
+            };
+            match queued {
                 Ok(_) => break,
                 Err(Reject::Overloaded) => {
                     while let Some(batch) = p.try_next_batch() {
