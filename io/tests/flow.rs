@@ -323,5 +323,5 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     // The ledger was closed after the server: it no longer takes proofs.
     assert_eq!(ledger.status().height, 1);
     assert!(!ledger.status().ready);
-    assert!(ledger.submit(valid_lines()[8].as_bytes()).is_err());
+    assert!(ledger.submit_body(valid_lines()[8].as_bytes()).is_err());
 }

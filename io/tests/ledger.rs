@@ -21,7 +21,12 @@ fn ledger() -> LocalLedger {
 async fn verdict_then_finality_then_queries() {
     let l = ledger();
     let line = &valid_lines()[2];
-    let pending = l.submit(line.as_bytes()).unwrap().verdict().await.unwrap();
+    let pending = l
+        .submit_body(line.as_bytes())
+        .unwrap()
+        .verdict()
+        .await
+        .unwrap();
     let p = step_engine::proof::parse(line.as_bytes()).unwrap();
     assert_eq!(pending.id, ProofId::of_proof(&p).unwrap());
     assert_eq!(pending.reward_micro, reward_micro(p.triangle.level()));
@@ -41,7 +46,7 @@ async fn verdict_then_finality_then_queries() {
     );
     // A rejected proof has a Reject, not an id.
     let err = l
-        .submit(line.as_bytes())
+        .submit_body(line.as_bytes())
         .unwrap()
         .verdict()
         .await
@@ -56,7 +61,12 @@ async fn blocks_are_broadcast_in_height_order() {
     let valid = valid_lines();
     let mut ids = Vec::new();
     for line in &valid[..30] {
-        let p = l.submit(line.as_bytes()).unwrap().verdict().await.unwrap();
+        let p = l
+            .submit_body(line.as_bytes())
+            .unwrap()
+            .verdict()
+            .await
+            .unwrap();
         ids.push(p.id);
     }
     let mut seen = Vec::new();
@@ -88,7 +98,7 @@ async fn close_finalizes_everything_accepted() {
     let valid = valid_lines();
     let subs: Vec<_> = valid[..20]
         .iter()
-        .map(|line| l.submit(line.as_bytes()).unwrap())
+        .map(|line| l.submit_body(line.as_bytes()).unwrap())
         .collect();
     let closing = tokio::spawn({
         let l = l.clone();
@@ -112,7 +122,10 @@ async fn close_finalizes_everything_accepted() {
     assert_eq!(l.status().height, 3);
     assert!(!l.status().ready);
     assert_eq!(
-        l.submit(valid[20].as_bytes()).unwrap_err().code().as_str(),
+        l.submit_body(valid[20].as_bytes())
+            .unwrap_err()
+            .code()
+            .as_str(),
         "OVERLOADED"
     );
 }

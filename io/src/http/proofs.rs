@@ -67,7 +67,7 @@ impl AppState {
                 Claim::Unavailable => {}
             }
         }
-        match self.ledger.submit(body) {
+        match self.ledger.submit(&proof) {
             Ok(submission) => Ok(Queued { submission, held }),
             Err(r) => {
                 self.release(held).await;

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use step_consensus::{Node, NodeSettings, SharedState};
 use step_engine::pipeline::{Pipeline, PipelineConfig};
-use step_engine::{Address, Limits, Reject, TriangleId};
+use step_engine::{Address, Limits, Proof, Reject, TriangleId};
 use tokio::sync::{broadcast, Notify};
 
 /// Why the consensus ledger did not start.
@@ -173,11 +173,11 @@ impl Ledger for ConsensusLedger {
         self.inner.limits
     }
 
-    fn submit(&self, body: &[u8]) -> Result<Submission, Reject> {
+    fn submit(&self, proof: &Proof) -> Result<Submission, Reject> {
         if !self.inner.shared.alive.load(Ordering::Acquire) {
             return Err(Reject::Overloaded);
         }
-        self.inner.shared.intake.submit(&self.inner.pipeline, body)
+        self.inner.shared.intake.submit(&self.inner.pipeline, proof)
     }
 
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
@@ -378,7 +378,7 @@ mod tests {
         let mut ids = Vec::new();
         for body in &bodies {
             let pending = ledger
-                .submit(body)
+                .submit_body(body)
                 .expect("queued")
                 .verdict()
                 .await
@@ -413,7 +413,11 @@ mod tests {
         metrics.observe_status(&ledger.status());
         let text = metrics.encode();
         assert!(text.contains("step_precheck_pending 0"), "{text}");
-        let replay = ledger.submit(&bodies[7]).expect("queued").verdict().await;
+        let replay = ledger
+            .submit_body(&bodies[7])
+            .expect("queued")
+            .verdict()
+            .await;
         assert_eq!(replay.map(|_| ()), Err(Reject::NonceReplay));
         ledger.close().await;
         let _ = std::fs::remove_dir_all(&home);

@@ -177,6 +177,12 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
     }
     let time_ms = shared.clock.now_ms();
     let m = &shared.metrics;
+    // Counted before any waiter is answered: a client that saw its proof
+    // final then reads /metrics must see it counted.
+    m.block_proofs.observe(d.proofs as f64);
+    m.finalized
+        .inc_by(d.results.iter().filter(|r| r.is_ok()).count() as u64);
+    m.height.set(i64::try_from(d.height).unwrap_or(i64::MAX));
     let settled = {
         let mut finality = lock(&shared.finality);
         let mut index = lock(&shared.index);
@@ -200,9 +206,6 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         round: d.round,
         root: d.root,
     };
-    m.block_proofs.observe(d.proofs as f64);
-    m.finalized.inc_by(settled.proof_ids.len() as u64);
-    m.height.set(i64::try_from(d.height).unwrap_or(i64::MAX));
     tracing::debug!(
         height = d.height,
         round = d.round,
@@ -503,7 +506,13 @@ mod tests {
                     1_767_225_600_000,
                     "n",
                 );
-                let submission = shared.intake.submit(&pipeline, &body).expect("queued");
+                let submission = shared
+                    .intake
+                    .submit(
+                        &pipeline,
+                        &step_engine::proof::parse(&body).expect("parses"),
+                    )
+                    .expect("queued");
                 let pending = rt
                     .block_on(submission.verdict())
                     .expect("accepted by the pipeline");

@@ -43,8 +43,8 @@ pub(super) struct Intake {
 }
 
 impl Intake {
-    /// Queues `body` in `pipeline`. Never blocks.
-    pub fn submit<S>(&self, pipeline: &Pipeline<S>, body: &[u8]) -> Result<Submission, Reject>
+    /// Queues a parsed proof in `pipeline`. Never blocks.
+    pub fn submit<S>(&self, pipeline: &Pipeline<S>, proof: &Proof) -> Result<Submission, Reject>
     where
         S: step_engine::ProofState + Send + 'static,
     {
@@ -63,7 +63,7 @@ impl Intake {
                 },
             );
         }
-        match pipeline.submit(body, tag) {
+        match pipeline.submit_parsed(proof, tag) {
             Ok(_) => Ok(Submission::new(rx)),
             Err(e) => {
                 let mut v = lock(&self.verdicts);

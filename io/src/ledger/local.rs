@@ -35,7 +35,7 @@ use std::time::Duration;
 use step_consensus::context::{Height, ValueId};
 use step_consensus::execution::ChainState;
 use step_engine::pipeline::{Batch, Clock, Pipeline, PipelineConfig};
-use step_engine::{Address, Limits, Reject, TriangleId, Verifier};
+use step_engine::{Address, Limits, Proof, Reject, TriangleId, Verifier};
 use tokio::sync::{broadcast, Notify};
 
 /// The LocalLedger's chain: execution's state, plus what only the API needs
@@ -213,6 +213,13 @@ fn apply_block(shared: &Shared, batch: &Batch) {
             ValueId(batch.digest),
             std::slice::from_ref(batch),
         );
+        // Counted before any waiter is answered: a client that saw its
+        // proof final then reads /metrics must see it counted.
+        m.batch_proofs.observe(batch.len() as f64);
+        let accepted = outcome.results.iter().filter(|r| r.is_ok()).count();
+        m.block_proofs.observe(accepted as f64);
+        m.finalized.inc_by(accepted as u64);
+        m.height.set(i64::try_from(height).unwrap_or(i64::MAX));
         let results = BlockResults {
             height,
             time_ms,
@@ -232,11 +239,6 @@ fn apply_block(shared: &Shared, batch: &Batch) {
             rejected: settled.rejected,
         }
     };
-    m.batch_proofs.observe(batch.len() as f64);
-    m.block_proofs.observe(block.proof_ids.len() as f64);
-    m.finalized.inc_by(block.proof_ids.len() as u64);
-    m.height
-        .set(i64::try_from(block.height).unwrap_or(i64::MAX));
     tracing::debug!(
         height = block.height,
         proofs = block.proof_ids.len(),
@@ -252,8 +254,8 @@ impl Ledger for LocalLedger {
         self.inner.limits
     }
 
-    fn submit(&self, body: &[u8]) -> Result<Submission, Reject> {
-        self.inner.shared.intake.submit(&self.inner.pipeline, body)
+    fn submit(&self, proof: &Proof) -> Result<Submission, Reject> {
+        self.inner.shared.intake.submit(&self.inner.pipeline, proof)
     }
 
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {

@@ -319,9 +319,17 @@ pub trait Ledger: Send + Sync + 'static {
     /// The limits proofs are verified with (`GET /proof/config`).
     fn limits(&self) -> Limits;
 
-    /// Queues one body. Never blocks: `Err(Reject::Overloaded)` at once when
+    /// Queues one proof, parsed by the caller (the HTTP layer parses each
+    /// body once, for its per-account rate limit; the pipeline does not
+    /// parse it again). Never blocks: `Err(Reject::Overloaded)` at once when
     /// the pipeline is full or closing.
-    fn submit(&self, body: &[u8]) -> Result<Submission, Reject>;
+    fn submit(&self, proof: &Proof) -> Result<Submission, Reject>;
+
+    /// Parses `body` and queues the proof ([`Ledger::submit`]); a body that
+    /// does not parse is refused with the parser's reason.
+    fn submit_body(&self, body: &[u8]) -> Result<Submission, Reject> {
+        self.submit(&step_engine::proof::parse(body)?)
+    }
 
     /// Resolves when the proof is final (or rejected at execution).
     /// `Err(Unknown)` at once if the id is neither pending nor final.
