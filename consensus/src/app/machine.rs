@@ -85,6 +85,9 @@ pub struct Core {
     /// The highest height whose value came by sync: a node catching up
     /// starts the height after it at once.
     synced_upto: u64,
+    /// The highest height its proposer (or sync) gave a value for: one that
+    /// arrives before our own `Finalized` starts that height at once.
+    proposed_upto: u64,
 }
 
 impl Core {
@@ -107,6 +110,7 @@ impl Core {
             held: BTreeMap::new(),
             start_wait: None,
             synced_upto: 0,
+            proposed_upto: 0,
         }
     }
 
@@ -420,8 +424,11 @@ impl Core {
         // The held-back height is under way elsewhere: its proposer (or a
         // peer serving it by sync) has a value for it.
         let by_proposer = self.validators.proposer(height, round).address == proposer;
-        if self.start_wait.is_some_and(|w| w.height == height) && (synced || by_proposer) {
-            self.start_now(fx);
+        if synced || by_proposer {
+            self.proposed_upto = self.proposed_upto.max(height.0);
+            if self.start_wait.is_some_and(|w| w.height == height) {
+                self.start_now(fx);
+            }
         }
         self.remember(&pv, Arc::new(block), bytes.map(Arc::new), fx)?;
         Ok(pv)
@@ -570,7 +577,8 @@ impl Core {
     ///
     /// The idle rule: the next height starts at once when the mempool holds
     /// a batch, when `height` came by sync (a node catching up is never
-    /// slowed), or when `max_idle_block_interval` is zero. Otherwise it
+    /// slowed), when the next height's proposer already proposed it, or
+    /// when `max_idle_block_interval` is zero. Otherwise it
     /// waits until `now + max_idle_block_interval`, or until a batch enters
     /// the mempool or its proposer's proposal arrives, whichever is first.
     /// Meanwhile malachite stays at `height` and buffers the next height's
@@ -592,7 +600,11 @@ impl Core {
         }
         let next = Height(height.0 + 1);
         let interval = self.cfg.max_idle_block_interval;
-        if interval.is_zero() || height.0 <= self.synced_upto || !self.mempool.is_empty() {
+        if interval.is_zero()
+            || height.0 <= self.synced_upto
+            || next.0 <= self.proposed_upto
+            || !self.mempool.is_empty()
+        {
             self.start_wait = None;
             fx.push(Effect::StartHeight(next));
         } else {

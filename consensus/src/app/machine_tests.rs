@@ -626,4 +626,17 @@ fn the_proposers_proposal_for_the_waiting_height_starts_it() {
         "not the proposer of (2, 0): still idle"
     );
     assert_eq!(accept(&mut c, proposer), [2]);
+    // Its proposal arriving before our own Finalized: no wait either.
+    let mut c = idle_core(IDLE);
+    assert!(accept(&mut c, ValidatorAddress([9; 20])).is_empty());
+    let mut fx = Vec::new();
+    c.finalized(Height(1), &no_evidence(), now, &mut fx)
+        .expect("finalized");
+    assert!(started(&fx).is_empty(), "not from the proposer: idle");
+    let mut c = idle_core(IDLE);
+    assert!(accept(&mut c, proposer).is_empty(), "nothing waits yet");
+    let mut fx = Vec::new();
+    c.finalized(Height(1), &no_evidence(), now, &mut fx)
+        .expect("finalized");
+    assert_eq!(started(&fx), [2], "proposed ahead: {fx:?}");
 }
