@@ -455,6 +455,14 @@ fn gossip_whose_proof_field_does_not_parse_still_decodes_as_a_fault_of_its_publi
         borsh::to_vec(&msg).is_err(),
         "an undecodable part is never sent"
     );
+    assert!(
+        borsh::from_slice::<StreamMessage<ProposalPart>>(&wire_gossip_with_bad_triangle()).is_err(),
+        "borsh stays strict: only the network codec delivers the fault"
+    );
+    // Any other message that does not decode is still refused.
+    let proposal_part: Result<StreamMessage<ProposalPart>, _> =
+        crate::codec::BorshCodec.decode(bytes::Bytes::from(vec![0u8; 3]));
+    assert!(proposal_part.is_err(), "not a gossip message: refused");
 }
 
 #[test]
