@@ -35,13 +35,6 @@ pub const MAX_PROOFS_PER_BATCH: usize = 1_000;
 pub const MAX_BATCHES_PER_BLOCK: usize = 16_384;
 /// Longest timestamp text (`Timestamp`'s buffer).
 pub const TIMESTAMP_MAX_LEN: usize = 24;
-/// Most bytes one proof takes on the wire.
-pub const MAX_PROOF_BYTES: usize =
-    20 + 4 + ID_MAX_LEN + 24 + 4 + TIMESTAMP_MAX_LEN + 4 + NONCE_MAX_LEN + 65;
-/// Most bytes one batch takes on the wire ([`MAX_PROOFS_PER_BATCH`] proofs
-/// and public keys, the counts and the digest).
-pub const MAX_BATCH_BYTES: usize =
-    4 + MAX_PROOFS_PER_BATCH * MAX_PROOF_BYTES + 4 + MAX_PROOFS_PER_BATCH * 64 + 32;
 
 /// One proof: every field the canonical message commits to, plus its
 /// signature, in the engine's typed form.
@@ -95,8 +88,6 @@ pub enum WireError {
     MissingSignature { index: usize },
     #[error("{what}: {left} bytes left over after the value")]
     TrailingBytes { what: &'static str, left: usize },
-    #[error("{what} is more than the limit of {max} bytes")]
-    TooLong { what: &'static str, max: usize },
     #[error("{what}: malformed bytes: {reason}")]
     Malformed { what: &'static str, reason: String },
     #[error("{what} does not encode: {reason}")]

@@ -16,9 +16,10 @@ use malachitebft_core_types::{
     ExtendedCommitCertificate, ExtendedCommitSignature, PolkaCertificate, Round, SignedExtension,
     ValidatorProof,
 };
-use malachitebft_engine::util::streaming::StreamMessage;
+use malachitebft_engine::util::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_sync as sync;
 
+use crate::block::decode_batch;
 use crate::context::{
     Height, ProposalPart, Signature, StepContext, ValidatorAddress, Value, ValueId,
 };
@@ -46,12 +47,46 @@ borsh_codec!(
     ProposalPart,
     SignedConsensusMsg<StepContext>,
     LivenessMsg<StepContext>,
-    StreamMessage<ProposalPart>,
     sync::Status<StepContext>,
     sync::Request<StepContext>,
     ProposedValue<StepContext>,
     PolkaCertificate<StepContext>,
 );
+
+/// Stream messages: borsh, except that a gossip message whose batch does
+/// not decode is delivered as `ProposalPart::GossipUndecodable` (with the
+/// decoder's error) instead of being dropped by the network layer, so that
+/// the app strikes its authenticated publisher (`docs/P2P_PROTOCOL.md`,
+/// *Limits*).
+impl Codec<StreamMessage<ProposalPart>> for BorshCodec {
+    type Error = std::io::Error;
+    fn decode(&self, bytes: Bytes) -> Result<StreamMessage<ProposalPart>, Self::Error> {
+        borsh::from_slice(&bytes).or_else(|e| undecodable_gossip(&bytes).ok_or(e))
+    }
+    fn encode(&self, msg: &StreamMessage<ProposalPart>) -> Result<Bytes, Self::Error> {
+        borsh::to_vec(msg).map(Bytes::from)
+    }
+}
+
+/// `bytes` as a gossip message (stream id, sequence, `Data`, `Gossip`)
+/// whose batch, the rest of the bytes, does not decode.
+fn undecodable_gossip(bytes: &[u8]) -> Option<StreamMessage<ProposalPart>> {
+    use borsh::BorshDeserialize;
+    let mut r = bytes;
+    let stream_id = StreamId::deserialize_reader(&mut r).ok()?;
+    let sequence = u64::deserialize_reader(&mut r).ok()?;
+    // Tags: `StreamContent::Data` is 0, `ProposalPart::Gossip` is 3.
+    let tags = <(u8, u8)>::deserialize_reader(&mut r).ok()?;
+    if tags != (0, 3) {
+        return None;
+    }
+    let error = decode_batch(r).err()?;
+    Some(StreamMessage::new(
+        stream_id,
+        sequence,
+        StreamContent::Data(ProposalPart::GossipUndecodable(error)),
+    ))
+}
 
 impl Codec<ValidatorProof<StepContext>> for BorshCodec {
     type Error = std::io::Error;

@@ -11,10 +11,7 @@ use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
-use crate::block::{
-    decode_batch, read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK,
-    MAX_BATCH_BYTES,
-};
+use crate::block::{read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
 
 /// Domain separator of a block's value id.
 pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v1\n";
@@ -347,11 +344,10 @@ impl mc::Vote<StepContext> for Vote {
 /// block they belong to. Borsh by hand (tags 0–3, as derived), so that a
 /// `Batches` part is bounded like a block.
 ///
-/// A `Gossip` part is the last field of its message (a stream message's
-/// content): its decoder reads the rest of the message, at most
-/// [`MAX_BATCH_BYTES`], and a batch that does not decode becomes
-/// `GossipUndecodable` instead of failing the whole message, so that the app
-/// still learns who published it and strikes that publisher.
+/// The decoder is strict: what decodes re-encodes byte for byte. The
+/// network codec ([`crate::codec`]) turns a gossip message whose batch does
+/// not decode into `GossipUndecodable`, so that the app still learns who
+/// published it and strikes that publisher.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposalPart {
     Init {
@@ -365,30 +361,10 @@ pub enum ProposalPart {
         value_id: ValueId,
     },
     Gossip(Arc<WireBatch>),
-    /// Decoded only, never sent: a `Gossip` part whose batch bytes are not a
-    /// batch, with the decoder's error.
+    /// Never sent, never decoded by borsh: what the network codec delivers
+    /// for a `Gossip` part whose batch bytes are not a batch, with the
+    /// decoder's error.
     GossipUndecodable(WireError),
-}
-
-/// The rest of a `Gossip` part's message: its batch, or why it is not one.
-fn read_gossip<R: std::io::Read>(r: &mut R) -> std::io::Result<ProposalPart> {
-    use std::io::Read as _;
-    let mut buf = Vec::new();
-    r.by_ref()
-        .take(MAX_BATCH_BYTES as u64 + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() > MAX_BATCH_BYTES {
-        // Consumed whole, so the message still decodes (as a fault).
-        std::io::copy(r, &mut std::io::sink())?;
-        return Ok(ProposalPart::GossipUndecodable(WireError::TooLong {
-            what: "gossiped batch",
-            max: MAX_BATCH_BYTES,
-        }));
-    }
-    Ok(match decode_batch(&buf) {
-        Ok(b) => ProposalPart::Gossip(Arc::new(b)),
-        Err(e) => ProposalPart::GossipUndecodable(e),
-    })
 }
 
 impl BorshSerialize for ProposalPart {
@@ -440,7 +416,7 @@ impl BorshDeserialize for ProposalPart {
             2 => ProposalPart::Fin {
                 value_id: ValueId::deserialize_reader(r)?,
             },
-            3 => read_gossip(r)?,
+            3 => ProposalPart::Gossip(Arc::new(WireBatch::deserialize_reader(r)?)),
             tag => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -374,3 +374,92 @@ async fn batches_of_a_crashed_validator_are_finalized_by_the_others() {
     c.assert_agreement();
     c.stop_all().await;
 }
+
+/// No empty blocks (issue #13): an idle network decides at most one block
+/// per `max_idle_block_interval`; a batch sent to it is decided at once; a
+/// validator catching up by sync is not slowed by the idle wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_network_paces_its_blocks_but_a_batch_is_final_at_once() {
+    let _serial = SERIAL.lock().await;
+    let seed = seed("idle");
+    // Long enough to tell "waited for the interval" from consensus latency
+    // on a loaded 2-core machine (about 1 s per height there).
+    let interval = Duration::from_secs(5);
+    let mut c = Cluster::new(4, seed);
+    c.app.max_idle_block_interval = interval;
+    c.start_all().await;
+    let all = [0, 1, 2, 3];
+    c.wait_height(&all, 1, DEADLINE).await;
+    let top = |c: &Cluster, nodes: &[usize]| nodes.iter().map(|&i| c.height(i)).max().unwrap_or(0);
+
+    // Idle: at most one height per interval (+1 for the one under way).
+    let window = 2 * interval;
+    let h0 = top(&c, &all);
+    tokio::time::sleep(window).await;
+    let idle = top(&c, &all) - h0;
+    eprintln!("idle: {idle} heights in {window:?} (interval {interval:?})");
+    assert!(
+        idle <= (window.as_secs() / interval.as_secs()) + 1,
+        "seed {seed}: {idle} heights in {window:?} with an interval of {interval:?}"
+    );
+    assert!(idle >= 1, "seed {seed}: an idle network still decides");
+
+    // A batch sent just after an idle decision is final long before the
+    // interval ends.
+    let h = top(&c, &all);
+    c.wait_height(&[0], h + 1, DEADLINE).await;
+    let bs = batches(&format!("idle-{seed}"), 20, 20);
+    let total: usize = bs.iter().map(|b| b.len()).sum();
+    let t0 = std::time::Instant::now();
+    for b in bs {
+        c.submit(1, b).await;
+    }
+    // Timed on the first node to finalize it: a node starved of CPU by the
+    // machine's other work may lag behind the others for a round.
+    c.wait("the batch final on a node", DEADLINE, |c| {
+        all.iter().any(|&i| c.accepted_total(i) == total as u64)
+    })
+    .await;
+    let final_in = t0.elapsed();
+    c.wait("the batch final on every node", DEADLINE, |c| {
+        all.iter().all(|&i| c.accepted_total(i) == total as u64)
+    })
+    .await;
+    eprintln!(
+        "a batch to the idle network: final in {final_in:?}, on all 4 in {:?}",
+        t0.elapsed()
+    );
+    // Without the rule it waits for the rest of the interval (all of it
+    // but the 50 ms poll above).
+    assert!(
+        final_in < interval * 9 / 10,
+        "seed {seed}: final in {final_in:?}: it waited for the idle interval"
+    );
+
+    // A validator behind by several heights catches up by sync without
+    // waiting an interval per height.
+    c.stop(3).await;
+    let live = [0, 1, 2];
+    for k in 0..6 {
+        let h = top(&c, &live);
+        let b = batches(&format!("idle-sync-{seed}-{k}"), 5, 5);
+        for b in b {
+            c.submit(k % 3, b).await;
+        }
+        c.wait_height(&live, h + 1, DEADLINE).await;
+    }
+    let target = top(&c, &live);
+    let behind = target - c.height(3);
+    let t0 = std::time::Instant::now();
+    c.start(3).await.expect("restarts");
+    c.wait_height(&[3], target, DEADLINE).await;
+    let caught_up = t0.elapsed();
+    eprintln!("caught up {behind} heights by sync in {caught_up:?}");
+    // Waiting at each synced height would take at least `behind` intervals.
+    assert!(
+        caught_up < interval * (behind as u32) * 3 / 4,
+        "seed {seed}: {behind} heights took {caught_up:?}: sync waited for the idle interval"
+    );
+    c.assert_agreement();
+    c.stop_all().await;
+}

@@ -104,6 +104,8 @@ pub struct ConsensusConfig {
     pub proof_index_max: usize,
     /// The embedded store's page cache, in MiB.
     pub store_cache_mb: u64,
+    /// An idle network decides at most one block per this interval (0: no wait).
+    pub max_idle_block_interval_ms: u64,
 }
 
 impl Default for ConsensusConfig {
@@ -120,6 +122,8 @@ impl Default for ConsensusConfig {
             propose_wait_ms: u64::try_from(a.propose_wait.as_millis()).unwrap_or(u64::MAX),
             proof_index_max: 1_000_000,
             store_cache_mb: (a.store_cache_bytes >> 20) as u64,
+            max_idle_block_interval_ms: u64::try_from(a.max_idle_block_interval.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 }

@@ -40,6 +40,10 @@ pub enum Effect {
     },
     /// Tell the node's subscribers.
     Emit(NodeEvent),
+    /// Answer the pending `Finalized` with `Next::Start(height)`: the next
+    /// height starts now ([`Core::finalized`] may hold it back while the
+    /// network is idle).
+    StartHeight(Height),
 }
 
 /// A block held between its proposal and its decision: shared, with the

@@ -49,6 +49,15 @@ struct Pending {
     reuse: Option<Held>,
 }
 
+/// The next height, held back while the network is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartWait {
+    pub height: Height,
+    /// When it starts if nothing comes: the decision plus
+    /// [`AppConfig::max_idle_block_interval`].
+    pub until: Instant,
+}
+
 fn encode<T: borsh::BorshSerialize>(what: &'static str, v: &T) -> Result<Vec<u8>, AppError> {
     borsh::to_vec(v).map_err(|e| AppError::Encode {
         what,
@@ -71,6 +80,14 @@ pub struct Core {
     gossip: GossipSched<PeerId>,
     pending: Option<Pending>,
     held: BTreeMap<(u64, [u8; 32]), Held>,
+    /// The next height, held back by the idle rule ([`Core::finalized`]).
+    start_wait: Option<StartWait>,
+    /// The highest height whose value came by sync: a node catching up
+    /// starts the height after it at once.
+    synced_upto: u64,
+    /// The highest height its proposer (or sync) gave a value for: one that
+    /// arrives before our own `Finalized` starts that height at once.
+    proposed_upto: u64,
 }
 
 impl Core {
@@ -91,6 +108,9 @@ impl Core {
             gossip: GossipSched::default(),
             pending: None,
             held: BTreeMap::new(),
+            start_wait: None,
+            synced_upto: 0,
+            proposed_upto: 0,
         }
     }
 
@@ -137,9 +157,27 @@ impl Core {
         self.cfg.max_batches_per_block.min(MAX_BATCHES_PER_BLOCK)
     }
 
-    /// When the pending `GetValue` must be answered, if one waits.
+    /// The next timer: when the pending `GetValue` must be answered or the
+    /// held-back height must start, whichever is first.
     pub fn deadline(&self) -> Option<Instant> {
-        self.pending.as_ref().map(|p| p.deadline)
+        let propose = self.pending.as_ref().map(|p| p.deadline);
+        let start = self.start_wait.map(|w| w.until);
+        match (propose, start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next height, if the idle rule holds it back.
+    pub fn start_wait(&self) -> Option<StartWait> {
+        self.start_wait
+    }
+
+    /// Starts the held-back height, if any.
+    fn start_now(&mut self, fx: &mut Vec<Effect>) {
+        if let Some(w) = self.start_wait.take() {
+            fx.push(Effect::StartHeight(w.height));
+        }
     }
 
     fn mark_verified(&mut self, digests: impl IntoIterator<Item = [u8; 32]>) {
@@ -156,6 +194,8 @@ impl Core {
         fx.push(Effect::Gossip(crate::streaming::gossip(&batch)));
         self.mark_verified([batch.digest]);
         self.mempool.push(batch);
+        // Work to do: an idle wait ends.
+        self.start_now(fx);
         self.propose_if_full(fx)
     }
 
@@ -191,6 +231,7 @@ impl Core {
             Verdict::Accept => {
                 self.mark_verified([batch.digest]);
                 self.mempool.push(batch);
+                self.start_now(fx);
             }
             Verdict::Invalid { muted } => {
                 // The network layer authenticated the publisher as a
@@ -225,10 +266,14 @@ impl Core {
         self.propose_if_full(fx)
     }
 
-    /// The timer: propose when the pending deadline has passed.
+    /// The timer: propose when the pending deadline has passed; start the
+    /// held-back height when its interval has.
     pub fn timer(&mut self, now: Instant, fx: &mut Vec<Effect>) -> Result<(), AppError> {
-        if self.deadline().is_some_and(|d| d <= now) {
+        if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
             self.propose(fx)?;
+        }
+        if self.start_wait.is_some_and(|w| w.until <= now) {
+            self.start_now(fx);
         }
         Ok(())
     }
@@ -372,6 +417,19 @@ impl Core {
             value: block.value.clone(),
             validity,
         };
+        let synced = bytes.is_some();
+        if synced {
+            self.synced_upto = self.synced_upto.max(height.0);
+        }
+        // The held-back height is under way elsewhere: its proposer (or a
+        // peer serving it by sync) has a value for it.
+        let by_proposer = self.validators.proposer(height, round).address == proposer;
+        if synced || by_proposer {
+            self.proposed_upto = self.proposed_upto.max(height.0);
+            if self.start_wait.is_some_and(|w| w.height == height) {
+                self.start_now(fx);
+            }
+        }
         self.remember(&pv, Arc::new(block), bytes.map(Arc::new), fx)?;
         Ok(pv)
     }
@@ -514,22 +572,47 @@ impl Core {
         })));
     }
 
-    /// `Finalized`: keep and report the evidence, if any.
+    /// `Finalized` at `now`: keep and report the evidence, if any, then
+    /// start the next height ([`Effect::StartHeight`]) or hold it back.
+    ///
+    /// The idle rule: the next height starts at once when the mempool holds
+    /// a batch, when `height` came by sync (a node catching up is never
+    /// slowed), when the next height's proposer already proposed it, or
+    /// when `max_idle_block_interval` is zero. Otherwise it
+    /// waits until `now + max_idle_block_interval`, or until a batch enters
+    /// the mempool or its proposer's proposal arrives, whichever is first.
+    /// Meanwhile malachite stays at `height` and buffers the next height's
+    /// votes and proposals (they are replayed when it starts).
     pub fn finalized(
         &mut self,
         height: Height,
         evidence: &MisbehaviorEvidence<StepContext>,
+        now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AppError> {
-        if evidence.is_empty() {
-            return Ok(());
+        if !evidence.is_empty() {
+            let record = EvidenceRecord::from_malachite(height.0, evidence);
+            fx.push(Effect::PutEvidence {
+                height: height.0,
+                bytes: encode("evidence", &record)?,
+            });
+            fx.push(Effect::Emit(NodeEvent::Evidence(record)));
         }
-        let record = EvidenceRecord::from_malachite(height.0, evidence);
-        fx.push(Effect::PutEvidence {
-            height: height.0,
-            bytes: encode("evidence", &record)?,
-        });
-        fx.push(Effect::Emit(NodeEvent::Evidence(record)));
+        let next = Height(height.0 + 1);
+        let interval = self.cfg.max_idle_block_interval;
+        if interval.is_zero()
+            || height.0 <= self.synced_upto
+            || next.0 <= self.proposed_upto
+            || !self.mempool.is_empty()
+        {
+            self.start_wait = None;
+            fx.push(Effect::StartHeight(next));
+        } else {
+            self.start_wait = Some(StartWait {
+                height: next,
+                until: now + interval,
+            });
+        }
         Ok(())
     }
 }

@@ -36,6 +36,8 @@ struct GossipVerdict {
 
 /// The answer to a pending `GetValue`.
 type PendingReply = (Height, Round, Reply<LocallyProposedValue<StepContext>>);
+/// The answer to a pending `Finalized`: the next height, and where it goes.
+type StartReply = (Height, Reply<Next<StepContext>>);
 
 /// The application around one validator: the core, the store and the
 /// channels.
@@ -45,6 +47,8 @@ pub struct App<S: Store> {
     state: SharedState,
     events: broadcast::Sender<NodeEvent>,
     get_value: Option<PendingReply>,
+    /// Held while the idle rule holds the next height back.
+    start: Option<StartReply>,
     verdicts_tx: mpsc::Sender<GossipVerdict>,
     verdicts_rx: Option<mpsc::Receiver<GossipVerdict>>,
 }
@@ -100,6 +104,7 @@ impl<S: Store> App<S> {
             state: SharedState::new(state),
             events,
             get_value: None,
+            start: None,
             verdicts_tx,
             verdicts_rx: Some(verdicts_rx),
         })
@@ -235,6 +240,15 @@ impl<S: Store> App<S> {
                         tracing::debug!("node event with no subscriber");
                     }
                 }
+                Effect::StartHeight(height) => match self.start.take() {
+                    Some((h, tx)) if h == height => {
+                        reply("Finalized", tx, Next::Start(height, self.core.params()));
+                    }
+                    other => {
+                        tracing::warn!(height = height.0, "a start no Finalized waits for");
+                        self.start = other;
+                    }
+                },
             }
         }
         Ok(())
@@ -425,11 +439,12 @@ impl<S: Store> App<S> {
                 reply: tx,
                 ..
             } => {
+                // Answered by the core's `StartHeight`, now or when the
+                // idle wait ends.
+                self.start = Some((Height(certificate.height.0 + 1), tx));
                 self.core
-                    .finalized(certificate.height, &evidence, &mut fx)?;
+                    .finalized(certificate.height, &evidence, Instant::now(), &mut fx)?;
                 self.perform(ch, fx).await?;
-                let next = Height(certificate.height.0 + 1);
-                reply("Finalized", tx, Next::Start(next, self.core.params()));
             }
             AppMsg::GetHistoryMinHeight { reply: tx } => {
                 let range = self

@@ -181,3 +181,78 @@ async fn a_store_failure_ends_the_app_with_the_named_error() {
         "never answered with an unstored proposal"
     );
 }
+
+fn finalized(height: u64) -> (AppMsg<StepContext>, oneshot::Receiver<Next<StepContext>>) {
+    let (tx, rx) = oneshot::channel();
+    let msg = AppMsg::Finalized {
+        certificate: CommitCertificate::new(
+            Height(height),
+            Round::new(0),
+            ValueId([0; 32]),
+            vec![],
+        ),
+        extensions: Default::default(),
+        evidence: malachitebft_core_consensus::MisbehaviorEvidence {
+            proposals: Default::default(),
+            votes: Default::default(),
+        },
+        reply: tx,
+    };
+    (msg, rx)
+}
+
+#[tokio::test]
+async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_arrives() {
+    let dir = tempfile::tempdir().expect("dir");
+    let interval = Duration::from_millis(400);
+    let validators = ValidatorSet::new(vec![Validator::new(PublicKey([3; 32]), 1)]);
+    let (events, _) = broadcast::channel(16);
+    let app = App::open(
+        AppConfig {
+            max_idle_block_interval: interval,
+            ..AppConfig::default()
+        },
+        ValidatorAddress([1; 20]),
+        validators,
+        RedbStore::open(&dir.path().join("store.redb")).expect("store"),
+        events,
+    )
+    .await
+    .expect("open");
+    let (ch, batches, fake) = channels();
+    let run = tokio::spawn(app.run(ch, batches));
+    // Idle: the next height starts at the interval, not before.
+    let t0 = Instant::now();
+    let (msg, answer) = finalized(1);
+    fake.consensus.send(msg).await.expect("send");
+    let next = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered")
+        .expect("answer");
+    let waited = t0.elapsed();
+    assert!(waited >= interval, "answered after {waited:?}");
+    assert!(matches!(next, Next::Start(Height(2), _)));
+    // A batch ends the wait at once.
+    let (msg, mut answer) = finalized(2);
+    fake.consensus.send(msg).await.expect("send");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut answer)
+            .await
+            .is_err(),
+        "held back while idle"
+    );
+    let t1 = Instant::now();
+    fake.batches.send(batch(7)).await.expect("submit");
+    let next = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered")
+        .expect("answer");
+    assert!(
+        t1.elapsed() < interval / 2,
+        "a batch starts the height at once, not after {:?}",
+        t1.elapsed()
+    );
+    assert!(matches!(next, Next::Start(Height(3), _)));
+    drop(fake);
+    assert!(matches!(run.await, Ok(Ok(()))));
+}

@@ -89,6 +89,8 @@ impl Cluster {
         let app = AppConfig {
             timeouts: test_timeouts(),
             propose_wait: Duration::from_millis(50),
+            // The idle rule is on in every scenario, short.
+            max_idle_block_interval: Duration::from_millis(250),
             ..AppConfig::default()
         };
         Cluster {
