@@ -89,7 +89,7 @@ async fn full_pipeline_answers_overloaded() {
         .unwrap();
 
     // The one buffer is taken: refused at once with 503 and Retry-After.
-    let r = server.post_json("/proof/submit", valid[1].as_bytes()).await;
+    let r = server.submit(&valid[1]).await;
     r.assert_error(503, "OVERLOADED");
     assert_eq!(r.header("retry-after"), Some("1"));
     let body = format!("[{},{}]", valid[1], valid[2]);
@@ -109,7 +109,7 @@ async fn full_pipeline_answers_overloaded() {
     // final, the buffer is certainly back.
     let id = step_io::ProofId::parse(held.json()["proofId"].as_str().unwrap()).unwrap();
     server.ledger.wait_final(id).await.unwrap();
-    let r = server.post_json("/proof/submit", valid[1].as_bytes()).await;
+    let r = server.submit(&valid[1]).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
     assert!(
@@ -175,7 +175,7 @@ async fn per_ip_rate_limit() {
     r.assert_error(429, "RATE_LIMITED");
     assert_eq!(r.header("retry-after"), Some("30"));
     server
-        .post_json("/proof/submit", valid_lines()[0].as_bytes())
+        .submit(&valid_lines()[0])
         .await
         .assert_error(429, "RATE_LIMITED");
     // Health and metrics are never limited.
@@ -196,15 +196,9 @@ async fn per_account_rate_limit_any_letter_case() {
     let server = Server::start_at(c, 1_000_000 * 60_000).await;
     let valid = valid_lines();
     // Proof i is signed by key i mod 10.
-    assert_eq!(
-        server
-            .post_json("/proof/submit", valid[0].as_bytes())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(server.submit(&valid[0]).await.status, 200);
     server
-        .post_json("/proof/submit", valid[10].as_bytes())
+        .submit(&valid[10])
         .await
         .assert_error(429, "RATE_LIMITED");
     // The same account in upper case is the same account.
@@ -213,18 +207,9 @@ async fn per_account_rate_limit_any_letter_case() {
     let upper = format!("0x{}", account[2..].to_ascii_uppercase());
     let body = valid[20].replace(account, &upper);
     assert_ne!(body, valid[20]);
-    server
-        .post_json("/proof/submit", body.as_bytes())
-        .await
-        .assert_error(429, "RATE_LIMITED");
+    server.submit(&body).await.assert_error(429, "RATE_LIMITED");
     // Another account is not affected.
-    assert_eq!(
-        server
-            .post_json("/proof/submit", valid[1].as_bytes())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(server.submit(&valid[1]).await.status, 200);
     server.shutdown().await;
 }
 
@@ -264,7 +249,7 @@ async fn events_stream_finalized_blocks_and_end_on_shutdown() {
     );
 
     let line = &valid_lines()[5];
-    let r = server.post_json("/proof/submit", line.as_bytes()).await;
+    let r = server.submit(line).await;
     assert_eq!(r.status, 200);
     let v = r.json();
     let id = v["proofId"].as_str().unwrap().to_owned();

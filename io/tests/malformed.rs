@@ -276,7 +276,7 @@ async fn raw_socket_abuse() {
 
     // Still up, and still verifying.
     assert_eq!(server.get("/health").await.status, 200);
-    let r = server.post_json("/proof/submit", valid.as_bytes()).await;
+    let r = server.submit(valid).await;
     assert_eq!(r.status, 200);
     server.shutdown().await;
 }

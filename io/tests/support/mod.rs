@@ -139,6 +139,18 @@ impl Server {
         request(self.addr, "GET", path, &[], b"").await
     }
 
+    /// `POST /proof/submit` with one JSON body.
+    pub async fn submit(&self, body: &str) -> Resp {
+        self.post_json("/proof/submit", body.as_bytes()).await
+    }
+
+    /// Submits `body` twice: accepted (200), then refused as a replay (409).
+    pub async fn submit_then_replay(&self, body: &str) {
+        let r = self.submit(body).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        self.submit(body).await.assert_error(409, "NONCE_REPLAY");
+    }
+
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Resp {
         request(
             self.addr,
