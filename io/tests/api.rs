@@ -254,14 +254,9 @@ async fn proofs_endpoint_takes_arrays_and_json_lines() {
 
     // JSON Lines, waiting for finality; blank lines are skipped.
     let body = format!("{}\n\n{}\n", valid[10], valid[11]);
-    let r = support::request(
-        server.addr,
-        "POST",
-        "/proofs?wait=true",
-        &[("Content-Type", "application/x-ndjson")],
-        body.as_bytes(),
-    )
-    .await;
+    let r = server
+        .post_ndjson("/proofs?wait=true", body.as_bytes())
+        .await;
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["accepted"], 2);
@@ -271,14 +266,7 @@ async fn proofs_endpoint_takes_arrays_and_json_lines() {
         assert!(item["balance"].is_string());
     }
     // The same again: every one a replay.
-    let r = support::request(
-        server.addr,
-        "POST",
-        "/proofs",
-        &[("Content-Type", "application/x-ndjson")],
-        body.as_bytes(),
-    )
-    .await;
+    let r = server.post_ndjson("/proofs", body.as_bytes()).await;
     let v = r.json();
     assert_eq!(v["accepted"], 0);
     for item in v["results"].as_array().unwrap() {

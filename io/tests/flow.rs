@@ -41,13 +41,15 @@ impl Gate {
         )
     }
 
-    /// Waits (on the channel) until a proof is held in a worker.
-    fn wait_entered(&self) -> u64 {
-        self.entered
-            .lock()
-            .unwrap()
-            .recv_timeout(IO_TIMEOUT)
-            .unwrap()
+    /// Waits (on the channel, off the async workers) until a proof is held
+    /// in a worker.
+    async fn entered(self: &Arc<Self>) -> u64 {
+        let g = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            g.entered.lock().unwrap().recv_timeout(IO_TIMEOUT).unwrap()
+        })
+        .await
+        .unwrap()
     }
 
     fn open(&self) {
@@ -73,20 +75,8 @@ async fn full_pipeline_answers_overloaded() {
     let valid = valid_lines();
     let addr = server.addr;
     let first = valid[0].clone();
-    let held = tokio::spawn(async move {
-        request(
-            addr,
-            "POST",
-            "/proof/submit?wait=false",
-            &[("Content-Type", "application/json")],
-            first.as_bytes(),
-        )
-        .await
-    });
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait_entered())
-        .await
-        .unwrap();
+    let held = support::spawn_post_json(addr, "/proof/submit?wait=false", first);
+    gate.entered().await;
 
     // The one buffer is taken: refused at once with 503 and Retry-After.
     let r = server.submit(&valid[1]).await;
@@ -130,27 +120,12 @@ async fn concurrent_batch_requests_are_bounded() {
         tokio::spawn(
             async move { request(addr, "POST", "/proofs", &ndjson, first.as_bytes()).await },
         );
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait_entered())
-        .await
-        .unwrap();
+    gate.entered().await;
     // The one /proofs slot is taken (its proof is held in the pipeline).
     let r = request(addr, "POST", "/proofs", &ndjson, valid[1].as_bytes()).await;
     r.assert_error(503, "OVERLOADED");
     // Single submissions do not use the slot.
-    let single = tokio::spawn({
-        let line = valid[2].clone();
-        async move {
-            request(
-                addr,
-                "POST",
-                "/proof/submit?wait=false",
-                &[("Content-Type", "application/json")],
-                line.as_bytes(),
-            )
-            .await
-        }
-    });
+    let single = support::spawn_post_json(addr, "/proof/submit?wait=false", valid[2].clone());
     gate.open();
     assert_eq!(single.await.unwrap().status, 202);
     let v = held.await.unwrap().json();
@@ -283,20 +258,8 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     let (mut server, gate) = gated_server(16).await;
     let addr = server.addr;
     let line = valid_lines()[7].clone();
-    let in_flight = tokio::spawn(async move {
-        request(
-            addr,
-            "POST",
-            "/proof/submit",
-            &[("Content-Type", "application/json")],
-            line.as_bytes(),
-        )
-        .await
-    });
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait_entered())
-        .await
-        .unwrap();
+    let in_flight = support::spawn_post_json(addr, "/proof/submit", line);
+    gate.entered().await;
     // Shutdown begins while the proof is inside the pipeline.
     server.begin_shutdown();
     gate.open();
