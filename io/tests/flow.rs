@@ -101,11 +101,9 @@ async fn full_pipeline_answers_overloaded() {
     server.ledger.wait_final(id).await.unwrap();
     let r = server.submit(&valid[1]).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
-    assert!(
-        text.contains("step_proofs_total{code=\"OVERLOADED\"} 3"),
-        "{text}"
-    );
+    server
+        .assert_metric("step_proofs_total{code=\"OVERLOADED\"} 3")
+        .await;
     server.shutdown().await;
 }
 
@@ -155,11 +153,9 @@ async fn per_ip_rate_limit() {
         .assert_error(429, "RATE_LIMITED");
     // Health and metrics are never limited.
     assert_eq!(server.get("/health").await.status, 200);
-    let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
-    assert!(
-        text.contains("step_rate_limited_total{scope=\"ip\"} 2"),
-        "{text}"
-    );
+    server
+        .assert_metric("step_rate_limited_total{scope=\"ip\"} 2")
+        .await;
     server.shutdown().await;
 }
 

@@ -142,7 +142,7 @@ async fn unreachable_redis_is_not_needed() {
     let h = server.get("/health").await;
     assert_eq!(h.status, 200);
     assert_eq!(h.json()["redis"], "down");
-    let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
+    let text = server.metrics_text().await;
     let errors: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("step_redis_errors_total "))

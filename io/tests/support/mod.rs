@@ -139,6 +139,17 @@ impl Server {
         request(self.addr, "GET", path, &[], b"").await
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        String::from_utf8(self.get("/metrics").await.body).unwrap()
+    }
+
+    /// Asserts that `GET /metrics` holds `line`.
+    pub async fn assert_metric(&self, line: &str) {
+        let text = self.metrics_text().await;
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+
     /// `POST /proof/submit` with one JSON body.
     pub async fn submit(&self, body: &str) -> Resp {
         self.post_json("/proof/submit", body.as_bytes()).await
