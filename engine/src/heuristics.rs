@@ -112,6 +112,15 @@ impl MemoryState {
         Self::default()
     }
 
+    /// With room for `n` accounts and `n` (account, nonce) pairs, so that
+    /// recording the first `n` proofs does not grow the tables.
+    pub fn with_capacity(n: usize) -> Self {
+        MemoryState {
+            last: HashMap::with_capacity_and_hasher(n, Seeded::default()),
+            nonces: HashSet::with_capacity_and_hasher(n, Seeded::default()),
+        }
+    }
+
     /// Number of (account, nonce) pairs seen.
     pub fn nonces(&self) -> usize {
         self.nonces.len()

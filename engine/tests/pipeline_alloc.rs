@@ -10,14 +10,11 @@ mod pipeline_support;
 
 use pipeline_support as sup;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use step_engine::heuristics::LastProof;
 use step_engine::pipeline::Pipeline;
-use step_engine::proof::Nonce;
-use step_engine::{Address, ProofState, Reject, Verifier};
+use step_engine::{MemoryState, Reject, Verifier};
 
 struct Counting;
 
@@ -47,28 +44,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// State with its tables sized up front, so that recording a proof does not
-/// grow them (the pipeline is what is measured, not the store).
-#[derive(Debug)]
-struct Presized {
-    last: HashMap<Address, LastProof>,
-    nonces: HashSet<(Address, Nonce)>,
-}
-
-impl ProofState for Presized {
-    fn last_proof(&self, account: &Address) -> Option<LastProof> {
-        self.last.get(account).copied()
-    }
-    fn nonce_used(&self, account: &Address, nonce: &Nonce) -> bool {
-        self.nonces.contains(&(*account, *nonce))
-    }
-    fn record(&mut self, account: Address, nonce: Nonce, last: LastProof) {
-        self.nonces.insert((account, nonce));
-        self.last.insert(account, last);
-    }
-}
-
-fn wait_until(p: &Pipeline<Presized>, done: &AtomicU64, n: u64) {
+fn wait_until(p: &Pipeline<MemoryState>, done: &AtomicU64, n: u64) {
     let t = Instant::now();
     while done.load(Ordering::Relaxed) < n {
         assert!(
@@ -100,10 +76,9 @@ fn no_allocation_per_proof_after_warm_up() {
     tampered[at] = if tampered[at] == b'1' { b'2' } else { b'1' };
 
     for workers in [1, 2] {
-        let state = Presized {
-            last: HashMap::with_capacity(4096),
-            nonces: HashSet::with_capacity(4096),
-        };
+        // Tables sized up front, so that recording a proof does not grow
+        // them (the pipeline is what is measured, not the store).
+        let state = MemoryState::with_capacity(4096);
         let done = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(AtomicU64::new(0));
         let (d2, a2) = (Arc::clone(&done), Arc::clone(&accepted));

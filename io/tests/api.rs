@@ -37,7 +37,7 @@ async fn samples_submit_query_and_error_codes() {
     let mut clicks: HashMap<String, u64> = HashMap::new();
     let mut height = 0u64;
     for line in &valid {
-        let r = server.post_json("/proof/submit", line.as_bytes()).await;
+        let r = server.submit(line).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v = r.json();
         let p = payload(line);
@@ -144,7 +144,7 @@ async fn samples_submit_query_and_error_codes() {
     // Every negative sample gets its code and Phase 2 status (the replay
     // cases need their valid line accepted first: done above).
     for (i, line) in invalid_lines().iter().enumerate() {
-        let r = server.post_json("/proof/submit", line.as_bytes()).await;
+        let r = server.submit(line).await;
         let v = r.json();
         let want = expected_codes(line);
         let code = v["code"]
@@ -217,10 +217,7 @@ async fn wait_false_answers_202_then_the_proof_becomes_final() {
     assert_eq!(v["height"], fin.height);
     assert_eq!(v["balance"], fin.balance_micro.to_string());
     // Resubmitting is a replay.
-    server
-        .post_json("/proof/submit", line.as_bytes())
-        .await
-        .assert_error(409, "NONCE_REPLAY");
+    server.submit(line).await.assert_error(409, "NONCE_REPLAY");
     server.shutdown().await;
 }
 
@@ -257,14 +254,9 @@ async fn proofs_endpoint_takes_arrays_and_json_lines() {
 
     // JSON Lines, waiting for finality; blank lines are skipped.
     let body = format!("{}\n\n{}\n", valid[10], valid[11]);
-    let r = support::request(
-        server.addr,
-        "POST",
-        "/proofs?wait=true",
-        &[("Content-Type", "application/x-ndjson")],
-        body.as_bytes(),
-    )
-    .await;
+    let r = server
+        .post_ndjson("/proofs?wait=true", body.as_bytes())
+        .await;
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["accepted"], 2);
@@ -274,14 +266,7 @@ async fn proofs_endpoint_takes_arrays_and_json_lines() {
         assert!(item["balance"].is_string());
     }
     // The same again: every one a replay.
-    let r = support::request(
-        server.addr,
-        "POST",
-        "/proofs",
-        &[("Content-Type", "application/x-ndjson")],
-        body.as_bytes(),
-    )
-    .await;
+    let r = server.post_ndjson("/proofs", body.as_bytes()).await;
     let v = r.json();
     assert_eq!(v["accepted"], 0);
     for item in v["results"].as_array().unwrap() {
@@ -331,18 +316,7 @@ async fn health_and_metrics() {
         assert_eq!(r.json()["ok"], true);
     }
     assert_eq!(server.get("/health").await.json()["redis"], "off");
-    let valid = valid_lines();
-    assert_eq!(
-        server
-            .post_json("/proof/submit", valid[0].as_bytes())
-            .await
-            .status,
-        200
-    );
-    server
-        .post_json("/proof/submit", valid[0].as_bytes())
-        .await
-        .assert_error(409, "NONCE_REPLAY");
+    server.submit_then_replay(&valid_lines()[0]).await;
     let r = server.get("/metrics").await;
     assert_eq!(r.status, 200);
     assert!(r

@@ -63,26 +63,22 @@ fn set_reads_text_by_the_key_type() {
     assert_eq!(c.pipeline.capacity, 4096);
     assert_eq!(c.http.listen, "127.0.0.1:1");
 
-    assert!(matches!(
-        c.set("http.nope", "1"),
-        Err(ConfigError::UnknownKey { .. })
-    ));
-    assert!(matches!(
-        c.set("http", "1"),
-        Err(ConfigError::UnknownKey { .. })
-    ));
-    assert!(matches!(
-        c.set("pipeline.capacity", "-1"),
-        Err(ConfigError::BadValue { .. })
-    ));
-    assert!(matches!(
-        c.set("limits.speed_gate", "maybe"),
-        Err(ConfigError::BadValue { .. })
-    ));
-    assert!(matches!(
-        c.set("limits.accuracy_m_max", "x"),
-        Err(ConfigError::BadValue { .. })
-    ));
+    for (key, value) in [("http.nope", "1"), ("http", "1")] {
+        assert!(
+            matches!(c.set(key, value), Err(ConfigError::UnknownKey { .. })),
+            "{key}={value}"
+        );
+    }
+    for (key, value) in [
+        ("pipeline.capacity", "-1"),
+        ("limits.speed_gate", "maybe"),
+        ("limits.accuracy_m_max", "x"),
+    ] {
+        assert!(
+            matches!(c.set(key, value), Err(ConfigError::BadValue { .. })),
+            "{key}={value}"
+        );
+    }
 }
 
 #[test]

@@ -41,13 +41,15 @@ impl Gate {
         )
     }
 
-    /// Waits (on the channel) until a proof is held in a worker.
-    fn wait_entered(&self) -> u64 {
-        self.entered
-            .lock()
-            .unwrap()
-            .recv_timeout(IO_TIMEOUT)
-            .unwrap()
+    /// Waits (on the channel, off the async workers) until a proof is held
+    /// in a worker.
+    async fn entered(self: &Arc<Self>) -> u64 {
+        let g = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            g.entered.lock().unwrap().recv_timeout(IO_TIMEOUT).unwrap()
+        })
+        .await
+        .unwrap()
     }
 
     fn open(&self) {
@@ -73,23 +75,11 @@ async fn full_pipeline_answers_overloaded() {
     let valid = valid_lines();
     let addr = server.addr;
     let first = valid[0].clone();
-    let held = tokio::spawn(async move {
-        request(
-            addr,
-            "POST",
-            "/proof/submit?wait=false",
-            &[("Content-Type", "application/json")],
-            first.as_bytes(),
-        )
-        .await
-    });
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait_entered())
-        .await
-        .unwrap();
+    let held = support::spawn_post_json(addr, "/proof/submit?wait=false", first);
+    gate.entered().await;
 
     // The one buffer is taken: refused at once with 503 and Retry-After.
-    let r = server.post_json("/proof/submit", valid[1].as_bytes()).await;
+    let r = server.submit(&valid[1]).await;
     r.assert_error(503, "OVERLOADED");
     assert_eq!(r.header("retry-after"), Some("1"));
     let body = format!("[{},{}]", valid[1], valid[2]);
@@ -109,13 +99,11 @@ async fn full_pipeline_answers_overloaded() {
     // final, the buffer is certainly back.
     let id = step_io::ProofId::parse(held.json()["proofId"].as_str().unwrap()).unwrap();
     server.ledger.wait_final(id).await.unwrap();
-    let r = server.post_json("/proof/submit", valid[1].as_bytes()).await;
+    let r = server.submit(&valid[1]).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
-    assert!(
-        text.contains("step_proofs_total{code=\"OVERLOADED\"} 3"),
-        "{text}"
-    );
+    server
+        .assert_metric("step_proofs_total{code=\"OVERLOADED\"} 3")
+        .await;
     server.shutdown().await;
 }
 
@@ -130,27 +118,12 @@ async fn concurrent_batch_requests_are_bounded() {
         tokio::spawn(
             async move { request(addr, "POST", "/proofs", &ndjson, first.as_bytes()).await },
         );
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait_entered())
-        .await
-        .unwrap();
+    gate.entered().await;
     // The one /proofs slot is taken (its proof is held in the pipeline).
     let r = request(addr, "POST", "/proofs", &ndjson, valid[1].as_bytes()).await;
     r.assert_error(503, "OVERLOADED");
     // Single submissions do not use the slot.
-    let single = tokio::spawn({
-        let line = valid[2].clone();
-        async move {
-            request(
-                addr,
-                "POST",
-                "/proof/submit?wait=false",
-                &[("Content-Type", "application/json")],
-                line.as_bytes(),
-            )
-            .await
-        }
-    });
+    let single = support::spawn_post_json(addr, "/proof/submit?wait=false", valid[2].clone());
     gate.open();
     assert_eq!(single.await.unwrap().status, 202);
     let v = held.await.unwrap().json();
@@ -175,16 +148,14 @@ async fn per_ip_rate_limit() {
     r.assert_error(429, "RATE_LIMITED");
     assert_eq!(r.header("retry-after"), Some("30"));
     server
-        .post_json("/proof/submit", valid_lines()[0].as_bytes())
+        .submit(&valid_lines()[0])
         .await
         .assert_error(429, "RATE_LIMITED");
     // Health and metrics are never limited.
     assert_eq!(server.get("/health").await.status, 200);
-    let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
-    assert!(
-        text.contains("step_rate_limited_total{scope=\"ip\"} 2"),
-        "{text}"
-    );
+    server
+        .assert_metric("step_rate_limited_total{scope=\"ip\"} 2")
+        .await;
     server.shutdown().await;
 }
 
@@ -196,15 +167,9 @@ async fn per_account_rate_limit_any_letter_case() {
     let server = Server::start_at(c, 1_000_000 * 60_000).await;
     let valid = valid_lines();
     // Proof i is signed by key i mod 10.
-    assert_eq!(
-        server
-            .post_json("/proof/submit", valid[0].as_bytes())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(server.submit(&valid[0]).await.status, 200);
     server
-        .post_json("/proof/submit", valid[10].as_bytes())
+        .submit(&valid[10])
         .await
         .assert_error(429, "RATE_LIMITED");
     // The same account in upper case is the same account.
@@ -213,18 +178,9 @@ async fn per_account_rate_limit_any_letter_case() {
     let upper = format!("0x{}", account[2..].to_ascii_uppercase());
     let body = valid[20].replace(account, &upper);
     assert_ne!(body, valid[20]);
-    server
-        .post_json("/proof/submit", body.as_bytes())
-        .await
-        .assert_error(429, "RATE_LIMITED");
+    server.submit(&body).await.assert_error(429, "RATE_LIMITED");
     // Another account is not affected.
-    assert_eq!(
-        server
-            .post_json("/proof/submit", valid[1].as_bytes())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(server.submit(&valid[1]).await.status, 200);
     server.shutdown().await;
 }
 
@@ -264,7 +220,7 @@ async fn events_stream_finalized_blocks_and_end_on_shutdown() {
     );
 
     let line = &valid_lines()[5];
-    let r = server.post_json("/proof/submit", line.as_bytes()).await;
+    let r = server.submit(line).await;
     assert_eq!(r.status, 200);
     let v = r.json();
     let id = v["proofId"].as_str().unwrap().to_owned();
@@ -298,20 +254,8 @@ async fn graceful_shutdown_answers_in_flight_requests() {
     let (mut server, gate) = gated_server(16).await;
     let addr = server.addr;
     let line = valid_lines()[7].clone();
-    let in_flight = tokio::spawn(async move {
-        request(
-            addr,
-            "POST",
-            "/proof/submit",
-            &[("Content-Type", "application/json")],
-            line.as_bytes(),
-        )
-        .await
-    });
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait_entered())
-        .await
-        .unwrap();
+    let in_flight = support::spawn_post_json(addr, "/proof/submit", line);
+    gate.entered().await;
     // Shutdown begins while the proof is inside the pipeline.
     server.begin_shutdown();
     gate.open();

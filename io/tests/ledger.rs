@@ -5,7 +5,8 @@ mod support;
 
 use std::sync::Arc;
 use step_engine::reward::reward_micro;
-use step_io::ledger::{FinalityError, Ledger, LocalLedger, ProofId, ProofStatus};
+use step_engine::Reject;
+use step_io::ledger::{FinalityError, Ledger, LocalLedger, Pending, ProofId, ProofStatus};
 use step_io::Metrics;
 use support::{test_config, valid_lines};
 
@@ -17,16 +18,16 @@ fn ledger() -> LocalLedger {
     )
 }
 
+/// Submits one body and waits for its pipeline verdict.
+async fn verdict(l: &LocalLedger, line: &str) -> Result<Pending, Reject> {
+    l.submit_body(line.as_bytes()).unwrap().verdict().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdict_then_finality_then_queries() {
     let l = ledger();
     let line = &valid_lines()[2];
-    let pending = l
-        .submit_body(line.as_bytes())
-        .unwrap()
-        .verdict()
-        .await
-        .unwrap();
+    let pending = verdict(&l, line).await.unwrap();
     let p = step_engine::proof::parse(line.as_bytes()).unwrap();
     assert_eq!(pending.id, ProofId::of_proof(&p).unwrap());
     assert_eq!(pending.reward_micro, reward_micro(p.triangle.level()));
@@ -45,12 +46,7 @@ async fn verdict_then_finality_then_queries() {
         Err(FinalityError::Unknown)
     );
     // A rejected proof has a Reject, not an id.
-    let err = l
-        .submit_body(line.as_bytes())
-        .unwrap()
-        .verdict()
-        .await
-        .unwrap_err();
+    let err = verdict(&l, line).await.unwrap_err();
     assert_eq!(err.code().as_str(), "NONCE_REPLAY");
 }
 
@@ -61,12 +57,7 @@ async fn blocks_are_broadcast_in_height_order() {
     let valid = valid_lines();
     let mut ids = Vec::new();
     for line in &valid[..30] {
-        let p = l
-            .submit_body(line.as_bytes())
-            .unwrap()
-            .verdict()
-            .await
-            .unwrap();
+        let p = verdict(&l, line).await.unwrap();
         ids.push(p.id);
     }
     let mut seen = Vec::new();

@@ -136,34 +136,29 @@ async fn malformed_bodies_get_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_routes_methods_and_parameters() {
     let server = Server::start(test_config()).await;
-    let get = |p: &'static str| server.get(p);
-    get("/nope").await.assert_error(404, "NOT_FOUND");
-    get("/").await.assert_error(404, "NOT_FOUND");
-    get("/proof").await.assert_error(404, "NOT_FOUND");
-    get("/proof/submit/extra")
-        .await
-        .assert_error(404, "NOT_FOUND");
-    get("/proof/xyz").await.assert_error(400, "INVALID_PAYLOAD");
-    get("/proof/%ff%fe")
-        .await
-        .assert_error(400, "INVALID_PAYLOAD");
-    get("/account/0x123")
-        .await
-        .assert_error(400, "INVALID_PAYLOAD");
-    get("/account/hello")
-        .await
-        .assert_error(400, "INVALID_PAYLOAD");
-    get("/triangle/STEP-TRI-v1:A10-00000000000000000000-UPC")
-        .await
-        .assert_error(404, "TRIANGLE_NOT_FOUND");
-    get("/triangle/x")
-        .await
-        .assert_error(404, "TRIANGLE_NOT_FOUND");
-    // The route exists with another method.
-    get("/proof/submit")
-        .await
-        .assert_error(405, "METHOD_NOT_ALLOWED");
-    get("/proofs").await.assert_error(405, "METHOD_NOT_ALLOWED");
+    for (path, status, code) in [
+        ("/nope", 404, "NOT_FOUND"),
+        ("/", 404, "NOT_FOUND"),
+        ("/proof", 404, "NOT_FOUND"),
+        ("/proof/submit/extra", 404, "NOT_FOUND"),
+        ("/proof/xyz", 400, "INVALID_PAYLOAD"),
+        ("/proof/%ff%fe", 400, "INVALID_PAYLOAD"),
+        ("/account/0x123", 400, "INVALID_PAYLOAD"),
+        ("/account/hello", 400, "INVALID_PAYLOAD"),
+        (
+            "/triangle/STEP-TRI-v1:A10-00000000000000000000-UPC",
+            404,
+            "TRIANGLE_NOT_FOUND",
+        ),
+        ("/triangle/x", 404, "TRIANGLE_NOT_FOUND"),
+        // The route exists with another method.
+        ("/proof/submit", 405, "METHOD_NOT_ALLOWED"),
+        ("/proofs", 405, "METHOD_NOT_ALLOWED"),
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.status, status, "GET {path}");
+        r.assert_error(status, code);
+    }
     let r = request(server.addr, "DELETE", "/status", &[], b"").await;
     r.assert_error(405, "METHOD_NOT_ALLOWED");
     let r = request(
@@ -276,7 +271,7 @@ async fn raw_socket_abuse() {
 
     // Still up, and still verifying.
     assert_eq!(server.get("/health").await.status, 200);
-    let r = server.post_json("/proof/submit", valid.as_bytes()).await;
+    let r = server.submit(valid).await;
     assert_eq!(r.status, 200);
     server.shutdown().await;
 }
@@ -287,16 +282,8 @@ async fn slow_body_times_out_with_408() {
     c.http.body_timeout_ms = 200;
     let server = Server::start(c).await;
     // Declares 300 bytes, sends 10, keeps the connection open.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(b"POST /proof/submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"payload\"")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(support::IO_TIMEOUT, s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut s = support::connect_and_send(server.addr, b"POST /proof/submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"payload\"").await;
+    let out = support::read_to_close(&mut s, "a slow-body connection").await;
     support::parse_response(&out).assert_error(408, "REQUEST_TIMEOUT");
     assert_eq!(server.get("/health").await.status, 200);
     server.shutdown().await;
@@ -307,26 +294,15 @@ async fn slow_headers_and_idle_connections_are_closed() {
     let mut c = test_config();
     c.http.header_timeout_ms = 200;
     let server = Server::start(c).await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Headers that never end.
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(support::IO_TIMEOUT, s.read_to_end(&mut out))
-        .await
-        .expect("a slow-header connection was not closed")
-        .unwrap();
+    let mut s =
+        support::connect_and_send(server.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+    let out = support::read_to_close(&mut s, "a slow-header connection").await;
     // hyper closes it without an answer (documented in the guide).
     assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
     // A connection that never sends anything.
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(support::IO_TIMEOUT, s.read_to_end(&mut out))
-        .await
-        .expect("an idle connection was not closed")
-        .unwrap();
+    support::read_to_close(&mut s, "an idle connection").await;
     assert_eq!(server.get("/health").await.status, 200);
     server.shutdown().await;
 }
@@ -338,21 +314,21 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     // A's idle keep-alive must outlive the test, however loaded the machine.
     c.http.header_timeout_ms = 120_000;
     let server = Server::start(c).await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     // A holds the only slot: a keep-alive connection after one request.
-    let mut a = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    a.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut a =
+        support::connect_and_send(server.addr, b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
     let mut buf = [0u8; 1024];
     let n = a.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     // B is accepted by the kernel but not served while A is open. (A short
     // bounded wait: there is no event for "not served".)
-    let mut b = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    b.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut b = support::connect_and_send(
+        server.addr,
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let mut out = Vec::new();
     let early = tokio::time::timeout(
         std::time::Duration::from_millis(300),

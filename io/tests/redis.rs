@@ -51,10 +51,7 @@ async fn shared_replay_precheck_across_validators() {
     let b = Server::start(c.clone()).await;
     assert_eq!(b.get("/health").await.json()["redis"], "ok");
     let line = &valid_lines()[0];
-    assert_eq!(
-        a.post_json("/proof/submit", line.as_bytes()).await.status,
-        200
-    );
+    assert_eq!(a.submit(line).await.status, 200);
 
     // The claim is in Redis, with the configured TTL.
     let p = step_engine::proof::parse(line.as_bytes()).unwrap();
@@ -80,7 +77,7 @@ async fn shared_replay_precheck_across_validators() {
 
     // Validator B's own engine never saw the proof, yet refuses it: the
     // refusal comes from the shared pre-check.
-    let r = b.post_json("/proof/submit", line.as_bytes()).await;
+    let r = b.submit(line).await;
     r.assert_error(409, "NONCE_REPLAY");
     assert!(r.json()["message"]
         .as_str()
@@ -104,12 +101,10 @@ async fn rejected_proof_releases_its_claim() {
     let flipped = if sig.as_bytes()[2] == b'1' { '2' } else { '1' };
     let forged_sig = format!("0x{flipped}{}", &sig[3..]);
     let forged = line.replace(sig, &forged_sig);
-    a.post_json("/proof/submit", forged.as_bytes())
-        .await
-        .assert_error(401, "BAD_SIGNATURE");
+    a.submit(&forged).await.assert_error(401, "BAD_SIGNATURE");
     // The forged proof's claim was released, so the genuine one is accepted
     // on the other validator.
-    let r = b.post_json("/proof/submit", line.as_bytes()).await;
+    let r = b.submit(line).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     a.shutdown().await;
     b.shutdown().await;
@@ -142,23 +137,12 @@ async fn unreachable_redis_is_not_needed() {
     c.redis.timeout_ms = 200;
     c.rate_limit.per_ip = 100;
     let server = Server::start(c).await;
-    let valid = valid_lines();
-    assert_eq!(
-        server
-            .post_json("/proof/submit", valid[0].as_bytes())
-            .await
-            .status,
-        200
-    );
     // The engine's own replay check still holds.
-    server
-        .post_json("/proof/submit", valid[0].as_bytes())
-        .await
-        .assert_error(409, "NONCE_REPLAY");
+    server.submit_then_replay(&valid_lines()[0]).await;
     let h = server.get("/health").await;
     assert_eq!(h.status, 200);
     assert_eq!(h.json()["redis"], "down");
-    let text = String::from_utf8(server.get("/metrics").await.body).unwrap();
+    let text = server.metrics_text().await;
     let errors: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("step_redis_errors_total "))

@@ -165,29 +165,11 @@ pub fn sign(
     let accounts = accounts.max(1);
     let keys: Vec<Key> = (0..accounts as u64).map(|k| key(seed, k)).collect();
     let threads = threads.clamp(1, n.max(1));
-    let chunk = n.div_ceil(threads);
-    let parts: Vec<Part> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let keys = &keys;
-                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-                s.spawn(move || {
-                    let mut p = Part::default();
-                    p.bytes.reserve(range.len() * 480);
-                    p.messages.reserve(range.len() * 240);
-                    sign_range(keys, range, &mut p, tick);
-                    p
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    Parts {
-        parts,
-        chunk: chunk.max(1),
-        len: n,
-    }
+    crate::parts::build(n, threads, |range| {
+        let mut p = Part::default();
+        p.bytes.reserve(range.len() * 480);
+        p.messages.reserve(range.len() * 240);
+        sign_range(&keys, range, &mut p, tick);
+        p
+    })
 }

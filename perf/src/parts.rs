@@ -29,3 +29,31 @@ impl<P> Parts<P> {
 pub(crate) fn span(ends: &[usize], i: usize) -> std::ops::Range<usize> {
     (if i == 0 { 0 } else { ends[i - 1] })..ends[i]
 }
+
+/// Makes `n` items with `threads` threads: each builds, with `make`, the part
+/// for one chunk of the item range `0..n`.
+pub(crate) fn build<P: Send>(
+    n: usize,
+    threads: usize,
+    make: impl Fn(std::ops::Range<usize>) -> P + Sync,
+) -> Parts<P> {
+    let chunk = n.div_ceil(threads).max(1);
+    let make = &make;
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+                s.spawn(move || make(range))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    Parts {
+        parts,
+        chunk,
+        len: n,
+    }
+}

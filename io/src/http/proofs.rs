@@ -13,7 +13,8 @@ use crate::ledger::{Final, FinalityError, Pending, ProofId, Submission};
 use crate::ratelimit::LimitKey;
 use crate::redis_store::Claim;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,6 +35,29 @@ struct Held {
 struct Queued {
     submission: Submission,
     held: Option<Held>,
+}
+
+/// What both submit routes read before the body: `wait` from the query
+/// (`WAIT` when it is absent), the client's address and the headers.
+pub struct Upload<const WAIT: bool>(AppState, ClientIp, HeaderMap, bool);
+
+impl<const WAIT: bool> FromRequestParts<AppState> for Upload<WAIT> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let wait = parse_wait(parts.uri.query(), WAIT)?;
+        let Ok(ip) = ClientIp::from_request_parts(parts, s).await;
+        Ok(Upload(s.clone(), ip, parts.headers.clone(), wait))
+    }
+}
+
+impl<const WAIT: bool> std::fmt::Debug for Upload<WAIT> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("ip", &(self.1).0)
+            .field("wait", &self.3)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -166,13 +190,9 @@ fn finality_result(p: &Pending, r: Option<Result<Final, FinalityError>>) -> (Sta
 
 /// `POST /proof/submit[?wait=false]`.
 pub async fn submit_one(
-    State(s): State<AppState>,
-    ip: ClientIp,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Upload(s, ip, headers, wait): Upload<true>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let wait = parse_wait(query.as_deref(), true)?;
     s.limit(LimitKey::Ip(ip.0), 1).await?;
     require_json(&headers)?;
     let timeout = Duration::from_millis(s.config.http.body_timeout_ms);
@@ -214,13 +234,9 @@ fn item_error(index: usize, e: &ApiError) -> Value {
 
 /// `POST /proofs[?wait=true]`: one verdict per proof, in body order.
 pub async fn submit_many(
-    State(s): State<AppState>,
-    ip: ClientIp,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Upload(s, ip, headers, wait): Upload<false>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let wait = parse_wait(query.as_deref(), false)?;
     require_json_or_lines(&headers)?;
     let timeout = Duration::from_millis(s.config.http.body_timeout_ms);
     let Ok(_slot) = s.batch_slots.try_acquire() else {

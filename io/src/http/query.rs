@@ -6,7 +6,8 @@ use super::{AppState, ClientIp};
 use crate::ledger::{hex, ProofId, ProofStatus};
 use crate::ratelimit::LimitKey;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,9 +16,33 @@ use step_engine::mesh::{centroid_lat_lon, triangle_vertices};
 use step_engine::reward::MicroStep;
 use step_engine::{Address, Code, TriangleId};
 
-fn path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(s)| s)
-        .map_err(|e| ApiError::invalid(format!("bad path parameter: {e}")))
+/// A lookup route's request: the client's rate limit is charged first, then
+/// its one path parameter is read.
+pub struct Lookup {
+    s: AppState,
+    raw: String,
+}
+
+impl FromRequestParts<AppState> for Lookup {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let Ok(ip) = ClientIp::from_request_parts(parts, s).await;
+        s.limit(LimitKey::Ip(ip.0), 1).await?;
+        let raw = Path::<String>::from_request_parts(parts, s)
+            .await
+            .map(|Path(raw)| raw)
+            .map_err(|e: PathRejection| ApiError::invalid(format!("bad path parameter: {e}")))?;
+        Ok(Lookup { s: s.clone(), raw })
+    }
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookup")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `GET /proof/config`: the limits in Phase 2's shape (`null` for a check
@@ -45,13 +70,7 @@ pub fn js_number(x: f64) -> Value {
 }
 
 /// `GET /proof/{id}`.
-pub async fn proof(
-    State(s): State<AppState>,
-    ip: ClientIp,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
-    let raw = path(id)?;
+pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let id =
         ProofId::parse(&raw).ok_or_else(|| ApiError::invalid("a proof id is 64 hex characters"))?;
     let rec = s
@@ -81,13 +100,7 @@ pub async fn proof(
 }
 
 /// `GET /account/{address}` (any letter case).
-pub async fn account(
-    State(s): State<AppState>,
-    ip: ClientIp,
-    address: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
-    let raw = path(address)?;
+pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let address = Address::parse(&raw)
         .ok_or_else(|| ApiError::invalid("an account is 0x followed by 40 hex characters"))?;
     let a = s.ledger.account(&address);
@@ -104,13 +117,7 @@ pub async fn account(
 
 /// `GET /triangle/{id}`. An id that is not a canonical `STEP-TRI-v1` id names
 /// no triangle: 404 `TRIANGLE_NOT_FOUND`.
-pub async fn triangle(
-    State(s): State<AppState>,
-    ip: ClientIp,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
-    let raw = path(id)?;
+pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let id = TriangleId::parse(&raw).map_err(|e| {
         ApiError::engine(Code::TriangleNotFound, format!("no triangle {raw:?}: {e}"))
     })?;

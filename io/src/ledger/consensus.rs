@@ -32,11 +32,11 @@
 
 use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
 use super::exec::{account_view, triangle_view};
-use super::intake::{lock, Finality, Intake};
+use super::intake::{self, lock, Finality, Intake};
 use super::precheck::{PrecheckShards, PrecheckState};
 use super::{
-    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
-    QueueView, StatusView, Submission, TriangleView,
+    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, StatusView,
+    Submission, TriangleView,
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -181,21 +181,15 @@ impl Ledger for ConsensusLedger {
     }
 
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
-        let mut finality = lock(&self.inner.shared.finality);
-        if let Some(rec) = lock(&self.inner.shared.index).by_id.get(&id) {
-            if let ProofStatus::Final(f) = rec.status {
-                return futures_util::future::ready(Ok(f)).boxed();
-            }
-        }
-        finality.wait(id)
+        intake::wait_final(&self.inner.shared.finality, id, |id| {
+            self.inner.executed(id)
+        })
     }
 
     fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
-        let finality = lock(&self.inner.shared.finality);
-        if let Some(rec) = lock(&self.inner.shared.index).by_id.get(id) {
-            return Some(rec.clone());
-        }
-        finality.pending_record(id)
+        intake::proof_record(&self.inner.shared.finality, id, |id| {
+            self.inner.executed(id)
+        })
     }
 
     fn account(&self, address: &Address) -> AccountView {
@@ -210,7 +204,6 @@ impl Ledger for ConsensusLedger {
     fn status(&self) -> StatusView {
         let last = *lock(&self.inner.shared.last);
         let live = self.live().unwrap_or_default();
-        let stats = self.inner.pipeline.stats();
         StatusView {
             backend: "consensus",
             height: last.height,
@@ -220,11 +213,7 @@ impl Ledger for ConsensusLedger {
             peers: live.peers,
             ready: !self.inner.shared.intake.is_closing()
                 && self.inner.shared.alive.load(Ordering::Acquire),
-            queue: QueueView {
-                ingest: stats.queued,
-                in_flight: stats.in_flight,
-                capacity: self.inner.pipeline.capacity(),
-            },
+            queue: intake::queue_view(&self.inner.pipeline),
             precheck_pending: self.inner.shared.precheck.pending(),
             gossip_batches: live.gossip_batches,
         }
@@ -240,22 +229,8 @@ impl Ledger for ConsensusLedger {
         let inner = Arc::clone(&self.inner);
         async move {
             let shared = &inner.shared;
-            shared.intake.drain().await;
-            let pipeline = Arc::clone(&inner.pipeline);
-            let _ = tokio::task::spawn_blocking(move || pipeline.flush()).await;
-            let settle = async {
-                loop {
-                    let settled = shared.settled.notified();
-                    tokio::pin!(settled);
-                    settled.as_mut().enable();
-                    if lock(&shared.finality).pending.is_empty()
-                        || !shared.alive.load(Ordering::Acquire)
-                    {
-                        break;
-                    }
-                    settled.await;
-                }
-            };
+            shared.intake.drain_and_flush(&inner.pipeline).await;
+            let settle = intake::settle(&shared.finality, &shared.settled, &shared.alive);
             if tokio::time::timeout(CLOSE_FINALITY_WAIT, settle)
                 .await
                 .is_err()
@@ -286,6 +261,13 @@ impl Ledger for ConsensusLedger {
             lock(&shared.finality).close();
         }
         .boxed()
+    }
+}
+
+impl Inner {
+    /// The record of an executed proof.
+    fn executed(&self, id: &ProofId) -> Option<ProofRecord> {
+        lock(&self.shared.index).by_id.get(id).cloned()
     }
 }
 

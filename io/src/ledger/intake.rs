@@ -3,12 +3,14 @@
 //! submitter ([`Intake`]), and accepted proofs tracked until their block
 //! executes ([`Finality`]).
 
-use super::{Final, FinalityError, Pending, ProofId, ProofRecord, ProofStatus, Submission};
+use super::{
+    Final, FinalityError, Pending, ProofId, ProofRecord, ProofStatus, QueueView, Submission,
+};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use step_engine::pipeline::{Pipeline, Verdict};
 use step_engine::{Proof, Reject};
@@ -123,6 +125,17 @@ impl Intake {
         lock(&self.verdicts).closing
     }
 
+    /// Stops taking bodies, waits until every queued one has its verdict,
+    /// then has `pipeline` emit its partial batch.
+    pub async fn drain_and_flush<S>(&self, pipeline: &Arc<Pipeline<S>>)
+    where
+        S: step_engine::ProofState + Send + Sync + 'static,
+    {
+        self.drain().await;
+        let pipeline = Arc::clone(pipeline);
+        let _ = tokio::task::spawn_blocking(move || pipeline.flush()).await;
+    }
+
     /// Stops taking bodies and waits until every queued one has its verdict.
     pub async fn drain(&self) {
         lock(&self.verdicts).closing = true;
@@ -194,5 +207,62 @@ impl Finality {
                 let _ = w.send(Err(FinalityError::Closed));
             }
         }
+    }
+}
+
+/// `Ledger::wait_final` over `finality` and the executed records: `executed`
+/// is looked up with `finality` locked, so that a proof cannot be finalized
+/// between the two looks.
+pub(super) fn wait_final(
+    finality: &Mutex<Finality>,
+    id: ProofId,
+    executed: impl FnOnce(&ProofId) -> Option<ProofRecord>,
+) -> BoxFuture<'static, Result<Final, FinalityError>> {
+    let mut finality = lock(finality);
+    if let Some(ProofRecord {
+        status: ProofStatus::Final(f),
+        ..
+    }) = executed(&id)
+    {
+        return futures_util::future::ready(Ok(f)).boxed();
+    }
+    finality.wait(id)
+}
+
+/// `Ledger::proof` over `finality` and the executed records (looked up as in
+/// [`wait_final`]).
+pub(super) fn proof_record(
+    finality: &Mutex<Finality>,
+    id: &ProofId,
+    executed: impl FnOnce(&ProofId) -> Option<ProofRecord>,
+) -> Option<ProofRecord> {
+    let finality = lock(finality);
+    executed(id).or_else(|| finality.pending_record(id))
+}
+
+/// Waits until no accepted proof is pending or the executor stopped
+/// (`alive` false); `settled` is signalled after every executed block.
+pub(super) async fn settle(finality: &Mutex<Finality>, settled: &Notify, alive: &AtomicBool) {
+    loop {
+        let notified = settled.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if lock(finality).pending.is_empty() || !alive.load(Ordering::Acquire) {
+            break;
+        }
+        notified.await;
+    }
+}
+
+/// The ingest queue of `pipeline`, for a status view.
+pub(super) fn queue_view<S>(pipeline: &Pipeline<S>) -> QueueView
+where
+    S: step_engine::ProofState + Send + 'static,
+{
+    let stats = pipeline.stats();
+    QueueView {
+        ingest: stats.queued,
+        in_flight: stats.in_flight,
+        capacity: pipeline.capacity(),
     }
 }

@@ -18,10 +18,10 @@
 //! ```
 
 use super::exec::{account_view, settle_block, triangle_view, BlockResults};
-use super::intake::{lock, Finality, Intake};
+use super::intake::{self, lock, Finality, Intake};
 use super::{
-    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, ProofStatus,
-    QueueView, StatusView, Submission, TriangleView,
+    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, StatusView,
+    Submission, TriangleView,
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -249,6 +249,13 @@ fn apply_block(shared: &Shared, batch: &Batch) {
     shared.settled.notify_waiters();
 }
 
+impl Inner {
+    /// The record of an executed proof.
+    fn executed(&self, id: &ProofId) -> Option<ProofRecord> {
+        lock(&self.shared.chain).proofs.get(id).cloned()
+    }
+}
+
 impl Ledger for LocalLedger {
     fn limits(&self) -> Limits {
         self.inner.limits
@@ -258,22 +265,16 @@ impl Ledger for LocalLedger {
         self.inner.shared.intake.submit(&self.inner.pipeline, proof)
     }
 
-    fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
-        let mut finality = lock(&self.inner.shared.finality);
-        if let Some(rec) = lock(&self.inner.shared.chain).proofs.get(&id) {
-            if let ProofStatus::Final(f) = rec.status {
-                return futures_util::future::ready(Ok(f)).boxed();
-            }
-        }
-        finality.wait(id)
+    fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
+        intake::proof_record(&self.inner.shared.finality, id, |id| {
+            self.inner.executed(id)
+        })
     }
 
-    fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
-        let finality = lock(&self.inner.shared.finality);
-        if let Some(rec) = lock(&self.inner.shared.chain).proofs.get(id) {
-            return Some(rec.clone());
-        }
-        finality.pending_record(id)
+    fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>> {
+        intake::wait_final(&self.inner.shared.finality, id, |id| {
+            self.inner.executed(id)
+        })
     }
 
     fn account(&self, address: &Address) -> AccountView {
@@ -285,13 +286,16 @@ impl Ledger for LocalLedger {
         triangle_view(&chain.state, id, chain.last_click_ms.get(id).copied())
     }
 
+    fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
+        self.inner.shared.events.subscribe()
+    }
+
     fn status(&self) -> StatusView {
         let (height, state_root) = {
             let chain = lock(&self.inner.shared.chain);
             (chain.state.height, chain.state.root)
         };
         let closing = self.inner.shared.intake.is_closing();
-        let stats = self.inner.pipeline.stats();
         StatusView {
             backend: "local",
             height,
@@ -300,40 +304,25 @@ impl Ledger for LocalLedger {
             validators: 1,
             peers: 0,
             ready: !closing && self.inner.shared.block_thread_alive.load(Ordering::Acquire),
-            queue: QueueView {
-                ingest: stats.queued,
-                in_flight: stats.in_flight,
-                capacity: self.inner.pipeline.capacity(),
-            },
+            queue: intake::queue_view(&self.inner.pipeline),
             precheck_pending: 0,
             gossip_batches: 0,
         }
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
-        self.inner.shared.events.subscribe()
     }
 
     fn close(&self) -> BoxFuture<'static, ()> {
         let inner = Arc::clone(&self.inner);
         async move {
             let shared = &inner.shared;
-            // 1. Every queued body gets its verdict.
-            shared.intake.drain().await;
-            // 2. The partial batch is emitted and every accepted proof finalized.
-            let pipeline = Arc::clone(&inner.pipeline);
-            let _ = tokio::task::spawn_blocking(move || pipeline.flush()).await;
-            loop {
-                let settled = shared.settled.notified();
-                tokio::pin!(settled);
-                settled.as_mut().enable();
-                if lock(&shared.finality).pending.is_empty()
-                    || !shared.block_thread_alive.load(Ordering::Acquire)
-                {
-                    break;
-                }
-                settled.await;
-            }
+            // 1. Every queued body gets its verdict; 2. the partial batch is
+            // emitted and every accepted proof finalized.
+            shared.intake.drain_and_flush(&inner.pipeline).await;
+            intake::settle(
+                &shared.finality,
+                &shared.settled,
+                &shared.block_thread_alive,
+            )
+            .await;
             // 3. The block thread stops.
             let _ = inner.stop_tx.try_send(());
             let handle = lock(&inner.block_thread).take();

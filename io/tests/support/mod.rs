@@ -139,6 +139,41 @@ impl Server {
         request(self.addr, "GET", path, &[], b"").await
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        String::from_utf8(self.get("/metrics").await.body).unwrap()
+    }
+
+    /// Asserts that `GET /metrics` holds `line`.
+    pub async fn assert_metric(&self, line: &str) {
+        let text = self.metrics_text().await;
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+
+    /// `POST /proof/submit` with one JSON body.
+    pub async fn submit(&self, body: &str) -> Resp {
+        self.post_json("/proof/submit", body.as_bytes()).await
+    }
+
+    /// Submits `body` twice: accepted (200), then refused as a replay (409).
+    pub async fn submit_then_replay(&self, body: &str) {
+        let r = self.submit(body).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        self.submit(body).await.assert_error(409, "NONCE_REPLAY");
+    }
+
+    /// A JSON Lines body.
+    pub async fn post_ndjson(&self, path: &str, body: &[u8]) -> Resp {
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/x-ndjson")],
+            body,
+        )
+        .await
+    }
+
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Resp {
         request(
             self.addr,
@@ -218,6 +253,39 @@ pub async fn request(
     let mut raw = head.into_bytes();
     raw.extend_from_slice(body);
     raw_exchange(addr, &raw, false).await
+}
+
+/// `POST path` with a JSON body, on a task of its own (a request that is
+/// held up while the test goes on).
+pub fn spawn_post_json(addr: SocketAddr, path: &'static str, body: String) -> JoinHandle<Resp> {
+    tokio::spawn(async move {
+        request(
+            addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+    })
+}
+
+/// A connection that has sent `raw` (it may send more).
+pub async fn connect_and_send(addr: SocketAddr, raw: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    s
+}
+
+/// Reads `s` until the server closes it; panics if that takes longer than
+/// [`IO_TIMEOUT`] (`what` names the connection).
+pub async fn read_to_close(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, s.read_to_end(&mut out))
+        .await
+        .unwrap_or_else(|_| panic!("{what} was not closed"))
+        .unwrap();
+    out
 }
 
 /// Writes `raw` bytes, optionally half-closes, and reads the response to EOF.

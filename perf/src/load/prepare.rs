@@ -341,67 +341,42 @@ pub fn sign_all(
     let accounts = params.accounts.clamp(1, n.max(1) as u64);
     let threads = threads.clamp(1, n.max(1));
     // Keys in parallel too (≈ 30 µs each).
-    let key_chunk = (accounts as usize).div_ceil(threads);
-    let keys: Vec<Key> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let range = (t * key_chunk).min(accounts as usize)
-                    ..((t + 1) * key_chunk).min(accounts as usize);
-                let seed = &params.seed;
-                s.spawn(move || range.map(|k| key(seed, k as u64)).collect::<Vec<Key>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+    let seed = &params.seed;
+    let keys: Vec<Key> = crate::parts::build(accounts as usize, threads, |range| {
+        range.map(|k| key(seed, k as u64)).collect::<Vec<Key>>()
+    })
+    .parts
+    .into_iter()
+    .flatten()
+    .collect();
     let params = Params {
         accounts,
         ..params.clone()
     };
-    let chunk = n.div_ceil(threads).max(1);
-    let parts: Vec<Part> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-                let (keys, params) = (&keys, &params);
-                s.spawn(move || {
-                    let mut signer = Signer {
-                        params,
-                        keys,
-                        num: JsNumBuf::new(),
-                    };
-                    let mut part = Part {
-                        bytes: Vec::with_capacity(range.len() * 460),
-                        ends: Vec::with_capacity(range.len()),
-                        ids: Vec::with_capacity(range.len()),
-                        kinds: Vec::with_capacity(range.len()),
-                    };
-                    let mut since = 0;
-                    for i in range {
-                        signer.push(i as u64, &mut part);
-                        since += 1;
-                        if since == 1000 {
-                            tick(since);
-                            since = 0;
-                        }
-                    }
-                    tick(since);
-                    part
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    Parts {
-        parts,
-        chunk,
-        len: n,
-    }
+    crate::parts::build(n, threads, |range| {
+        let mut signer = Signer {
+            params: &params,
+            keys: &keys,
+            num: JsNumBuf::new(),
+        };
+        let mut part = Part {
+            bytes: Vec::with_capacity(range.len() * 460),
+            ends: Vec::with_capacity(range.len()),
+            ids: Vec::with_capacity(range.len()),
+            kinds: Vec::with_capacity(range.len()),
+        };
+        let mut since = 0;
+        for i in range {
+            signer.push(i as u64, &mut part);
+            since += 1;
+            if since == 1000 {
+                tick(since);
+                since = 0;
+            }
+        }
+        tick(since);
+        part
+    })
 }
 
 #[cfg(test)]

@@ -280,11 +280,7 @@ impl Report {
             self.achieved_send_rate(),
             self.dropped_by_generator
         ));
-        let codes: Vec<String> = t
-            .rejected_by_code
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let codes = by_name(&t.rejected_by_code);
         line(format!(
             "verdicts: {} accepted, {} rejected ({}), {} errors{}",
             t.accepted,
@@ -292,21 +288,10 @@ impl Report {
             if codes.is_empty() {
                 "none".into()
             } else {
-                codes.join(", ")
+                codes
             },
             t.errors(),
-            if t.errors_by_kind.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({})",
-                    t.errors_by_kind
-                        .iter()
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            in_parens(by_name(&t.errors_by_kind))
         ));
         if t.unexpected > 0 {
             line(format!(
@@ -322,30 +307,14 @@ impl Report {
                 t.accepted,
                 self.finalized_per_sec(),
                 self.finality.exec_rejected_by_code.values().sum::<u64>(),
-                if self.finality.exec_rejected_by_code.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " ({})",
-                        self.finality
-                            .exec_rejected_by_code
-                            .iter()
-                            .map(|(k, v)| format!("{k} {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                },
+                in_parens(by_name(&self.finality.exec_rejected_by_code)),
                 self.unfinalized()
             ));
             if !self.unfinalized_probe.is_empty() {
-                let words: Vec<String> = self
-                    .unfinalized_probe
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect();
+                let words = by_name(&self.unfinalized_probe);
                 line(format!(
                     "  GET /proof/{{id}} for some of them: {} (NOT_FOUND: accepted at submission, then lost, or rejected at execution by a node that does not list it on /events)",
-                    words.join(", ")
+                    words
                 ));
             }
             if !self.events_errors.is_empty() {
@@ -426,4 +395,24 @@ fn mib(b: Option<u64>) -> String {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// `name count, name count, …` for counts by name (empty for none).
+fn by_name<K: std::fmt::Display, V: std::fmt::Display>(
+    counts: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    counts
+        .into_iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` (text)`, or nothing when `text` is empty.
+fn in_parens(text: String) -> String {
+    if text.is_empty() {
+        text
+    } else {
+        format!(" ({text})")
+    }
 }
