@@ -100,7 +100,11 @@ fn a_false_expectation_fails_and_everything_is_cleaned_up() {
         return;
     }
     let m = step_e2e::Manifest::parse(
+        // Under load: an idle chain paces its blocks (one per
+        // `consensus.max_idle_block_interval_ms`), which is not a halt to
+        // catch but would pass an 8 s halt window.
         "name = \"false-halt\"\nvalidators = 4\nduration_s = 8\nsettle_s = 10\n\
+         [load]\nrate = 10\nstart_s = 0\nstop_s = 8\n\
          [expect]\nhalt = { from_s = 1, to_s = 8 }\n",
     )
     .unwrap();
