@@ -40,12 +40,11 @@ fn partition_2_2() {
     scenario("partition-2-2");
 }
 
-/// The patched libp2p-gossipsub (docs/adr/0022-gossipsub-patch.md) fixed the silent isolated
-/// validator (without it, 59 of its accepted proofs stayed pending with 2/2/2/3 peers). With the
-/// idle rule (no empty blocks) the batches it accepted during the split are still lost for longer
-/// than the settle time: see the ignore reason and docs/RELIABILITY.md.
+/// Needs the patched libp2p-gossipsub (docs/adr/0022-gossipsub-patch.md; without it, 59 of the
+/// isolated validator's accepted proofs stayed pending with 2/2/2/3 peers) and, with the idle rule,
+/// the re-gossip of own batches left undecided (`REGOSSIP_AFTER_HEIGHTS`; without it 54 of 280
+/// stayed pending 30 s after the heal). See docs/RELIABILITY.md.
 #[test]
-#[ignore = "product bug (issues #13/#17): batches the isolated validator accepted during a 15 s 3|1 split are gossiped once, lost, and wait in its own mempool until it proposes; with the idle rule the others, mempools empty, pace heights at 10 s, so 54 of 280 proofs were still pending 30 s after the heal (CI run 2026-12-01 20:58, peers 3/3/3/3). Needs re-gossip of batches still undecided after a reconnection; see docs/RELIABILITY.md"]
 fn partition_3_1() {
     scenario("partition-3-1");
 }

@@ -36,6 +36,14 @@ use crate::streaming::{split, Assembled, PeerId, Reassembler};
 
 mod decide;
 
+/// Heights an own batch may wait in the mempool, undecided, before it is
+/// gossiped again: a batch gossiped while this validator was cut off (a
+/// partition) reached nobody, and with the idle rule the others, their
+/// mempools empty, would pace heights until this validator's turn to
+/// propose. Two heights, so a batch that only missed the block being
+/// decided when it arrived is not sent twice.
+pub const REGOSSIP_AFTER_HEIGHTS: u32 = 2;
+
 /// Most digests remembered as verified before the set is cleared.
 pub const VERIFIED_MAX: usize = 100_000;
 /// Undecided blocks held in memory for execution at decide time; beyond
@@ -90,6 +98,10 @@ pub struct Core {
     /// The highest height its proposer (or sync) gave a value for: one that
     /// arrives before our own `Finalized` starts that height at once.
     proposed_upto: u64,
+    /// This validator's own batches still in the mempool, with the heights
+    /// finalized since they were last gossiped ([`Core::finalized`]
+    /// re-gossips one that waited [`REGOSSIP_AFTER_HEIGHTS`]).
+    own: BTreeMap<[u8; 32], u32>,
 }
 
 impl Core {
@@ -113,6 +125,7 @@ impl Core {
             start_wait: None,
             synced_upto: 0,
             proposed_upto: 0,
+            own: BTreeMap::new(),
         }
     }
 
@@ -195,7 +208,9 @@ impl Core {
         let batch = Arc::new(batch);
         fx.push(Effect::Gossip(crate::streaming::gossip(&batch)));
         self.mark_verified([batch.digest]);
-        self.mempool.push(batch);
+        if self.mempool.push(Arc::clone(&batch)) {
+            self.own.insert(batch.digest, 0);
+        }
         // Work to do: an idle wait ends.
         self.start_now(fx);
         self.propose_if_full(fx)

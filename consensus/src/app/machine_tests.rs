@@ -648,3 +648,36 @@ fn the_proposers_proposal_for_the_waiting_height_starts_it() {
         .expect("finalized");
     assert_eq!(started(&fx), [2], "proposed ahead: {fx:?}");
 }
+
+fn gossips(fx: &[Effect]) -> usize {
+    fx.iter().filter(|e| matches!(e, Effect::Gossip(_))).count()
+}
+
+#[test]
+fn an_own_batch_undecided_for_two_heights_is_gossiped_again() {
+    let mut c = idle_core(IDLE);
+    let now = Instant::now();
+    assert_eq!(gossips(&local(&mut c, [7])), 1, "gossiped when made");
+    let mut fx = Vec::new();
+    c.finalized(Height(1), &no_evidence(), now, &mut fx)
+        .expect("finalized");
+    assert_eq!(gossips(&fx), 0, "one height without it: not yet");
+    for (h, want) in [(2, 1), (3, 0), (4, 1)] {
+        let mut fx = Vec::new();
+        c.finalized(Height(h), &no_evidence(), now, &mut fx)
+            .expect("finalized");
+        assert_eq!(
+            gossips(&fx),
+            want,
+            "height {h}: again every {REGOSSIP_AFTER_HEIGHTS} heights while undecided"
+        );
+    }
+    // Once it has left the mempool (decided), it is never gossiped again.
+    c.mempool.remove(&[[7; 32]].into_iter().collect());
+    for h in 5..8 {
+        let mut fx = Vec::new();
+        c.finalized(Height(h), &no_evidence(), now, &mut fx)
+            .expect("finalized");
+        assert_eq!(gossips(&fx), 0, "height {h}: decided, not gossiped");
+    }
+}

@@ -37,6 +37,14 @@ impl Mempool {
         self.digests.contains(digest)
     }
 
+    /// The batch with `digest`, if it is here.
+    pub fn get(&self, digest: &[u8; 32]) -> Option<&Arc<WireBatch>> {
+        if !self.contains(digest) {
+            return None;
+        }
+        self.queue.iter().find(|b| b.digest == *digest)
+    }
+
     /// The first `max` batches, oldest first (they stay until decided).
     pub fn peek_block(&self, max: usize) -> Vec<Arc<WireBatch>> {
         self.queue.iter().take(max).cloned().collect()

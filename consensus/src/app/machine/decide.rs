@@ -63,6 +63,8 @@ impl Core {
         }));
         let digests = &block.value.batch_digests;
         self.mempool.remove(&digests.iter().copied().collect());
+        let mempool = &self.mempool;
+        self.own.retain(|d, _| mempool.contains(d));
         self.gossip.decided(digests);
         self.height = height;
         self.held.retain(|(h, _), _| *h > height);
@@ -107,6 +109,7 @@ impl Core {
             });
             fx.push(Effect::Emit(NodeEvent::Evidence(record)));
         }
+        self.regossip_waiting(fx);
         let next = Height(height.0 + 1);
         let interval = self.cfg.max_idle_block_interval;
         if interval.is_zero()
@@ -123,5 +126,21 @@ impl Core {
             });
         }
         Ok(())
+    }
+
+    /// Counts one more finalized height for each own batch still waiting,
+    /// and gossips again those that waited [`REGOSSIP_AFTER_HEIGHTS`].
+    fn regossip_waiting(&mut self, fx: &mut Vec<Effect>) {
+        for (digest, heights) in &mut self.own {
+            *heights += 1;
+            if *heights < REGOSSIP_AFTER_HEIGHTS {
+                continue;
+            }
+            if let Some(batch) = self.mempool.get(digest) {
+                tracing::debug!(digest = ?digest, "own batch undecided for {heights} heights: gossiped again");
+                fx.push(Effect::Gossip(crate::streaming::gossip(batch)));
+                *heights = 0;
+            }
+        }
     }
 }
