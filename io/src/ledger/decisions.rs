@@ -180,8 +180,7 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
     // Counted before any waiter is answered: a client that saw its proof
     // final then reads /metrics must see it counted.
     m.block_proofs.observe(d.proofs as f64);
-    m.finalized
-        .inc_by(d.results.iter().filter(|r| r.is_ok()).count() as u64);
+    m.finalized.inc_by(d.accepted);
     m.height.set(i64::try_from(d.height).unwrap_or(i64::MAX));
     let settled = {
         let mut finality = lock(&shared.finality);

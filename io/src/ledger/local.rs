@@ -216,7 +216,7 @@ fn apply_block(shared: &Shared, batch: &Batch) {
         // Counted before any waiter is answered: a client that saw its
         // proof final then reads /metrics must see it counted.
         m.batch_proofs.observe(batch.len() as f64);
-        let accepted = outcome.results.iter().filter(|r| r.is_ok()).count();
+        let accepted = outcome.changes.accepted;
         m.block_proofs.observe(accepted as f64);
         m.finalized.inc_by(accepted as u64);
         m.height.set(i64::try_from(height).unwrap_or(i64::MAX));
