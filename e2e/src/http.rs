@@ -25,21 +25,6 @@ fn bad(m: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, m)
 }
 
-pub fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&b[..eol]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
-
 fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
     let end = raw
         .windows(4)
@@ -53,7 +38,7 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
         .ok_or_else(|| bad(head.clone()))?;
     let mut body = raw[end + 4..].to_vec();
     if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body).ok_or_else(|| bad("bad chunked body".into()))?;
+        body = step_testkit::http::dechunk(&body).ok_or_else(|| bad("bad chunked body".into()))?;
     }
     Ok(Resp { status, body })
 }
