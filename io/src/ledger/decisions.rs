@@ -152,6 +152,10 @@ pub(super) async fn decision_loop(
             Ok(NodeEvent::Evidence(e)) => {
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
             }
+            Ok(NodeEvent::StateDiverged { error, decided }) => {
+                tracing::error!(decided, "StateDiverged: {error}");
+                shared.metrics.state_diverged(decided);
+            }
             Ok(NodeEvent::Fatal(msg)) => {
                 tracing::error!("consensus stopped: {msg}");
                 break;
