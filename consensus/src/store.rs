@@ -98,6 +98,53 @@ pub trait Store: Send + 'static {
     fn prune_undecided(&mut self, height: u64) -> Result<(), StoreError>;
 }
 
+/// Reads decided records from a running node's store ([`Node::decided_reader`]).
+#[derive(Debug, Clone)]
+pub struct DecidedReader {
+    store: std::sync::Weak<std::sync::Mutex<RedbStore>>,
+}
+
+impl DecidedReader {
+    pub(crate) fn new(store: std::sync::Weak<std::sync::Mutex<RedbStore>>) -> DecidedReader {
+        DecidedReader { store }
+    }
+
+    /// The decided record of `height`, read on a blocking thread.
+    pub async fn decided(
+        &self,
+        height: u64,
+    ) -> Result<Option<DecidedRecord>, crate::ConsensusNodeError> {
+        self.read(move |s| s.decided(height)).await
+    }
+
+    /// The height whose block used (account, nonce), from the store's index.
+    pub async fn nonce_height(
+        &self,
+        account: [u8; 20],
+        nonce: String,
+    ) -> Result<Option<u64>, crate::ConsensusNodeError> {
+        self.read(move |s| s.nonce_height(&account, &nonce)).await
+    }
+
+    async fn read<V: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<V, StoreError> + Send + 'static,
+    ) -> Result<V, crate::ConsensusNodeError> {
+        let store = self
+            .store
+            .upgrade()
+            .ok_or(crate::ConsensusNodeError::Stopped)?;
+        tokio::task::spawn_blocking(move || {
+            f(&store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
+        })
+        .await
+        .map_err(|_| crate::ConsensusNodeError::Stopped)?
+        .map_err(crate::ConsensusNodeError::from)
+    }
+}
+
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
 /// The unique (account, nonce) index. Key: account (20 bytes) ‖ nonce
