@@ -6,7 +6,7 @@
 //! → [`Node::submit_batch`] → [`app::Mempool`] → proposal (a [`context::Value`]
 //! of batch digests, streamed as [`context::ProposalPart`]s) → peers re-verify
 //! unseen batches → prevote / precommit (malachite) → [`app::App`] executes the
-//! decided block ([`execution::AppState::apply_block`]) → [`store::Store`]
+//! decided block ([`execution::ChainState::apply_block`]) → [`store::Store`]
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
 //! Pure modules: [`context`], [`block`] (the one bounded wire form),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use borsh::{BorshDeserialize, BorshSerialize};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::execution::{AppState, ChangeSet, StateRoot};
+use crate::execution::{ChainState, ChangeSet, StateRoot};
 
 /// One decided height as stored.
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
@@ -87,7 +87,7 @@ pub trait Store: Send + 'static {
     /// The lowest and highest decided heights, if any.
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
     /// Rebuilds the application state from every stored change set.
-    fn load_state(&self) -> Result<AppState, StoreError>;
+    fn load_state(&self) -> Result<ChainState, StoreError>;
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
     fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
@@ -334,7 +334,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn load_state(&self) -> Result<AppState, StoreError> {
+    fn load_state(&self) -> Result<ChainState, StoreError> {
         let rows: Vec<(u64, Vec<u8>)> = self.read("load state", |tx| {
             let t = tx.open_table(DECIDED)?;
             let mut out = Vec::with_capacity(t.len()? as usize);
@@ -344,7 +344,7 @@ impl Store for RedbStore {
             }
             Ok(out)
         })?;
-        let mut state = AppState::default();
+        let mut state = ChainState::default();
         for (height, bytes) in rows {
             let rec: DecidedRecord = self.decode("decided", height, &bytes)?;
             state

@@ -22,7 +22,12 @@ fn arg(name: &str, default: &str) -> String {
 fn cpu_s() -> f64 {
     // utime + stime of this process, from /proc/self/stat (clock ticks).
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let f: Vec<&str> = stat.rsplit(')').next().expect("stat").split_whitespace().collect();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .expect("stat")
+        .split_whitespace()
+        .collect();
     let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
     ticks / 100.0
 }
@@ -65,7 +70,9 @@ fn main() {
     };
     let (log, _) = IntakeLog::open(&s, move |sent: Instant, r| {
         r.expect("durable");
-        sink.lock().expect("lat").push(sent.elapsed().as_secs_f64() * 1e6);
+        sink.lock()
+            .expect("lat")
+            .push(sent.elapsed().as_secs_f64() * 1e6);
     })
     .expect("open");
     let cpu0 = cpu_s();
@@ -81,7 +88,12 @@ fn main() {
             .expect("append");
         if i % proofs.len() == proofs.len() - 1 {
             // Reused proofs: forget them so each append is a new record.
-            log.forget(proofs.iter().filter_map(step_io::ledger::ProofId::of_proof).collect());
+            log.forget(
+                proofs
+                    .iter()
+                    .filter_map(step_io::ledger::ProofId::of_proof)
+                    .collect(),
+            );
         }
     }
     log.close();

@@ -525,7 +525,7 @@ impl Config {
 
     /// The recovery backend named by `pipeline.backend` (the default if unknown;
     /// [`Config::validate`] rejects unknown names).
-    pub fn backend(&self) -> Backend {
+    pub fn recovery_backend(&self) -> Backend {
         Backend::from_name(&self.pipeline.backend).unwrap_or_default()
     }
 

@@ -16,42 +16,29 @@ use super::precheck::{PrecheckShards, PrecheckState};
 use super::recovery::{recover, DecidedSource};
 use super::{FinalityError, FinalizedBlock, ProofId, ProofRecord};
 use crate::metrics::Metrics;
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use step_consensus::{Decision, NodeEvent, SharedState, WireBatch};
+use step_engine::bounded::FifoMap;
 use step_engine::pipeline::{Batch, Clock, Pipeline};
 use tokio::sync::{broadcast, Notify};
 
 /// Finalized proofs by id, the oldest forgotten first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ProofIndex {
-    pub by_id: HashMap<ProofId, ProofRecord>,
-    order: VecDeque<ProofId>,
-    max: usize,
+    pub by_id: FifoMap<ProofId, ProofRecord>,
 }
 
 impl ProofIndex {
     pub fn new(max: usize) -> ProofIndex {
         ProofIndex {
-            max,
-            ..ProofIndex::default()
+            by_id: FifoMap::new(max),
         }
     }
 
     pub fn insert(&mut self, rec: ProofRecord) {
-        if self.max == 0 {
-            return;
-        }
-        if self.by_id.insert(rec.id, rec.clone()).is_none() {
-            self.order.push_back(rec.id);
-        }
-        while self.order.len() > self.max {
-            if let Some(old) = self.order.pop_front() {
-                self.by_id.remove(&old);
-            }
-        }
+        self.by_id.insert(rec.id, rec);
     }
 }
 
@@ -260,7 +247,8 @@ mod tests {
     use step_consensus::store::DecidedRecord;
     use step_consensus::BlockData;
     use step_engine::heuristics::LastProof;
-    use step_engine::proof::{Nonce, Proof, Timestamp};
+    use step_engine::proof::Proof;
+    use step_engine::signing::unsigned_proof;
     use step_engine::{Address, Limits, ProofState, TriangleId};
 
     fn shared() -> Arc<Shared> {
@@ -281,16 +269,18 @@ mod tests {
 
     fn proof(k: u8) -> Proof {
         let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
-        let (lat, lon) = step_engine::mesh::centroid_lat_lon(&t);
+        let centroid = step_engine::mesh::centroid_lat_lon(&t);
+        let nonce = format!("n{k}");
         Proof {
-            account: Address([k; 20]),
-            triangle: t,
-            lat,
-            lon,
-            accuracy_m: 5.0,
-            timestamp: Timestamp::from_unix_ms(1_767_225_600_000).expect("time"),
-            nonce: Nonce::parse(&format!("n{k}")).expect("nonce"),
             signature: Ok([k; 65]),
+            ..unsigned_proof(
+                Address([k; 20]),
+                &t,
+                centroid,
+                5.0,
+                1_767_225_600_000,
+                &nonce,
+            )
         }
     }
 

@@ -140,11 +140,7 @@ impl ExecutionReject {
     }
 }
 
-impl std::fmt::Display for ExecutionReject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+step_engine::fmt_as_text!(Display for ExecutionReject, as_str);
 
 /// Why waiting for finality ended without a [`Final`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
