@@ -112,8 +112,8 @@ pub struct LogStats {
     pub segments_deleted: AtomicU64,
 }
 
-// Inline on purpose: an append is the common message, and boxing its proof
-// would allocate once per proof on the intake path.
+// Appends are nearly every message: boxing the proof would allocate once per
+// proof on the intake path to shrink the rare `Forget`.
 #[allow(clippy::large_enum_variant)]
 enum Msg<T> {
     Append(Proof, T),
