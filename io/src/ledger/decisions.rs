@@ -198,10 +198,11 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         settle_block(&block, &mut finality, m, |rec| index.insert(rec))
     };
     // Decided, accepted or not: out of the intake log.
-    let ids = settled.proof_ids.iter().copied();
-    shared
-        .intake
-        .forget_decided(ids.chain(settled.rejected.iter().map(|r| r.id)).collect());
+    if shared.intake.log().is_some() {
+        let ids = settled.proof_ids.iter().copied();
+        let rejected = settled.rejected.iter().map(|r| r.id);
+        shared.intake.forget_decided(ids.chain(rejected).collect());
+    }
     // The decided part answers for the accepted proofs from now on (it
     // takes them before the local part forgets them); execution answered
     // for the rejected ones.
@@ -241,13 +242,14 @@ mod tests {
     use super::super::Final;
     use super::*;
     use futures_util::future::BoxFuture;
+    use std::collections::HashMap;
     use std::time::{Duration, Instant};
     use step_consensus::context::{Height, ValueId};
     use step_consensus::execution::{ChainState, ResultJournal};
     use step_consensus::store::DecidedRecord;
     use step_consensus::BlockData;
     use step_engine::heuristics::LastProof;
-    use step_engine::proof::Proof;
+    use step_engine::proof::{Nonce, Proof, Timestamp};
     use step_engine::signing::unsigned_proof;
     use step_engine::{Address, Limits, ProofState, TriangleId};
 
