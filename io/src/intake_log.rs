@@ -32,8 +32,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use step_consensus::block::WireProof;
 use step_engine::Proof;
+
+#[path = "intake_log_record.rs"]
+mod record;
+pub use record::{decode_record, encode_record};
 
 /// Most appends in one group (one write, one fsync).
 pub const GROUP_MAX: usize = 4_096;
@@ -160,46 +163,6 @@ fn sync_dir(dir: &Path) -> Result<(), IntakeLogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir, "fsync of the directory"))
-}
-
-/// Appends one record (header and payload) for `p` to `buf`.
-pub fn encode_record(p: &Proof, buf: &mut Vec<u8>) -> Option<()> {
-    let w = WireProof::of_proof(p)?;
-    let start = buf.len();
-    buf.extend_from_slice(&[0; HEADER_BYTES]);
-    w.write(buf).ok()?;
-    let payload = &buf[start + HEADER_BYTES..];
-    let len = u32::try_from(payload.len()).ok()?;
-    let crc = crc32fast::hash(payload);
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Some(())
-}
-
-/// One record read from `bytes` at `offset`: the proof and the next offset,
-/// or why it is not a whole, intact record.
-pub fn decode_record(bytes: &[u8], offset: usize) -> Result<(Proof, usize), &'static str> {
-    let rest = &bytes[offset..];
-    if rest.len() < HEADER_BYTES {
-        return Err("truncated header");
-    }
-    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    if len == 0 || len > PAYLOAD_MAX_BYTES {
-        return Err("bad length");
-    }
-    let Some(payload) = rest.get(HEADER_BYTES..HEADER_BYTES + len) else {
-        return Err("truncated payload");
-    };
-    if crc32fast::hash(payload) != crc {
-        return Err("checksum mismatch");
-    }
-    let mut r = payload;
-    let w = WireProof::read(&mut r, 0).map_err(|_| "payload is not a proof")?;
-    if !r.is_empty() {
-        return Err("trailing bytes in the payload");
-    }
-    Ok((w.to_proof(), offset + HEADER_BYTES + len))
 }
 
 /// The segments under `dir`, by sequence number.
