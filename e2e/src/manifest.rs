@@ -22,6 +22,7 @@
 //! lost_max = 0
 //! halt = { from_s = 10, to_s = 25 }
 //! resume = { after_s = 25, within_s = 10 }
+//! readiness = [{ node = 3, not_ready_within = [12, 21], ready_within = [23, 33] }]   # /status `ready`
 //! ```
 
 use serde::Deserialize;

@@ -354,27 +354,25 @@ impl<T: Send + 'static> IntakeLog<T> {
     }
 
     /// Appends `p` (its place reserved); `done` reaches the completion after
-    /// the group's fsync. Never blocks.
-    pub fn append(&self, p: &Proof, done: T) -> Result<(), (T, IntakeLogError)> {
+    /// the group's fsync. Never blocks. `Err(done)` when the writer has
+    /// stopped ([`IntakeLog::close`]): nothing was written.
+    pub fn append(&self, p: &Proof, done: T) -> Result<(), T> {
         let guard = lock(&self.tx);
         let Some(tx) = guard.as_ref() else {
-            return Err((
-                done,
-                IntakeLogError::Stopped {
-                    dir: self.dir.clone(),
-                },
-            ));
+            return Err(done);
         };
         match tx.send(Msg::Append(*p, done)) {
             Ok(()) => Ok(()),
-            Err(mpsc::SendError(Msg::Append(_, done))) => Err((
-                done,
-                IntakeLogError::Stopped {
-                    dir: self.dir.clone(),
-                },
-            )),
+            Err(mpsc::SendError(Msg::Append(_, done))) => Err(done),
             // `send` hands back the message it was given: an append.
             Err(mpsc::SendError(Msg::Forget(_))) => Ok(()),
+        }
+    }
+
+    /// The error an [`IntakeLog::append`] that came back means.
+    pub fn stopped(&self) -> IntakeLogError {
+        IntakeLogError::Stopped {
+            dir: self.dir.clone(),
         }
     }
 

@@ -198,10 +198,11 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         settle_block(&block, &mut finality, m, |rec| index.insert(rec))
     };
     // Decided, accepted or not: out of the intake log.
-    let ids = settled.proof_ids.iter().copied();
-    shared
-        .intake
-        .forget_decided(ids.chain(settled.rejected.iter().map(|r| r.id)).collect());
+    if shared.intake.log().is_some() {
+        let ids = settled.proof_ids.iter().copied();
+        let rejected = settled.rejected.iter().map(|r| r.id);
+        shared.intake.forget_decided(ids.chain(rejected).collect());
+    }
     // The decided part answers for the accepted proofs from now on (it
     // takes them before the local part forgets them); execution answered
     // for the rejected ones.
