@@ -241,8 +241,10 @@ mod tests {
     use super::super::Final;
     use super::*;
     use futures_util::future::BoxFuture;
+    use std::collections::HashMap;
     use std::time::{Duration, Instant};
     use step_consensus::context::{Height, ValueId};
+    use step_engine::proof::{Nonce, Timestamp};
     use step_consensus::execution::{ChainState, ResultJournal};
     use step_consensus::store::DecidedRecord;
     use step_consensus::BlockData;
