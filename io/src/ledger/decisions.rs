@@ -248,8 +248,7 @@ mod tests {
     use step_consensus::store::DecidedRecord;
     use step_consensus::BlockData;
     use step_engine::heuristics::LastProof;
-    use step_engine::proof::Proof;
-    use step_engine::proof::{Nonce, Timestamp};
+    use step_engine::proof::{Nonce, Proof, Timestamp};
     use step_engine::signing::unsigned_proof;
     use step_engine::{Address, Limits, ProofState, TriangleId};
 
