@@ -62,6 +62,10 @@ pub struct AppConfig {
     /// starts when a batch is in the mempool, a peer proposes it, or this
     /// interval has passed. Zero: every height starts at once.
     pub max_idle_block_interval: Duration,
+    /// The chain every vote and proposal is signed for: the genesis' hash
+    /// (a node sets it from its genesis file; all zeros by default, for
+    /// tests and benches that build this by hand).
+    pub chain: crate::signing::ChainId,
 }
 
 /// [`AppConfig::max_idle_block_interval`]'s default.
@@ -80,6 +84,7 @@ impl Default for AppConfig {
             propose_wait: Duration::from_millis(200),
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
             max_idle_block_interval: DEFAULT_MAX_IDLE_BLOCK_INTERVAL,
+            chain: crate::signing::ChainId::default(),
         }
     }
 }

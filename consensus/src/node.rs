@@ -245,7 +245,7 @@ impl Node {
                 reason: e.to_string(),
             })??;
 
-        let signer = StepSigner::new(s.key.clone());
+        let signer = StepSigner::new(s.key.clone(), s.app.chain);
         let pk = signer.public_key();
         let address = ValidatorAddress::from_public_key(&pk);
         let mut consensus = ConsensusConfig::default();
@@ -292,7 +292,7 @@ impl Node {
         let wal = WalContext::new(wal_path.clone(), BorshCodec);
         let consensus_ctx = ConsensusContext::new_validator(
             address,
-            Box::new(StepVerifier),
+            Box::new(StepVerifier { chain: s.app.chain }),
             Box::new(signer.clone()),
         );
 

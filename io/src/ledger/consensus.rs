@@ -361,6 +361,7 @@ mod tests {
         let genesis = Genesis {
             chain_id: "precheck-test".into(),
             validators: vec![GenesisValidator::new("v0", &public_key(&key), 1, &p2p, "")],
+            params: Default::default(),
         };
         let validators = genesis
             .validator_set(&home.join("genesis.toml"))
@@ -376,7 +377,11 @@ mod tests {
             Vec::new(),
             key,
             validators,
-            crate::validator::app_config(&config, pc.verifier),
+            crate::validator::app_config(
+                &config,
+                pc.verifier,
+                genesis.chain(&home.join("genesis.toml")).expect("chain"),
+            ),
         );
         ConsensusLedger::start(&config, settings, pc, Arc::new(Metrics::new()))
             .await
