@@ -187,6 +187,31 @@ fn pixels_of(
     n
 }
 
+/// The figures the report's table and text print, from their parts.
+#[test]
+fn cpu_figures_are_ratios_of_their_parts() {
+    let r = report();
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-6 * b);
+    // 0.3 CPU-s for 19,800 requests.
+    assert!(close(r.generator_cpu_us_per_request(), 0.3e6 / 19_800.0));
+    // Two validators of 10 CPU-s for 19,000 proofs; a recovery is 40 µs.
+    assert!(close(r.validator_cpu_us_per_proof(), 20e6 / 19_000.0));
+    assert!(close(
+        r.cpu_per_proof_in_recoveries(),
+        20e6 / 19_000.0 / 40.0
+    ));
+    let text = r.to_text();
+    assert!(text.contains("= 15.2 µs per request"), "{text}");
+    assert!(text.contains("= 26.32 recoveries"), "{text}");
+    let j = r.to_json();
+    assert_eq!(j["recovery_cpu_us"], 40.0, "{j}");
+    let mut none = report();
+    none.recovery = None;
+    none.validators.clear();
+    assert!(none.cpu_per_proof_in_recoveries().is_none());
+    assert!(none.validator_cpu_us_per_proof().is_none());
+}
+
 #[test]
 fn every_chart_is_drawn_in_chromium() {
     let page = html::render(&report()).unwrap();

@@ -312,6 +312,25 @@ mod tests {
         assert_eq!(t.finalized(), (2, 0));
     }
 
+    /// The finality chart's per-interval histogram: every phase, emptied
+    /// by each take.
+    #[test]
+    fn interval_latencies_are_taken_and_reset() {
+        let t = Tracker::new();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        t.sent_many([(&a, 0)], 0, Phase::Warmup);
+        t.sent_many([(&b, 1)], 0, Phase::Measured);
+        t.verdicts([(&a, 0, true), (&b, 1, true)]);
+        t.block([&a], [], 5_000_000);
+        let first = t.take_interval();
+        assert_eq!(first.count(), 1);
+        assert!((first.max_ms() - 5.0).abs() < 0.1);
+        assert_eq!(t.take_interval().count(), 0);
+        t.block([&b], [], 7_000_000);
+        assert_eq!(t.take_interval().count(), 1);
+        assert_eq!(t.snapshot().latency.count(), 1);
+    }
+
     #[test]
     fn a_replay_does_not_take_over_the_original() {
         let t = Tracker::new();
