@@ -42,4 +42,6 @@ pub use node::{LiveStatus, Node, NodeSettings};
 pub use store::{RedbStore, Store};
 
 #[cfg(feature = "byzantine")]
+pub use byzantine::{forged_batch, BatchFault};
+#[cfg(feature = "byzantine")]
 pub use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};

@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod byz;
+mod links;
 mod observe;
 mod steps;
 
@@ -77,6 +79,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
             cluster.validators[p.node.unwrap_or(0)].faketime = p.offset.clone();
         }
     }
+    byz::configure(&mut cluster, &m.byzantine)?;
     let setup = Instant::now();
     for i in 0..n {
         cluster.start(&net, i)?;
@@ -140,6 +143,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     let mut resumes: Vec<(Instant, usize)> = Vec::new();
     let mut applied: Vec<(f64, String)> = Vec::new();
     let mut heal_times: Vec<(Kind, String)> = Vec::new();
+    let mut cut_times = Vec::new();
     report.note(format!("t=0 is UTC {}", utc_now()));
     for p in &perturb {
         if p.kind == Kind::ClockSkew && p.at_s == 0.0 {
@@ -164,6 +168,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         let t = t0.elapsed().as_secs_f64();
         applied.push((t, format!("{} (UTC {})", what.0, utc_now())));
         heal_times.push((p.kind, utc_now()));
+        cut_times.push((p.kind, utc_now(), p.groups.clone()));
     }
     sleep_until(at(m.duration_s), &mut resumes, &mut cluster);
     while !resumes.is_empty() {
@@ -231,6 +236,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     let rec_guard = rec.lock();
     let obs = observations(&rec_guard);
     let ids = final_ids(&rec_guard);
+    byz::check_foreign(&mut report, &ids, &sent, &seed);
     let rejected: BTreeSet<&String> = rec_guard
         .blocks
         .iter()
@@ -544,6 +550,16 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
             "libp2p after {kind:?} at {utc}: {}",
             lines.join("; ")
         ));
+    }
+    byz::check(&mut report, &e.byzantine, &cluster, &addrs);
+    if e.links_closed_before_heal {
+        let logs: Result<Vec<String>, _> = (0..n)
+            .map(|i| std::fs::read_to_string(&cluster.validators[i].log))
+            .collect();
+        match logs {
+            Ok(logs) => links::check(&mut report, &cut_times, &logs),
+            Err(e) => report.fail(format!("validator logs unreadable: {e}")),
+        }
     }
     cluster.kill_all();
     drop(net);

@@ -125,6 +125,7 @@ impl ConsensusLedger {
             metrics,
             clock: pc.clock.clone(),
             alive: AtomicBool::new(true),
+            evidence: Mutex::default(),
         });
         let sink = Arc::clone(&shared);
         let shards = shared.precheck.states();
@@ -221,6 +222,10 @@ impl Ledger for ConsensusLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
         self.inner.shared.events.subscribe()
+    }
+
+    fn evidence(&self) -> Vec<super::EvidenceView> {
+        lock(&self.inner.shared.evidence).iter().cloned().collect()
     }
 
     /// Stops taking proofs, waits (up to [`CLOSE_FINALITY_WAIT`]) until every

@@ -81,6 +81,8 @@ pub(super) struct Shared {
     pub clock: Clock,
     /// False once the node reported a fatal error or stopped.
     pub alive: AtomicBool,
+    /// The last misbehaviour evidence records (`GET /evidence`).
+    pub evidence: Mutex<VecDeque<super::EvidenceView>>,
 }
 
 /// Moves the pipeline's batches into the node's proposal queue. Blocks
@@ -151,6 +153,8 @@ pub(super) async fn decision_loop(
             Ok(NodeEvent::Decided(d)) => apply_decision(&shared, &d),
             Ok(NodeEvent::Evidence(e)) => {
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
+                shared.metrics.evidence.inc();
+                super::evidence::keep(&mut lock(&shared.evidence), super::evidence::view(&e));
             }
             Ok(NodeEvent::Fatal(msg)) => {
                 tracing::error!("consensus stopped: {msg}");
@@ -331,6 +335,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             clock: Clock::new(|| 1_767_225_600_000),
             alive: AtomicBool::new(true),
+            evidence: Mutex::default(),
         })
     }
 
