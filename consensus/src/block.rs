@@ -342,12 +342,29 @@ pub struct BlockData {
 }
 
 impl BlockData {
+    /// A block on the empty state's root (all zeros): a first block, or a
+    /// test's. A proposer builds with [`BlockData::on_root`].
     pub fn new<B: Into<Arc<WireBatch>>>(batches: impl IntoIterator<Item = B>) -> BlockData {
+        BlockData::on_root([0; 32], batches)
+    }
+
+    /// A block whose proposer's state root for the previous height is
+    /// `prev_root` ([`Value::prev_root`]).
+    pub fn on_root<B: Into<Arc<WireBatch>>>(
+        prev_root: [u8; 32],
+        batches: impl IntoIterator<Item = B>,
+    ) -> BlockData {
         let batches: Vec<Arc<WireBatch>> = batches.into_iter().map(Into::into).collect();
         let value = Value {
             batch_digests: batches.iter().map(|b| b.digest).collect(),
+            prev_root,
         };
         BlockData::with_value(value, batches)
+    }
+
+    /// The state root its proposer computed for the previous height.
+    pub fn prev_root(&self) -> [u8; 32] {
+        self.value.prev_root
     }
 
     fn with_value(value: Value, batches: Vec<Arc<WireBatch>>) -> BlockData {

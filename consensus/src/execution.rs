@@ -102,6 +102,12 @@ pub struct ChainState {
 pub type AppState = ChainState;
 
 impl ChainState {
+    /// The state root after [`ChainState::height`]: what the next block
+    /// must carry as its previous root.
+    pub fn state_root(&self) -> StateRoot {
+        self.root
+    }
+
     /// A triangle's state (a triangle never clicked: active, 0 clicks).
     pub fn triangle(&self, id: &TriangleId) -> TriangleState {
         self.triangles.get(id).copied().unwrap_or_default()

@@ -36,7 +36,7 @@ pub use config::{AppConfig, Timeouts};
 pub use context::{
     Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorAddress, ValidatorSet,
 };
-pub use error::{AppError, ConsensusNodeError};
+pub use error::{AppError, ConsensusNodeError, StateDiverged};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
 pub use store::{RedbStore, Store};

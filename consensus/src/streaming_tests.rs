@@ -136,6 +136,7 @@ fn parts_past_the_end_or_out_of_place_are_named() {
         round: Round::new(0),
         valid_round: Round::Nil,
         proposer: ValidatorAddress([1; 20]),
+        prev_root: [0; 32],
     };
     r.try_insert(peer(), data(1, 0, init)).expect("init");
     r.try_insert(peer(), data(1, 1, ProposalPart::Gossip(batch(1, 1))))
@@ -157,4 +158,28 @@ fn parts_past_the_end_or_out_of_place_are_named() {
             max: MAX_PARTS_PER_STREAM
         })
     );
+}
+
+/// The proposer's previous root travels in `Init`: the reassembled block is
+/// the proposer's, id included.
+#[test]
+fn the_previous_root_survives_split_and_reassembly() {
+    let block = BlockData::on_root([9; 32], vec![batch(1, 2), batch(2, 1)]);
+    let msgs = split(
+        Height(3),
+        Round::new(0),
+        Round::Nil,
+        ValidatorAddress([1; 20]),
+        &block,
+        1,
+    );
+    let mut r = Reassembler::default();
+    let mut out = None;
+    for m in msgs {
+        out = r.try_insert(peer(), m).expect("part").or(out);
+    }
+    let a = out.expect("complete");
+    assert_eq!(a.block.prev_root(), [9; 32]);
+    assert_eq!(a.block.id(), block.id());
+    assert_eq!(a.announced_id, block.id());
 }

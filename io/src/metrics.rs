@@ -62,6 +62,13 @@ pub struct RouteLabels {
     pub status: u16,
 }
 
+/// `step_state_diverged_total{block=…}`: "proposal" (a proposal refused)
+/// or "decided" (a decided block refuted this node's state; it stopped).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DivergedLabel {
+    pub block: &'static str,
+}
+
 /// Every metric of the node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -81,6 +88,7 @@ pub struct Metrics {
     pub gossip_batches: Gauge,
     pub redis_errors: Counter,
     pub evidence: Counter,
+    pub state_diverged: Family<DivergedLabel, Counter>,
     pub http_requests: Family<RouteLabels, Counter>,
     registry: Registry,
 }
@@ -112,6 +120,7 @@ impl Metrics {
             gossip_batches: Gauge::default(),
             redis_errors: Counter::default(),
             evidence: Counter::default(),
+            state_diverged: Family::default(),
             http_requests: Family::default(),
             registry: Registry::default(),
         };
@@ -193,12 +202,32 @@ impl Metrics {
             m.evidence.clone(),
         );
         r.register(
+            "step_state_diverged",
+            "Blocks that carried another state root than this validator's: \
+             block=\"proposal\" refused (prevoted nil), block=\"decided\" stopped the node",
+            m.state_diverged.clone(),
+        );
+        r.register(
             "step_http_requests",
             "HTTP responses by route and status",
             m.http_requests.clone(),
         );
         r.register_collector(Box::new(ProcessCollector));
+        // Present at 0 from the start, so that a rule sees the series.
+        for block in ["proposal", "decided"] {
+            m.state_diverged
+                .get_or_create(&DivergedLabel { block })
+                .inc_by(0);
+        }
         m
+    }
+
+    /// Counts one [`step_consensus::StateDiverged`] report.
+    pub fn state_diverged(&self, decided: bool) {
+        let block = if decided { "decided" } else { "proposal" };
+        self.state_diverged
+            .get_or_create(&DivergedLabel { block })
+            .inc();
     }
 
     /// Sets `step_height`, the last finalized height.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use step_engine::pipeline::Batch;
 
 use crate::context::ValueId;
+use crate::error::StateDiverged;
 use crate::evidence::EvidenceRecord;
 use crate::execution::{AppState, ProofResult, StateRoot};
 
@@ -35,6 +36,14 @@ pub enum NodeEvent {
     Decided(Decision),
     /// Misbehaviour seen while finalizing `height` (already stored).
     Evidence(EvidenceRecord),
+    /// A block carried another state root than this validator's: a refused
+    /// proposal (`decided: false`; this validator prevoted nil), or a
+    /// decided block (`decided: true`, followed by [`NodeEvent::Fatal`]:
+    /// the quorum's state is not ours).
+    StateDiverged {
+        error: StateDiverged,
+        decided: bool,
+    },
     /// The app stopped (an error or a panic): the node needs an operator.
     Fatal(String),
 }

@@ -156,6 +156,10 @@ pub(super) async fn decision_loop(
                 shared.metrics.evidence.inc();
                 super::evidence::keep(&mut lock(&shared.evidence), super::evidence::view(&e));
             }
+            Ok(NodeEvent::StateDiverged { error, decided }) => {
+                tracing::error!(decided, "StateDiverged: {error}");
+                shared.metrics.state_diverged(decided);
+            }
             Ok(NodeEvent::Fatal(msg)) => {
                 tracing::error!("consensus stopped: {msg}");
                 break;
