@@ -94,12 +94,34 @@ fn evidence_names(addr: SocketAddr, offender: &str) -> Result<(usize, bool), Str
     Ok((records.len(), named))
 }
 
+/// Resident set size of process `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmRSS for pid {pid}"))
+}
+
 pub(super) fn check(
     report: &mut Report,
     expect: &[ByzantineExpect],
     cluster: &Cluster,
     addrs: &[SocketAddr],
 ) {
+    // Memory at the end of every run (a flood must not grow it unbounded).
+    let rss: Vec<String> = cluster
+        .validators
+        .iter()
+        .map(|v| match &v.child {
+            Some(c) => match rss_kib(c.id()) {
+                Ok(k) => format!("{}: {} MiB", v.index, k / 1024),
+                Err(e) => format!("{}: ? ({e})", v.index),
+            },
+            None => format!("{}: not running", v.index),
+        })
+        .collect();
+    report.note(format!("validators' RSS at the end: {}", rss.join(", ")));
     for e in expect {
         let offender = cluster.validators[e.node].address.clone();
         for &i in &e.evidence_on {
@@ -140,6 +162,13 @@ pub(super) fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_rss_is_read() {
+        let k = rss_kib(std::process::id()).unwrap();
+        assert!(k > 0);
+        assert!(rss_kib(u32::MAX).is_err());
+    }
 
     #[test]
     fn load_proof_ids_are_distinct_hex() {
