@@ -17,7 +17,7 @@ use crate::block::{read_batches, write_batches, WireBatch, WireError, MAX_BATCHE
 pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v2\n";
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A block height. Height 1 is the first block.
@@ -106,6 +106,14 @@ pub struct KeyLengthError {
     pub got: usize,
 }
 
+/// Exactly `N` bytes, or how many there were.
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], KeyLengthError> {
+    bytes.try_into().map_err(|_| KeyLengthError {
+        expected: N,
+        got: bytes.len(),
+    })
+}
+
 impl mc::SigningScheme for Ed25519 {
     type DecodingError = KeyLengthError;
     type Signature = Signature;
@@ -113,19 +121,13 @@ impl mc::SigningScheme for Ed25519 {
     type PrivateKey = PrivateKey;
 
     fn decode_signature(bytes: &[u8]) -> Result<Signature, KeyLengthError> {
-        bytes.try_into().map(Signature).map_err(|_| KeyLengthError {
-            expected: 64,
-            got: bytes.len(),
-        })
+        fixed(bytes).map(Signature)
     }
     fn encode_signature(s: &Signature) -> Vec<u8> {
         s.0.to_vec()
     }
     fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, KeyLengthError> {
-        bytes.try_into().map(PublicKey).map_err(|_| KeyLengthError {
-            expected: 32,
-            got: bytes.len(),
-        })
+        fixed(bytes).map(PublicKey)
     }
     fn encode_public_key(pk: &PublicKey) -> Vec<u8> {
         pk.0.to_vec()

@@ -97,10 +97,6 @@ pub struct ChainState {
     pub journal: ResultJournal,
 }
 
-/// The old name, kept for the app loop (`app.rs`) and the store: io's HTTP
-/// layer has an `AppState` of its own.
-pub type AppState = ChainState;
-
 impl ChainState {
     /// The state root after [`ChainState::height`]: what the next block
     /// must carry as its previous root.
@@ -114,18 +110,7 @@ impl ChainState {
     }
 }
 
-impl ProofState for ChainState {
-    fn last_proof(&self, account: &Address) -> Option<LastProof> {
-        self.last.get(account).copied()
-    }
-    fn nonce_used(&self, account: &Address, nonce: &Nonce) -> bool {
-        self.nonces.contains(&(*account, *nonce))
-    }
-    fn record(&mut self, account: Address, nonce: Nonce, last: LastProof) {
-        self.nonces.insert((account, nonce));
-        self.last.insert(account, last);
-    }
-}
+step_engine::proof_state_over_tables!(ChainState);
 
 /// What an accepted proof did, with the state right after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

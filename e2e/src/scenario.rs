@@ -18,7 +18,7 @@ mod links;
 mod observe;
 mod steps;
 
-use observe::{common_height, max_height_by, observations, quantile};
+use observe::{check_readiness, common_height, max_height_by, observations, quantile};
 use steps::{apply, check_alerts, loadavg, machine_lock, run_dir, sleep_until};
 pub use steps::{grep_logs, utc_now};
 
@@ -142,8 +142,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     perturb.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut resumes: Vec<(Instant, usize)> = Vec::new();
     let mut applied: Vec<(f64, String)> = Vec::new();
-    let mut heal_times: Vec<(Kind, String)> = Vec::new();
-    let mut cut_times = Vec::new();
+    let mut heal_times: Vec<links::Applied> = Vec::new();
     report.note(format!("t=0 is UTC {}", utc_now()));
     for p in &perturb {
         if p.kind == Kind::ClockSkew && p.at_s == 0.0 {
@@ -167,8 +166,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         }
         let t = t0.elapsed().as_secs_f64();
         applied.push((t, format!("{} (UTC {})", what.0, utc_now())));
-        heal_times.push((p.kind, utc_now()));
-        cut_times.push((p.kind, utc_now(), p.groups.clone()));
+        heal_times.push((p.kind, utc_now(), p.groups.clone()));
     }
     sleep_until(at(m.duration_s), &mut resumes, &mut cluster);
     while !resumes.is_empty() {
@@ -431,6 +429,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
                 .join(", ")
         ));
     }
+    check_readiness(&mut report, &e.readiness, &rec_guard.status, t0);
     for p in &e.progress {
         let who: Vec<Option<usize>> = p
             .nodes
@@ -514,9 +513,9 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     drop(rec);
     // libp2p connection events in the logs after each heal / restart /
     // resume: what reconnected, when.
-    for (kind, utc) in heal_times
+    for (kind, utc, _) in heal_times
         .iter()
-        .filter(|(k, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
+        .filter(|(k, _, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
     {
         let mut lines = Vec::new();
         for i in 0..n {
@@ -553,13 +552,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     }
     byz::check(&mut report, &e.byzantine, &cluster, &addrs);
     if e.links_closed_before_heal {
-        let logs: Result<Vec<String>, _> = (0..n)
-            .map(|i| std::fs::read_to_string(&cluster.validators[i].log))
-            .collect();
-        match logs {
-            Ok(logs) => links::check(&mut report, &cut_times, &logs),
-            Err(e) => report.fail(format!("validator logs unreadable: {e}")),
-        }
+        links::check_logs(&mut report, &heal_times, &cluster);
     }
     cluster.kill_all();
     drop(net);

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::context::{PublicKey, Validator};
-use crate::execution::AppState;
+use crate::execution::ChainState;
 use crate::streaming::split;
 
 const T: Duration = Duration::from_secs(5);
@@ -309,7 +309,7 @@ fn a_received_proposal_completes_once_and_only_above_the_executed_height() {
     assert!(fx.is_empty());
 }
 
-fn execute(c: &mut Core, state: &mut AppState, job: ExecJob) -> Vec<Effect> {
+fn execute(c: &mut Core, state: &mut ChainState, job: ExecJob) -> Vec<Effect> {
     let outcome = state.apply_block(
         &c.cfg().verifier.limits,
         job.height,
@@ -331,7 +331,7 @@ fn execute(c: &mut Core, state: &mut AppState, job: ExecJob) -> Vec<Effect> {
 #[test]
 fn the_decided_block_executes_from_the_held_block_and_its_stored_bytes() {
     let mut c = core(3);
-    let mut state = AppState::default();
+    let mut state = ChainState::default();
     local(&mut c, [1, 2]);
     let block = BlockData::new(vec![batch(1), batch(2)]);
     let mut fx = Vec::new();

@@ -14,6 +14,7 @@ use malachitebft_app_channel::app::types::core::{
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::LocallyProposedValue;
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, Reply};
+use malachitebft_engine::util::streaming::StreamMessage;
 use tokio::sync::{broadcast, mpsc};
 
 use super::api::{NodeEvent, SharedState};
@@ -21,7 +22,7 @@ use super::machine::{seen_in_round, verify_batches, BlockCheck, BlockFault, Core
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::codec::{certificate_from_wire, certificate_to_wire};
 use crate::config::AppConfig;
-use crate::context::{Height, StepContext, ValidatorAddress, ValidatorSet, ValueId};
+use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValidatorSet, ValueId};
 use crate::error::{AppError, StateDiverged};
 use crate::store::{Store, StoreError};
 use crate::streaming::{split, PeerId};
@@ -198,24 +199,14 @@ impl<S: Store> App<S> {
                 }
                 Effect::Publish(msgs) => {
                     for m in msgs {
-                        if ch
-                            .network
-                            .send(NetworkMsg::PublishProposalPart(m))
-                            .await
-                            .is_err()
-                        {
+                        if !publish(ch, m).await {
                             tracing::warn!("network channel closed: proposal not fully published");
                             break;
                         }
                     }
                 }
                 Effect::Gossip(m) => {
-                    if ch
-                        .network
-                        .send(NetworkMsg::PublishProposalPart(m))
-                        .await
-                        .is_err()
-                    {
+                    if !publish(ch, m).await {
                         tracing::warn!("network channel closed: batch not gossiped");
                     }
                 }
@@ -613,6 +604,12 @@ impl<S: Store> App<S> {
         );
         self.perform(ch, fx).await
     }
+}
+
+/// Hands one proposal part to the network; false if its channel is closed.
+async fn publish(ch: &Channels<StepContext>, part: StreamMessage<ProposalPart>) -> bool {
+    let sent = ch.network.send(NetworkMsg::PublishProposalPart(part)).await;
+    sent.is_ok()
 }
 
 #[cfg(test)]

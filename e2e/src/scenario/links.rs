@@ -82,6 +82,23 @@ pub(super) fn check(report: &mut super::Report, times: &[Applied], logs: &[Strin
     }
 }
 
+/// [`check`] on the validators' log files.
+pub(super) fn check_logs(
+    report: &mut super::Report,
+    times: &[Applied],
+    cluster: &crate::node::Cluster,
+) {
+    let logs: Result<Vec<String>, _> = cluster
+        .validators
+        .iter()
+        .map(|v| std::fs::read_to_string(&v.log))
+        .collect();
+    match logs {
+        Ok(logs) => check(report, times, &logs),
+        Err(e) => report.fail(format!("validator logs unreadable: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

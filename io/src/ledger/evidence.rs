@@ -16,6 +16,16 @@ pub(super) fn view(e: &EvidenceRecord) -> EvidenceView {
     }
 }
 
+/// Counts `e` and keeps its view.
+pub(super) fn record(
+    metrics: &crate::metrics::Metrics,
+    list: &std::sync::Mutex<VecDeque<EvidenceView>>,
+    e: &EvidenceRecord,
+) {
+    metrics.evidence.inc();
+    keep(&mut super::intake::lock(list), view(e));
+}
+
 /// Appends `v`, dropping the oldest beyond [`EVIDENCE_KEPT`].
 pub(super) fn keep(list: &mut VecDeque<EvidenceView>, v: EvidenceView) {
     list.push_back(v);
