@@ -36,7 +36,7 @@ fn a_proposal_carries_the_proposers_root_for_the_previous_height() {
 #[test]
 fn the_root_after_execution_is_the_next_blocks_previous_root() {
     let mut c = core(3);
-    let mut state = AppState::default();
+    let mut state = ChainState::default();
     let block = BlockData::new(Vec::<WireBatch>::new());
     let mut fx = Vec::new();
     c.accept(
