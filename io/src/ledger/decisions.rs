@@ -80,8 +80,7 @@ pub(super) struct Shared {
     pub clock: Clock,
     /// False once the node reported a fatal error or stopped.
     pub alive: AtomicBool,
-    /// The last misbehaviour evidence records (`GET /evidence`).
-    pub evidence: Mutex<std::collections::VecDeque<super::EvidenceView>>,
+    pub evidence: Mutex<std::collections::VecDeque<super::EvidenceView>>, // GET /evidence
 }
 
 /// Moves the pipeline's batches into the node's proposal queue. Blocks
