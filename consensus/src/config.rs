@@ -12,7 +12,9 @@ pub struct Timeouts {
     pub propose_ms: u64,
     pub prevote_ms: u64,
     pub precommit_ms: u64,
-    /// Votes of a stuck round are re-broadcast this often (liveness).
+    /// Votes of a stuck round are re-broadcast this often (liveness). Also
+    /// how long a healed partition waits for the other side's votes: gossip
+    /// does not resend old messages on a new connection (default 1 s; ADR 0023).
     pub rebroadcast_ms: u64,
 }
 
@@ -22,7 +24,7 @@ impl Default for Timeouts {
             propose_ms: 5_000,
             prevote_ms: 3_000,
             precommit_ms: 2_000,
-            rebroadcast_ms: 5_000,
+            rebroadcast_ms: 1_000,
         }
     }
 }

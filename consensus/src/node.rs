@@ -48,6 +48,10 @@ pub struct NodeSettings {
     /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
+    /// Test hook: queue a forged batch of this kind every second, as if the
+    /// pipeline had accepted it (`byzantine` feature).
+    #[cfg(feature = "byzantine")]
+    pub forge_batches: Option<crate::byzantine::BatchFault>,
 }
 
 impl std::fmt::Debug for NodeSettings {
@@ -82,6 +86,8 @@ impl NodeSettings {
             app,
             #[cfg(feature = "byzantine")]
             byzantine: None,
+            #[cfg(feature = "byzantine")]
+            forge_batches: None,
         }
     }
 
@@ -319,6 +325,15 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
+        #[cfg(feature = "byzantine")]
+        if let Some(fault) = s.forge_batches {
+            // Stops by itself when the app's queue closes.
+            drop(crate::byzantine::spawn_forger(
+                submit.clone(),
+                fault,
+                format!("forged-{}", s.moniker),
+            ));
+        }
         let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();

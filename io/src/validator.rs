@@ -91,6 +91,52 @@ pub async fn open_ledger(
     clock: Clock,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn Ledger>, OpenError> {
+    open_ledger_with(config, base, clock, metrics, |_| {}).await
+}
+
+/// How a byzantine test validator misbehaves (`step node --byzantine`).
+#[cfg(feature = "byzantine")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Byzantine {
+    /// A second, conflicting signed vote for every vote (malachite's proxy).
+    Equivocate,
+    /// Forged batches whose proofs' signatures do not verify.
+    BadSignatures,
+    /// Forged batches of correctly signed proofs outside their triangle.
+    GpsSpoof,
+}
+
+/// [`open_ledger`] for a consensus validator that misbehaves as `b` says.
+#[cfg(feature = "byzantine")]
+pub async fn open_byzantine_ledger(
+    config: &Config,
+    base: &Path,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    b: Byzantine,
+) -> Result<Arc<dyn Ledger>, OpenError> {
+    use step_consensus::{BatchFault, ByzantineConfig, Trigger};
+    tracing::warn!(behaviour = ?b, "BYZANTINE validator: misbehaving on purpose (test build)");
+    open_ledger_with(config, base, clock, metrics, move |s| match b {
+        Byzantine::Equivocate => {
+            s.byzantine = Some(ByzantineConfig {
+                equivocate_votes: Trigger::Always,
+                ..ByzantineConfig::default()
+            });
+        }
+        Byzantine::BadSignatures => s.forge_batches = Some(BatchFault::BadSignatures),
+        Byzantine::GpsSpoof => s.forge_batches = Some(BatchFault::OutsideTriangle),
+    })
+    .await
+}
+
+async fn open_ledger_with(
+    config: &Config,
+    base: &Path,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    tweak: impl FnOnce(&mut NodeSettings),
+) -> Result<Arc<dyn Ledger>, OpenError> {
     if config.node.backend == "local" {
         tracing::warn!("node.backend = \"local\": one process, in memory, NOT fault tolerant");
         return Ok(Arc::new(LocalLedger::start(config, clock, metrics)));
@@ -148,7 +194,7 @@ pub async fn open_ledger(
     };
     let pc = pipeline_config(config, clock);
     let app = app_config(config, pc.verifier, chain);
-    let settings = NodeSettings::new(
+    let mut settings = NodeSettings::new(
         moniker,
         home,
         n.p2p_listen.clone(),
@@ -157,6 +203,7 @@ pub async fn open_ledger(
         validators,
         app,
     );
+    tweak(&mut settings);
     tracing::info!(
         validator = %me,
         chain_id = %crate::genesis_params::chain_id_text(&genesis.chain_id, &chain),

@@ -153,6 +153,7 @@ impl ConsensusLedger {
             metrics,
             clock: pc.clock.clone(),
             alive: AtomicBool::new(true),
+            evidence: Mutex::default(),
         });
         let sink = Arc::clone(&shared);
         let shards = shared.precheck.states();
@@ -262,6 +263,10 @@ impl Ledger for ConsensusLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
         self.inner.shared.events.subscribe()
+    }
+
+    fn evidence(&self) -> Vec<super::EvidenceView> {
+        lock(&self.inner.shared.evidence).iter().cloned().collect()
     }
 
     fn readiness(&self) -> Result<(), NotReady> {
