@@ -62,7 +62,22 @@ pub struct AppConfig {
     /// starts when a batch is in the mempool, a peer proposes it, or this
     /// interval has passed. Zero: every height starts at once.
     pub max_idle_block_interval: Duration,
+    /// What makes a batch valid in a block (`consensus.validity`, ADR 0046):
+    /// attestations of > 1/3 of the power (default) or every validator's
+    /// own verification.
+    pub validity: crate::attest::ValidityMode,
+    /// Attested proofs each validator re-verifies, per million (default
+    /// 30,000: 3 %).
+    pub attest_sample_ppm: u32,
+    /// A validator beyond the designated attesters verifies and attests a
+    /// batch still short of a quorum after (rank − f) × this (default 500 ms).
+    pub attest_fallback: Duration,
 }
+
+/// [`AppConfig::attest_sample_ppm`]'s default.
+pub const DEFAULT_ATTEST_SAMPLE_PPM: u32 = 30_000;
+/// [`AppConfig::attest_fallback`]'s default.
+pub const DEFAULT_ATTEST_FALLBACK: Duration = Duration::from_millis(500);
 
 /// [`AppConfig::max_idle_block_interval`]'s default.
 pub const DEFAULT_MAX_IDLE_BLOCK_INTERVAL: Duration = Duration::from_secs(10);
@@ -80,6 +95,9 @@ impl Default for AppConfig {
             propose_wait: Duration::from_millis(200),
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
             max_idle_block_interval: DEFAULT_MAX_IDLE_BLOCK_INTERVAL,
+            validity: crate::attest::ValidityMode::default(),
+            attest_sample_ppm: DEFAULT_ATTEST_SAMPLE_PPM,
+            attest_fallback: DEFAULT_ATTEST_FALLBACK,
         }
     }
 }

@@ -319,7 +319,14 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
-        let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
+        let app = App::open(
+            s.app,
+            s.key.clone(),
+            s.validators.clone(),
+            store,
+            events.clone(),
+        )
+        .await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
         let store = app.store_handle();

@@ -35,6 +35,9 @@ pub enum NodeEvent {
     Decided(Decision),
     /// Misbehaviour seen while finalizing `height` (already stored).
     Evidence(EvidenceRecord),
+    /// Validators attested a batch holding an invalid proof (already
+    /// stored).
+    AttestEvidence(crate::attest::AttestEvidence),
     /// The app stopped (an error or a panic): the node needs an operator.
     Fatal(String),
 }

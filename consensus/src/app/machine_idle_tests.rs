@@ -70,10 +70,10 @@ fn a_batch_arriving_starts_the_waiting_height_at_once() {
     let mut fx = Vec::new();
     c.finalized(Height(1), &no_evidence(), now, &mut fx)
         .expect("finalized");
-    c.gossip_verdict(Arc::new(batch(5)), peer(1), false, now, &mut fx)
+    c.gossip_verdict(Arc::new(batch(5)), peer(1), bad("test"), now, &mut fx)
         .expect("verdict");
     assert!(started(&fx).is_empty(), "invalid: still idle: {fx:?}");
-    c.gossip_verdict(Arc::new(batch(6)), peer(1), true, now, &mut fx)
+    c.gossip_verdict(Arc::new(batch(6)), peer(1), Ok(()), now, &mut fx)
         .expect("verdict");
     assert_eq!(started(&fx), [2], "{fx:?}");
 }

@@ -17,11 +17,14 @@ use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, Reply};
 use tokio::sync::{broadcast, mpsc};
 
 use super::api::{NodeEvent, SharedState};
-use super::machine::{seen_in_round, verify_batches, BlockCheck, Core, Decide, Effect};
+use super::machine::{
+    sample_batches, seen_in_round, verify_batch, verify_batches, BlockCheck, Core, Decide, Effect,
+    VerifyFault,
+};
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::codec::{certificate_from_wire, certificate_to_wire};
 use crate::config::AppConfig;
-use crate::context::{Height, StepContext, ValidatorAddress, ValidatorSet, ValueId};
+use crate::context::{Height, PrivateKey, StepContext, ValidatorSet, ValueId};
 use crate::error::AppError;
 use crate::store::{Store, StoreError};
 use crate::streaming::{split, PeerId};
@@ -31,7 +34,7 @@ use crate::streaming::{split, PeerId};
 struct GossipVerdict {
     batch: Arc<WireBatch>,
     from: PeerId,
-    valid: bool,
+    result: Result<(), VerifyFault>,
 }
 
 /// The answer to a pending `GetValue`.
@@ -82,7 +85,7 @@ impl<S: Store> App<S> {
     /// Opens the app: the state is rebuilt from the store on a blocking thread.
     pub async fn open(
         cfg: AppConfig,
-        address: ValidatorAddress,
+        key: PrivateKey,
         validators: ValidatorSet,
         store: S,
         events: broadcast::Sender<NodeEvent>,
@@ -96,7 +99,7 @@ impl<S: Store> App<S> {
         })
         .await
         .map_err(task_error("load state"))??;
-        let core = Core::new(cfg, address, validators, state.height);
+        let core = Core::new(cfg, key, validators, state.height);
         let (verdicts_tx, verdicts_rx) = mpsc::channel(super::gossip::GOSSIP_VERIFYING_MAX);
         Ok(App {
             core,
@@ -160,10 +163,10 @@ impl<S: Store> App<S> {
                     self.handle(&channels, msg).await?;
                 }
                 Some(batch) = batches.recv(), if room => {
-                    self.core.local_batch(batch, &mut fx)?;
+                    self.core.local_batch(batch, Instant::now(), &mut fx)?;
                 }
                 Some(v) = verdicts.recv() => {
-                    self.core.gossip_verdict(v.batch, v.from, v.valid, Instant::now(), &mut fx)?;
+                    self.core.gossip_verdict(v.batch, v.from, v.result, Instant::now(), &mut fx)?;
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     self.core.timer(Instant::now(), &mut fx)?;
@@ -195,6 +198,16 @@ impl<S: Store> App<S> {
                 Effect::PutEvidence { height, bytes } => {
                     self.store("put evidence", move |s| s.put_evidence(height, &bytes))
                         .await?;
+                }
+                Effect::PutAttestEvidence(e) => {
+                    let bytes = borsh::to_vec(&e).map_err(|err| AppError::Encode {
+                        what: "attestation evidence",
+                        reason: err.to_string(),
+                    })?;
+                    self.store("put attestation evidence", move |s| {
+                        s.put_attest_evidence(&e.digest, &bytes)
+                    })
+                    .await?;
                 }
                 Effect::Publish(msgs) => {
                     for m in msgs {
@@ -252,50 +265,6 @@ impl<S: Store> App<S> {
             }
         }
         Ok(())
-    }
-
-    fn spawn_gossip_check(&self, from: PeerId, batch: Arc<WireBatch>) {
-        let verifier = self.core.cfg().verifier;
-        let tx = self.verdicts_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let valid = verify_batches(&verifier, std::slice::from_ref(&batch));
-            if tx
-                .blocking_send(GossipVerdict { batch, from, valid })
-                .is_err()
-            {
-                tracing::debug!("gossip verdict after the app stopped");
-            }
-        });
-    }
-
-    /// Validates a block: the core's checks, then the unverified batches'
-    /// signatures on a blocking thread.
-    async fn validate(&mut self, block: &BlockData) -> Validity {
-        match self.core.check_block(block) {
-            BlockCheck::Invalid(fault) => {
-                tracing::debug!(?fault, "invalid block");
-                Validity::Invalid
-            }
-            BlockCheck::Valid => Validity::Valid,
-            BlockCheck::Verify(todo) => {
-                let verifier = self.core.cfg().verifier;
-                let ok = tokio::task::spawn_blocking(move || {
-                    verify_batches(&verifier, &todo).then_some(todo)
-                })
-                .await;
-                match ok {
-                    Ok(Some(todo)) => {
-                        self.core.batches_verified(&todo);
-                        Validity::Valid
-                    }
-                    Ok(None) => Validity::Invalid,
-                    Err(e) => {
-                        tracing::error!(error = %e, "block verification task failed");
-                        Validity::Invalid
-                    }
-                }
-            }
-        }
     }
 
     /// The block of (height, value id): held, else from the store.
@@ -369,7 +338,7 @@ impl<S: Store> App<S> {
                         None => None,
                         Some(a) => {
                             let t0 = Instant::now();
-                            let validity = self.validate(&a.block).await;
+                            let validity = self.validate(ch, &a.block).await?;
                             tracing::debug!(
                                 height = a.height.0,
                                 round = a.round.as_i64(),
@@ -486,7 +455,7 @@ impl<S: Store> App<S> {
             } => {
                 let out = match decode_block(&value_bytes) {
                     Ok(block) => {
-                        let validity = self.validate(&block).await;
+                        let validity = self.validate(ch, &block).await?;
                         let bytes = Some(value_bytes.to_vec());
                         let pv = self.core.accept(
                             height,
@@ -581,6 +550,8 @@ impl<S: Store> App<S> {
         self.perform(ch, fx).await
     }
 }
+
+mod verify;
 
 #[cfg(test)]
 #[path = "shell_tests.rs"]

@@ -152,6 +152,15 @@ pub(super) async fn decision_loop(
             Ok(NodeEvent::Evidence(e)) => {
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
             }
+            Ok(NodeEvent::AttestEvidence(e)) => {
+                tracing::warn!(
+                    height = e.height,
+                    offenders = ?e.offenders(),
+                    proof = ?e.proof_index,
+                    reason = %e.reason,
+                    "validators attested an invalid batch: evidence recorded"
+                );
+            }
             Ok(NodeEvent::Fatal(msg)) => {
                 tracing::error!("consensus stopped: {msg}");
                 break;
