@@ -41,7 +41,7 @@ fn core_of(me: u8, ppm: u32) -> Core {
         validity: crate::attest::ValidityMode::Attested,
         ..AppConfig::default()
     };
-    Core::new(cfg, key(me), set(), 0)
+    Core::new(cfg, key(me), set(), 0, [0; 32])
 }
 
 /// Real batches of `n` fresh proofs each, made by the engine's pipeline.
@@ -80,7 +80,7 @@ fn block(batch: &WireBatch, by: &[u8]) -> BlockData {
 }
 
 fn fault(c: &Core, b: &BlockData) -> Option<AttestFault> {
-    match c.check_block(b) {
+    match c.check_block(Height(1), b) {
         BlockCheck::Invalid(BlockFault::Attestation(f)) => Some(f),
         _ => None,
     }
@@ -100,7 +100,7 @@ fn a_block_needs_f_plus_one_distinct_attestations_from_the_set() {
         })
     ));
     assert!(
-        matches!(c.check_block(&block(&b, &[2, 3])), BlockCheck::Sample(ref t) if t.len() == 1),
+        matches!(c.check_block(Height(1), &block(&b, &[2, 3])), BlockCheck::Sample(ref t) if t.len() == 1),
         "f+1 attestations: only the digest and a sample are checked"
     );
     // One validator twice counts once.
@@ -142,7 +142,7 @@ fn sample_re_verification_catches_a_forged_proof_and_names_the_attesters() {
     let blk = block(&b, &[2, 3]);
     // Every proof sampled: the forged one is found by index.
     let mut c = core_of(1, 1_000_000);
-    let BlockCheck::Sample(todo) = c.check_block(&blk) else {
+    let BlockCheck::Sample(todo) = c.check_block(Height(1), &blk) else {
         panic!("attested: sample")
     };
     let (bad, why) = sample_batches(&verifier, &todo).expect_err("forged proof found");
@@ -165,7 +165,7 @@ fn sample_re_verification_catches_a_forged_proof_and_names_the_attesters() {
     assert_eq!(c.attest_evidence().count(), 1, "kept");
     // Nothing sampled: the content no longer hashes to the attested digest.
     let c = core_of(1, 0);
-    let BlockCheck::Sample(todo) = c.check_block(&blk) else {
+    let BlockCheck::Sample(todo) = c.check_block(Height(1), &blk) else {
         panic!("attested: sample")
     };
     assert!(todo[0].1.is_empty(), "no proof sampled");
@@ -174,7 +174,7 @@ fn sample_re_verification_catches_a_forged_proof_and_names_the_attesters() {
     // The honest batch passes both.
     let good = real_batches("honest", 1, 8).remove(0);
     let c = core_of(1, 1_000_000);
-    let BlockCheck::Sample(todo) = c.check_block(&block(&good, &[2, 3])) else {
+    let BlockCheck::Sample(todo) = c.check_block(Height(1), &block(&good, &[2, 3])) else {
         panic!("attested: sample")
     };
     assert_eq!(sample_batches(&verifier, &todo), Ok(()));
@@ -295,7 +295,7 @@ fn a_proposer_includes_only_attested_batches_with_their_attestations() {
     assert_eq!(block.value.batch_digests, [bs[1].digest]);
     assert_eq!(block.attestations.len(), 2);
     let other = core_of(3, 0);
-    assert!(matches!(other.check_block(&block), BlockCheck::Sample(_)));
+    assert!(matches!(other.check_block(Height(1), &block), BlockCheck::Sample(_)));
 }
 
 #[test]

@@ -14,18 +14,19 @@ use malachitebft_app_channel::app::types::core::{
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::LocallyProposedValue;
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, Reply};
+use malachitebft_engine::util::streaming::StreamMessage;
 use tokio::sync::{broadcast, mpsc};
 
 use super::api::{NodeEvent, SharedState};
 use super::machine::{
-    sample_batches, seen_in_round, verify_batch, verify_batches, BlockCheck, Core, Decide, Effect,
-    VerifyFault,
+    sample_batches, seen_in_round, verify_batch, verify_batches, BlockCheck, BlockFault, Core,
+    Decide, Effect, VerifyFault,
 };
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::codec::{certificate_from_wire, certificate_to_wire};
 use crate::config::AppConfig;
-use crate::context::{Height, PrivateKey, StepContext, ValidatorSet, ValueId};
-use crate::error::AppError;
+use crate::context::{Height, PrivateKey, ProposalPart, StepContext, ValidatorSet, ValueId};
+use crate::error::{AppError, StateDiverged};
 use crate::store::{Store, StoreError};
 use crate::streaming::{split, PeerId};
 
@@ -99,7 +100,7 @@ impl<S: Store> App<S> {
         })
         .await
         .map_err(task_error("load state"))??;
-        let core = Core::new(cfg, key, validators, state.height);
+        let core = Core::new(cfg, key, validators, state.height, state.state_root());
         let (verdicts_tx, verdicts_rx) = mpsc::channel(super::gossip::GOSSIP_VERIFYING_MAX);
         Ok(App {
             core,
@@ -211,24 +212,14 @@ impl<S: Store> App<S> {
                 }
                 Effect::Publish(msgs) => {
                     for m in msgs {
-                        if ch
-                            .network
-                            .send(NetworkMsg::PublishProposalPart(m))
-                            .await
-                            .is_err()
-                        {
+                        if !publish(ch, m).await {
                             tracing::warn!("network channel closed: proposal not fully published");
                             break;
                         }
                     }
                 }
                 Effect::Gossip(m) => {
-                    if ch
-                        .network
-                        .send(NetworkMsg::PublishProposalPart(m))
-                        .await
-                        .is_err()
-                    {
+                    if !publish(ch, m).await {
                         tracing::warn!("network channel closed: batch not gossiped");
                     }
                 }
@@ -338,7 +329,7 @@ impl<S: Store> App<S> {
                         None => None,
                         Some(a) => {
                             let t0 = Instant::now();
-                            let validity = self.validate(ch, &a.block).await?;
+                            let validity = self.validate(ch, a.height, &a.block).await?;
                             tracing::debug!(
                                 height = a.height.0,
                                 round = a.round.as_i64(),
@@ -455,7 +446,7 @@ impl<S: Store> App<S> {
             } => {
                 let out = match decode_block(&value_bytes) {
                     Ok(block) => {
-                        let validity = self.validate(ch, &block).await?;
+                        let validity = self.validate(ch, height, &block).await?;
                         let bytes = Some(value_bytes.to_vec());
                         let pv = self.core.accept(
                             height,
@@ -491,6 +482,20 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
+    /// [`Core::decide`]; a divergence is reported before it stops the app.
+    fn decide(
+        &mut self,
+        height: Height,
+        round: Round,
+        value_id: ValueId,
+    ) -> Result<Decide, AppError> {
+        let out = self.core.decide(height, round, value_id);
+        if let Err(AppError::StateDiverged(d)) = &out {
+            self.report_diverged(*d, true);
+        }
+        out
+    }
+
     /// `Decided`: execute the block the app holds (read back from the
     /// store only when it is not held, e.g. after a restart), on a blocking
     /// thread, then commit it and tell the subscribers.
@@ -501,7 +506,7 @@ impl<S: Store> App<S> {
         extensions: malachitebft_app_channel::app::types::core::VoteExtensions<StepContext>,
     ) -> Result<(), AppError> {
         let (height, round, value_id) = (cert.height, cert.round, cert.value_id);
-        let job = match self.core.decide(height, round, value_id)? {
+        let job = match self.decide(height, round, value_id)? {
             Decide::Done => return Ok(()),
             Decide::Execute(job) => job,
             Decide::NeedStored => {
@@ -509,7 +514,7 @@ impl<S: Store> App<S> {
                     .store("read undecided", move |s| s.undecided(height.0))
                     .await?;
                 self.core.hold_stored(height, value_id, stored)?;
-                match self.core.decide(height, round, value_id)? {
+                match self.decide(height, round, value_id)? {
                     Decide::Execute(job) => job,
                     Decide::Done => return Ok(()),
                     Decide::NeedStored => {
@@ -549,6 +554,12 @@ impl<S: Store> App<S> {
         );
         self.perform(ch, fx).await
     }
+}
+
+/// Hands one proposal part to the network; false if its channel is closed.
+async fn publish(ch: &Channels<StepContext>, part: StreamMessage<ProposalPart>) -> bool {
+    let sent = ch.network.send(NetworkMsg::PublishProposalPart(part)).await;
+    sent.is_ok()
 }
 
 mod verify;

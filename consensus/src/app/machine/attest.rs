@@ -339,7 +339,7 @@ impl Core {
             .iter()
             .flat_map(|b| self.attesting.pool.of(&b.digest).cloned())
             .collect();
-        BlockData::attested(batches, atts)
+        BlockData::on_root(self.root, batches).with_attestations(atts)
     }
 
     /// Batches ready to propose: attested ones under `"attested"`.

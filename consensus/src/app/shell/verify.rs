@@ -23,14 +23,35 @@ impl<S: Store> App<S> {
         });
     }
 
-    /// Validates a block: the core's checks, then the unverified batches'
-    /// signatures on a blocking thread.
+    /// Tells the operator (log, event, metric) that a block carried another
+    /// state root than ours.
+    pub(super) fn report_diverged(&self, d: StateDiverged, decided: bool) {
+        tracing::error!(
+            height = d.height,
+            decided,
+            error = %d,
+            "StateDiverged: this validator's state differs from the block's (docs/RUNBOOK.md)"
+        );
+        let ev = NodeEvent::StateDiverged { error: d, decided };
+        if self.events.send(ev).is_err() {
+            tracing::debug!("node event with no subscriber");
+        }
+    }
+
+    /// Validates a block of `height`: the core's checks, then the
+    /// unverified batches' signatures (or, attested, their digests and
+    /// samples) on a blocking thread.
     pub(super) async fn validate(
         &mut self,
         ch: &Channels<StepContext>,
+        height: Height,
         block: &BlockData,
     ) -> Result<Validity, AppError> {
-        Ok(match self.core.check_block(block) {
+        Ok(match self.core.check_block(height, block) {
+            BlockCheck::Invalid(BlockFault::StateDiverged(d)) => {
+                self.report_diverged(d, false);
+                Validity::Invalid
+            }
             BlockCheck::Invalid(fault) => {
                 tracing::debug!(?fault, "invalid block");
                 Validity::Invalid
