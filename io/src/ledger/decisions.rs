@@ -250,13 +250,14 @@ mod tests {
     use super::super::Final;
     use super::*;
     use futures_util::future::BoxFuture;
+    use std::collections::HashMap;
     use std::time::{Duration, Instant};
     use step_consensus::context::{Height, ValueId};
     use step_consensus::execution::{ChainState, ResultJournal};
     use step_consensus::store::DecidedRecord;
     use step_consensus::BlockData;
     use step_engine::heuristics::LastProof;
-    use step_engine::proof::Proof;
+    use step_engine::proof::{Nonce, Proof, Timestamp};
     use step_engine::signing::unsigned_proof;
     use step_engine::{Address, Limits, ProofState, TriangleId};
 
