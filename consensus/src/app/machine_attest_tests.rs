@@ -295,7 +295,10 @@ fn a_proposer_includes_only_attested_batches_with_their_attestations() {
     assert_eq!(block.value.batch_digests, [bs[1].digest]);
     assert_eq!(block.attestations.len(), 2);
     let other = core_of(3, 0);
-    assert!(matches!(other.check_block(Height(1), &block), BlockCheck::Sample(_)));
+    assert!(matches!(
+        other.check_block(Height(1), &block),
+        BlockCheck::Sample(_)
+    ));
 }
 
 #[test]

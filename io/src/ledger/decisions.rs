@@ -153,13 +153,7 @@ pub(super) async fn decision_loop(
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
             }
             Ok(NodeEvent::AttestEvidence(e)) => {
-                tracing::warn!(
-                    height = e.height,
-                    offenders = ?e.offenders(),
-                    proof = ?e.proof_index,
-                    reason = %e.reason,
-                    "validators attested an invalid batch: evidence recorded"
-                );
+                tracing::warn!(offenders = ?e.offenders(), "attested an invalid batch: {}", e.reason);
             }
             Ok(NodeEvent::StateDiverged { error, decided }) => {
                 tracing::error!(decided, "StateDiverged: {error}");
