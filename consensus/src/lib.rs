@@ -9,13 +9,14 @@
 //! decided block ([`execution::ChainState::apply_block`]) → [`store::Store`]
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
-//! Pure modules: [`context`], [`block`] (the one bounded wire form),
+//! Pure modules: [`context`], [`block`] (the one bounded wire form), [`attest`],
 //! [`execution`], [`streaming`], [`evidence`], and the app's core
 //! ([`app::machine`]: inputs in, effects out). I/O: [`store`] (redb),
 //! [`node`] (engine, sockets, tasks) and the app's shell ([`app::App`], the
 //! tokio loop that performs the core's effects).
 
 pub mod app;
+pub mod attest;
 pub mod block;
 #[cfg(feature = "byzantine")]
 mod byzantine;

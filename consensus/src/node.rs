@@ -334,7 +334,14 @@ impl Node {
                 format!("forged-{}", s.moniker),
             ));
         }
-        let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
+        let app = App::open(
+            s.app,
+            s.key.clone(),
+            s.validators.clone(),
+            store,
+            events.clone(),
+        )
+        .await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
         let store = app.store_handle();

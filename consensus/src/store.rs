@@ -91,6 +91,12 @@ pub trait Store: Send + 'static {
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
     fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keeps evidence that validators attested the invalid batch `digest`
+    /// (borsh `AttestEvidence`).
+    fn put_attest_evidence(&mut self, digest: &[u8; 32], evidence: &[u8])
+        -> Result<(), StoreError>;
+    /// Every attestation evidence record kept, in digest order.
+    fn attest_evidence(&self) -> Result<Vec<Vec<u8>>, StoreError>;
     fn put_undecided(&mut self, record: &UndecidedRecord) -> Result<(), StoreError>;
     /// Undecided proposals at `height` (every round).
     fn undecided(&self, height: u64) -> Result<Vec<UndecidedRecord>, StoreError>;
@@ -147,6 +153,8 @@ impl DecidedReader {
 
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
+/// Attestation evidence, keyed by the invalid batch's digest.
+const ATTEST_EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("attest_evidence");
 /// The unique (account, nonce) index. Key: account (20 bytes) ‖ nonce
 /// (UTF-8); value: the height that used it.
 const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
@@ -202,6 +210,7 @@ impl RedbStore {
         store.write("create tables", |tx| {
             tx.open_table(DECIDED)?;
             tx.open_table(EVIDENCE)?;
+            tx.open_table(ATTEST_EVIDENCE)?;
             tx.open_table(UNDECIDED)?;
             tx.open_table(NONCES)?;
             Ok(())
@@ -370,6 +379,29 @@ impl Store for RedbStore {
         self.read("read evidence", |tx| {
             let t = tx.open_table(EVIDENCE)?;
             Ok(t.get(height)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn put_attest_evidence(
+        &mut self,
+        digest: &[u8; 32],
+        evidence: &[u8],
+    ) -> Result<(), StoreError> {
+        self.write("put attestation evidence", |tx| {
+            tx.open_table(ATTEST_EVIDENCE)?
+                .insert(digest.as_slice(), evidence)?;
+            Ok(())
+        })
+    }
+
+    fn attest_evidence(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read("read attestation evidence", |tx| {
+            let t = tx.open_table(ATTEST_EVIDENCE)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                out.push(row?.1.value().to_vec());
+            }
+            Ok(out)
         })
     }
 

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use step_consensus::attest::ValidityMode;
 use step_consensus::{AppConfig, ChainId, NodeSettings, Timeouts, ValidatorAddress};
 use step_engine::pipeline::Clock;
 
@@ -81,6 +82,14 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: Chain
         store_cache_bytes: usize::try_from(c.store_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         max_idle_block_interval: Duration::from_millis(c.max_idle_block_interval_ms),
+        // `Config::validate` admits "attested" and "all" only.
+        validity: if c.validity == "all" {
+            ValidityMode::All
+        } else {
+            ValidityMode::Attested
+        },
+        attest_sample_ppm: c.attest_sample_ppm,
+        attest_fallback: Duration::from_millis(c.attest_fallback_ms),
     }
 }
 

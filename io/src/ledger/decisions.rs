@@ -154,6 +154,9 @@ pub(super) async fn decision_loop(
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
                 super::evidence::record(&shared.metrics, &shared.evidence, &e);
             }
+            Ok(NodeEvent::AttestEvidence(e)) => {
+                tracing::warn!(offenders = ?e.offenders(), "attested an invalid batch: {}", e.reason);
+            }
             Ok(NodeEvent::StateDiverged { error, decided }) => {
                 tracing::error!(decided, "StateDiverged: {error}");
                 shared.metrics.state_diverged(decided);
