@@ -45,6 +45,8 @@ pub struct NodeSettings {
     pub key: PrivateKey,
     pub validators: ValidatorSet,
     pub app: AppConfig,
+    /// The chain's state at height 0 (`ChainState::from_initial`); `None`: empty.
+    pub initial: Option<std::sync::Arc<crate::execution::ChainState>>,
     /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
@@ -80,9 +82,16 @@ impl NodeSettings {
             key,
             validators,
             app,
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
         }
+    }
+
+    /// Starts the chain from `initial` (height 0) instead of the empty state.
+    pub fn with_initial_state(mut self, initial: crate::execution::ChainState) -> NodeSettings {
+        self.initial = Some(std::sync::Arc::new(initial));
+        self
     }
 
     pub fn wal_path(&self) -> PathBuf {
@@ -319,7 +328,16 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
-        let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
+        let base = s.initial.as_deref().cloned().unwrap_or_default();
+        let app = App::open(
+            s.app,
+            address,
+            s.validators.clone(),
+            store,
+            events.clone(),
+            base,
+        )
+        .await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
         let store = app.store_handle();

@@ -129,7 +129,8 @@ pub async fn open_ledger(
         n.moniker.clone()
     };
     let pc = pipeline_config(config, clock);
-    let settings = NodeSettings::new(
+    let initial = genesis.initial_state(&genesis_file)?;
+    let mut settings = NodeSettings::new(
         moniker,
         home,
         n.p2p_listen.clone(),
@@ -138,6 +139,17 @@ pub async fn open_ledger(
         validators,
         app_config(config, pc.verifier),
     );
+    if let Some(state) = initial {
+        tracing::info!(
+            file = %genesis.initial_state,
+            root = %genesis.initial_state_root,
+            accounts = state.balances.len(),
+            triangles = state.triangles.len(),
+            nonces = state.nonces.len(),
+            "starting from the genesis' initial state"
+        );
+        settings = settings.with_initial_state(state);
+    }
     tracing::info!(
         validator = %me,
         chain_id = %genesis.chain_id,

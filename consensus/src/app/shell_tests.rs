@@ -47,6 +47,7 @@ async fn open<S: Store>(store: S) -> App<S> {
         validators,
         store,
         events,
+        AppState::default(),
     )
     .await
     .expect("open")
@@ -135,8 +136,8 @@ impl Store for BrokenStore {
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(None)
     }
-    fn load_state(&self) -> Result<AppState, StoreError> {
-        Ok(AppState::default())
+    fn load_state(&self, base: AppState) -> Result<AppState, StoreError> {
+        Ok(base)
     }
     fn put_evidence(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
         Err(broken())
@@ -216,6 +217,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
         validators,
         RedbStore::open(&dir.path().join("store.redb")).expect("store"),
         events,
+        AppState::default(),
     )
     .await
     .expect("open");

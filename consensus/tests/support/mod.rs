@@ -122,6 +122,7 @@ impl Cluster {
             key: self.keys[i].clone(),
             validators: self.validators.clone(),
             app: self.app,
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
         }
