@@ -97,29 +97,20 @@ pub struct ChainState {
     pub journal: ResultJournal,
 }
 
-/// The old name, kept for the app loop (`app.rs`) and the store: io's HTTP
-/// layer has an `AppState` of its own.
-pub type AppState = ChainState;
-
 impl ChainState {
+    /// The state root after [`ChainState::height`]: what the next block
+    /// must carry as its previous root.
+    pub fn state_root(&self) -> StateRoot {
+        self.root
+    }
+
     /// A triangle's state (a triangle never clicked: active, 0 clicks).
     pub fn triangle(&self, id: &TriangleId) -> TriangleState {
         self.triangles.get(id).copied().unwrap_or_default()
     }
 }
 
-impl ProofState for ChainState {
-    fn last_proof(&self, account: &Address) -> Option<LastProof> {
-        self.last.get(account).copied()
-    }
-    fn nonce_used(&self, account: &Address, nonce: &Nonce) -> bool {
-        self.nonces.contains(&(*account, *nonce))
-    }
-    fn record(&mut self, account: Address, nonce: Nonce, last: LastProof) {
-        self.nonces.insert((account, nonce));
-        self.last.insert(account, last);
-    }
-}
+step_engine::proof_state_over_tables!(ChainState);
 
 /// What an accepted proof did, with the state right after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

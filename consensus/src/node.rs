@@ -21,6 +21,7 @@ use crate::codec::BorshCodec;
 use crate::config::AppConfig;
 use crate::context::{PrivateKey, StepContext, ValidatorAddress, ValidatorSet};
 use crate::error::ConsensusNodeError;
+use crate::execution::ChainState;
 use crate::signing::{StepSigner, StepVerifier};
 use crate::store::RedbStore;
 
@@ -46,7 +47,7 @@ pub struct NodeSettings {
     pub validators: ValidatorSet,
     pub app: AppConfig,
     /// The chain's state at height 0 (`ChainState::from_initial`); `None`: empty.
-    pub initial: Option<std::sync::Arc<crate::execution::ChainState>>,
+    pub initial: Option<std::sync::Arc<ChainState>>,
     /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
@@ -86,12 +87,6 @@ impl NodeSettings {
             #[cfg(feature = "byzantine")]
             byzantine: None,
         }
-    }
-
-    /// Starts the chain from `initial` (height 0) instead of the empty state.
-    pub fn with_initial_state(mut self, initial: crate::execution::ChainState) -> NodeSettings {
-        self.initial = Some(std::sync::Arc::new(initial));
-        self
     }
 
     pub fn wal_path(&self) -> PathBuf {
@@ -328,16 +323,12 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
-        let base = s.initial.as_deref().cloned().unwrap_or_default();
-        let app = App::open(
-            s.app,
-            address,
-            s.validators.clone(),
-            store,
-            events.clone(),
-            base,
-        )
-        .await?;
+        let base = s
+            .initial
+            .as_deref()
+            .map_or_else(ChainState::default, Clone::clone);
+        let (vs, ev) = (s.validators.clone(), events.clone());
+        let app = App::open(s.app, address, vs, store, ev, base).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
         let store = app.store_handle();
@@ -401,17 +392,28 @@ impl Node {
         &self,
         height: u64,
     ) -> Result<Option<crate::store::DecidedRecord>, ConsensusNodeError> {
-        use crate::store::Store as _;
-        let store = std::sync::Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .decided(height)
-        })
-        .await
-        .map_err(|_| ConsensusNodeError::Stopped)?
-        .map_err(ConsensusNodeError::from)
+        self.decided_reader().decided(height).await
+    }
+
+    /// A handle that reads decided records as [`Node::decided`] does, for a
+    /// task that cannot borrow the node. It does not keep the store open:
+    /// after [`Node::stop`] its reads fail with `Stopped`.
+    pub fn decided_reader(&self) -> crate::store::DecidedReader {
+        crate::store::DecidedReader::new(std::sync::Arc::downgrade(&self.store))
+    }
+
+    /// How many other validators' signed votes or proposals arrived within
+    /// `window` (what [`LiveStatus::peers`] counts for [`PEER_SEEN_WITHIN`]).
+    pub fn peers_heard_within(&self, window: std::time::Duration) -> usize {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        live.heard
+            .values()
+            .filter(|t| now.duration_since(**t) <= window)
+            .count()
     }
 
     /// Height and round in progress, and how many other validators were heard from lately.

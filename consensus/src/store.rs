@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use borsh::{BorshDeserialize, BorshSerialize};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::execution::{AppState, ChangeSet, StateRoot};
+use crate::execution::{ChainState, ChangeSet, StateRoot};
 
 /// One decided height as stored.
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
@@ -87,9 +87,9 @@ pub trait Store: Send + 'static {
     /// The lowest and highest decided heights, if any.
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
     /// Rebuilds the application state from every stored change set, applied
-    /// onto `base` (the chain's initial state: [`AppState::default`], or
-    /// [`AppState::from_initial`]'s).
-    fn load_state(&self, base: AppState) -> Result<AppState, StoreError>;
+    /// onto `base` (the chain's initial state: [`ChainState::default`], or
+    /// [`ChainState::from_initial`]'s).
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError>;
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
     fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
@@ -98,6 +98,53 @@ pub trait Store: Send + 'static {
     fn undecided(&self, height: u64) -> Result<Vec<UndecidedRecord>, StoreError>;
     /// Drops undecided proposals at or below `height`.
     fn prune_undecided(&mut self, height: u64) -> Result<(), StoreError>;
+}
+
+/// Reads decided records from a running node's store ([`Node::decided_reader`]).
+#[derive(Debug, Clone)]
+pub struct DecidedReader {
+    store: std::sync::Weak<std::sync::Mutex<RedbStore>>,
+}
+
+impl DecidedReader {
+    pub(crate) fn new(store: std::sync::Weak<std::sync::Mutex<RedbStore>>) -> DecidedReader {
+        DecidedReader { store }
+    }
+
+    /// The decided record of `height`, read on a blocking thread.
+    pub async fn decided(
+        &self,
+        height: u64,
+    ) -> Result<Option<DecidedRecord>, crate::ConsensusNodeError> {
+        self.read(move |s| s.decided(height)).await
+    }
+
+    /// The height whose block used (account, nonce), from the store's index.
+    pub async fn nonce_height(
+        &self,
+        account: [u8; 20],
+        nonce: String,
+    ) -> Result<Option<u64>, crate::ConsensusNodeError> {
+        self.read(move |s| s.nonce_height(&account, &nonce)).await
+    }
+
+    async fn read<V: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<V, StoreError> + Send + 'static,
+    ) -> Result<V, crate::ConsensusNodeError> {
+        let store = self
+            .store
+            .upgrade()
+            .ok_or(crate::ConsensusNodeError::Stopped)?;
+        tokio::task::spawn_blocking(move || {
+            f(&store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
+        })
+        .await
+        .map_err(|_| crate::ConsensusNodeError::Stopped)?
+        .map_err(crate::ConsensusNodeError::from)
+    }
 }
 
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
@@ -289,7 +336,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn load_state(&self, base: AppState) -> Result<AppState, StoreError> {
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
         let rows: Vec<(u64, Vec<u8>)> = self.read("load state", |tx| {
             let t = tx.open_table(DECIDED)?;
             let mut out = Vec::with_capacity(t.len()? as usize);

@@ -148,7 +148,7 @@ pub async fn open_ledger(
             nonces = state.nonces.len(),
             "starting from the genesis' initial state"
         );
-        settings = settings.with_initial_state(state);
+        settings.initial = Some(Arc::new(state));
     }
     tracing::info!(
         validator = %me,

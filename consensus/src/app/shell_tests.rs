@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::context::{PublicKey, Validator};
-use crate::execution::AppState;
+use crate::execution::ChainState;
 use crate::store::{DecidedRecord, RedbStore, UndecidedRecord};
 
 struct Fake {
@@ -47,7 +47,7 @@ async fn open<S: Store>(store: S) -> App<S> {
         validators,
         store,
         events,
-        AppState::default(),
+        ChainState::default(),
     )
     .await
     .expect("open")
@@ -67,6 +67,18 @@ fn get_value(
         reply: tx,
     };
     (msg, rx)
+}
+
+/// `op`'s `Ok` value; panics (saying `what` did not happen) if it takes more
+/// than 5 s or fails.
+async fn within_5s<T, E: std::fmt::Debug>(
+    op: impl std::future::Future<Output = Result<T, E>>,
+    what: &str,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(5), op)
+        .await
+        .unwrap_or_else(|_| panic!("not within 5 s: {what}"))
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
 }
 
 fn batch(tag: u8) -> WireBatch {
@@ -90,10 +102,7 @@ async fn a_get_value_is_stored_answered_and_published() {
     assert!(crate::streaming::gossiped(&m).is_some_and(|b| b.digest == [7; 32]));
     let (msg, answer) = get_value(Duration::from_secs(5));
     fake.consensus.send(msg).await.expect("send");
-    let value = tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .expect("answered within the propose wait")
-        .expect("answer");
+    let value = within_5s(answer, "answered within the propose wait").await;
     assert_eq!(value.value.batch_digests, [[7; 32]]);
     let stored = store.lock().expect("store").undecided(1).expect("read");
     assert_eq!(stored.len(), 1, "stored before it was answered");
@@ -136,7 +145,7 @@ impl Store for BrokenStore {
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(None)
     }
-    fn load_state(&self, base: AppState) -> Result<AppState, StoreError> {
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
         Ok(base)
     }
     fn put_evidence(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
@@ -163,10 +172,7 @@ async fn a_store_failure_ends_the_app_with_the_named_error() {
     let run = tokio::spawn(app.run(ch, batches));
     let (msg, answer) = get_value(Duration::from_millis(20));
     fake.consensus.send(msg).await.expect("send");
-    let out = tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("the app stops")
-        .expect("no panic");
+    let out = within_5s(run, "the app stops").await;
     assert!(
         matches!(
             &out,
@@ -217,7 +223,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
         validators,
         RedbStore::open(&dir.path().join("store.redb")).expect("store"),
         events,
-        AppState::default(),
+        ChainState::default(),
     )
     .await
     .expect("open");
@@ -227,10 +233,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
     let t0 = Instant::now();
     let (msg, answer) = finalized(1);
     fake.consensus.send(msg).await.expect("send");
-    let next = tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .expect("answered")
-        .expect("answer");
+    let next = within_5s(answer, "answered").await;
     let waited = t0.elapsed();
     assert!(waited >= interval, "answered after {waited:?}");
     assert!(matches!(next, Next::Start(Height(2), _)));
@@ -245,10 +248,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
     );
     let t1 = Instant::now();
     fake.batches.send(batch(7)).await.expect("submit");
-    let next = tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .expect("answered")
-        .expect("answer");
+    let next = within_5s(answer, "answered").await;
     assert!(
         t1.elapsed() < interval / 2,
         "a batch starts the height at once, not after {:?}",

@@ -13,9 +13,14 @@
 //!                        ▼
 //!     decision task: NodeEvent::Decided ─► per-proof results ─► finality
 //!                    waiters, the proof index, the pre-check's decided
-//!                    part, `/events`; after a lag, the missed heights from
-//!                    execution's result journal (`decisions.rs`)
+//!                    part, the intake log, `/events`; after a lag, the
+//!                    missed heights from execution's result journal and the
+//!                    store (`decisions.rs`, `recovery.rs`)
 //! ```
+//!
+//! With `intake.log` (the default) every accepted proof is in the intake
+//! log ([`crate::intake_log`]) before its submitter hears 202, and the log's
+//! proofs are queued again at start, before the node serves.
 //!
 //! The pipeline's stateful stage is a *pre-check* ([`PrecheckState`])
 //! against what this node has accepted itself and the latest decided
@@ -34,11 +39,14 @@ use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
 use super::exec::{account_view, triangle_view};
 use super::intake::{self, lock, Finality, Intake};
 use super::precheck::{PrecheckShards, PrecheckState};
+use super::ready::{readiness, NotReady, Observed};
+use super::recovery::{replay_log, DecidedSource};
 use super::{
     AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, StatusView,
     Submission, TriangleView,
 };
-use crate::config::Config;
+use crate::config::{Config, HealthConfig};
+use crate::intake_log::{IntakeLog, IntakeLogError, LogSettings};
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -60,6 +68,11 @@ pub enum ConsensusLedgerError {
     },
     #[error("cannot start the batch forwarder thread: {source}")]
     Thread { source: std::io::Error },
+    #[error("{source}")]
+    IntakeLog {
+        #[from]
+        source: IntakeLogError,
+    },
 }
 
 /// See the module documentation.
@@ -73,6 +86,7 @@ struct Inner {
     pipeline: Arc<Pipeline<PrecheckState>>,
     limits: Limits,
     validators: usize,
+    health: HealthConfig,
     state: SharedState,
     node: Mutex<Option<Node>>,
     forwarder: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -97,6 +111,19 @@ impl ConsensusLedger {
         metrics: Arc<Metrics>,
     ) -> Result<ConsensusLedger, ConsensusLedgerError> {
         let validators = settings.validators.validators().len();
+        // The log first: a corrupt one stops the start before consensus runs.
+        let (intake, replay) = if config.intake.log {
+            let ls = LogSettings {
+                dir: settings.home.join("intake"),
+                max_records: config.intake.max_records,
+                group_commit: Duration::from_millis(config.intake.group_commit_ms),
+                segment_bytes: config.intake.segment_mb.saturating_mul(1 << 20),
+            };
+            let (log, replay) = IntakeLog::open(&ls, intake::log_complete)?;
+            (Intake::with_log(Arc::new(log)), replay.proofs)
+        } else {
+            (Intake::default(), Vec::new())
+        };
         let node = Node::start(settings).await?;
         let state = node.state();
         {
@@ -108,7 +135,7 @@ impl ConsensusLedger {
         let limits = pc.verifier.limits;
         let (events, _) = broadcast::channel(config.http.events_buffer.max(1));
         let shared = Arc::new(Shared {
-            intake: Intake::default(),
+            intake,
             precheck: PrecheckShards::new(pc.shards),
             finality: Mutex::new(Finality::default()),
             index: Mutex::new(ProofIndex::new(config.consensus.proof_index_max)),
@@ -118,6 +145,7 @@ impl ConsensusLedger {
                     height: s.height,
                     round: 0,
                     root: s.root,
+                    at: std::time::Instant::now(),
                 }
             }),
             settled: Notify::new(),
@@ -136,10 +164,12 @@ impl ConsensusLedger {
             .queue_capacity
             .set(i64::try_from(pipeline.capacity()).unwrap_or(i64::MAX));
 
+        let store: Arc<dyn DecidedSource> = Arc::new(node.decided_reader());
         let decisions = tokio::spawn(decision_loop(
             Arc::clone(&shared),
             node.subscribe(),
             state.clone(),
+            Arc::clone(&store),
         ));
         let submit = node.submitter();
         let fwd_pipeline = Arc::clone(&pipeline);
@@ -148,12 +178,24 @@ impl ConsensusLedger {
             .name("step-batch-forwarder".into())
             .spawn(move || forward(&fwd_pipeline, &fwd_shared, &submit))
             .map_err(|source| ConsensusLedgerError::Thread { source })?;
+        if !replay.is_empty() {
+            let n = replay.len();
+            let r = replay_log(&shared, &pipeline, &state, &*store, replay).await;
+            tracing::info!(
+                logged = n,
+                queued = r.queued,
+                already_decided = r.decided,
+                refused = r.refused,
+                "intake log replayed"
+            );
+        }
         Ok(ConsensusLedger {
             inner: Arc::new(Inner {
                 shared,
                 pipeline,
                 limits,
                 validators,
+                health: config.health.clone(),
                 state,
                 node: Mutex::new(Some(node)),
                 forwarder: Mutex::new(Some(forwarder)),
@@ -211,8 +253,7 @@ impl Ledger for ConsensusLedger {
             state_root: last.root,
             validators: self.inner.validators,
             peers: live.peers,
-            ready: !self.inner.shared.intake.is_closing()
-                && self.inner.shared.alive.load(Ordering::Acquire),
+            ready: self.readiness().is_ok(),
             queue: intake::queue_view(&self.inner.pipeline),
             precheck_pending: self.inner.shared.precheck.pending(),
             gossip_batches: live.gossip_batches,
@@ -221,6 +262,32 @@ impl Ledger for ConsensusLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
         self.inner.shared.events.subscribe()
+    }
+
+    fn readiness(&self) -> Result<(), NotReady> {
+        let shared = &self.inner.shared;
+        let h = &self.inner.health;
+        let peer_window = Duration::from_millis(h.ready_peer_window_ms);
+        let peers_heard = if h.ready_peer_window_ms == 0 {
+            None
+        } else {
+            lock(&self.inner.node)
+                .as_ref()
+                .map(|n| n.peers_heard_within(peer_window))
+        };
+        readiness(&Observed {
+            closing: shared.intake.is_closing(),
+            running: shared.alive.load(Ordering::Acquire),
+            log_failed: shared.intake.log().is_some_and(|l| l.failed()),
+            validators: self.inner.validators,
+            peers_heard: peers_heard
+                .or(Some(0))
+                .filter(|_| h.ready_peer_window_ms > 0),
+            peer_window,
+            height_age: lock(&shared.last).at.elapsed(),
+            height_age_max: (h.ready_height_age_ms_max > 0)
+                .then(|| Duration::from_millis(h.ready_height_age_ms_max)),
+        })
     }
 
     /// Stops taking proofs, waits (up to [`CLOSE_FINALITY_WAIT`]) until every
@@ -259,6 +326,9 @@ impl Ledger for ConsensusLedger {
             }
             shared.alive.store(false, Ordering::Release);
             lock(&shared.finality).close();
+            if let Some(log) = shared.intake.log() {
+                log.close();
+            }
         }
         .boxed()
     }
