@@ -80,6 +80,8 @@ async fn main() {
             initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
+            #[cfg(feature = "byzantine")]
+            forge_batches: None,
         };
         nodes.push(Node::start(s).await.expect("node starts"));
     }

@@ -29,6 +29,7 @@ fn genesis(state: &str, root: &str) -> Genesis {
         initial_state: state.into(),
         initial_state_root: root.into(),
         validators: vec![],
+        params: Default::default(),
     }
 }
 

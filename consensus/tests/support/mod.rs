@@ -127,6 +127,8 @@ impl Cluster {
             initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
+            #[cfg(feature = "byzantine")]
+            forge_batches: None,
         }
     }
 

@@ -153,6 +153,7 @@ impl ConsensusLedger {
             metrics,
             clock: pc.clock.clone(),
             alive: AtomicBool::new(true),
+            evidence: Mutex::default(),
         });
         let sink = Arc::clone(&shared);
         let shards = shared.precheck.states();
@@ -264,6 +265,10 @@ impl Ledger for ConsensusLedger {
         self.inner.shared.events.subscribe()
     }
 
+    fn evidence(&self) -> Vec<super::EvidenceView> {
+        lock(&self.inner.shared.evidence).iter().cloned().collect()
+    }
+
     fn readiness(&self) -> Result<(), NotReady> {
         let shared = &self.inner.shared;
         let h = &self.inner.health;
@@ -363,6 +368,7 @@ mod tests {
             initial_state: String::new(),
             initial_state_root: String::new(),
             validators: vec![GenesisValidator::new("v0", &public_key(&key), 1, &p2p, "")],
+            params: Default::default(),
         };
         let validators = genesis
             .validator_set(&home.join("genesis.toml"))
@@ -378,7 +384,11 @@ mod tests {
             Vec::new(),
             key,
             validators,
-            crate::validator::app_config(&config, pc.verifier),
+            crate::validator::app_config(
+                &config,
+                pc.verifier,
+                genesis.chain(&home.join("genesis.toml")).expect("chain"),
+            ),
         );
         ConsensusLedger::start(&config, settings, pc, Arc::new(Metrics::new()))
             .await

@@ -210,7 +210,8 @@ impl Intake {
                 let proof = v.result.as_ref().map(|a| a.proof).ok();
                 match proof.map(|p| log.append(&p, LogReply { tx: w.tx, pending })) {
                     Some(Ok(())) | None => return,
-                    Some(Err((reply, e))) => {
+                    Some(Err(reply)) => {
+                        let e = log.stopped();
                         tracing::error!(error = %e, "accepted proof not logged: answered OVERLOADED");
                         log.release();
                         if reply.tx.send(Err(Reject::Overloaded)).is_err() {
