@@ -26,6 +26,7 @@ pub mod context;
 pub mod error;
 pub mod evidence;
 pub mod execution;
+pub mod initial;
 pub mod node;
 pub mod signing;
 pub mod store;
@@ -38,6 +39,7 @@ pub use context::{
     Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorAddress, ValidatorSet,
 };
 pub use error::{AppError, ConsensusNodeError, StateDiverged};
+pub use initial::{InitialStateError, InitialStateFile};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
 pub use signing::ChainId;

@@ -21,6 +21,7 @@ use crate::codec::BorshCodec;
 use crate::config::AppConfig;
 use crate::context::{PrivateKey, StepContext, ValidatorAddress, ValidatorSet};
 use crate::error::ConsensusNodeError;
+use crate::execution::ChainState;
 use crate::signing::{StepSigner, StepVerifier};
 use crate::store::RedbStore;
 
@@ -45,6 +46,8 @@ pub struct NodeSettings {
     pub key: PrivateKey,
     pub validators: ValidatorSet,
     pub app: AppConfig,
+    /// The chain's state at height 0 (`ChainState::from_initial`); `None`: empty.
+    pub initial: Option<std::sync::Arc<ChainState>>,
     /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
@@ -84,6 +87,7 @@ impl NodeSettings {
             key,
             validators,
             app,
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
             #[cfg(feature = "byzantine")]
@@ -334,14 +338,12 @@ impl Node {
                 format!("forged-{}", s.moniker),
             ));
         }
-        let app = App::open(
-            s.app,
-            s.key.clone(),
-            s.validators.clone(),
-            store,
-            events.clone(),
-        )
-        .await?;
+        let base = s
+            .initial
+            .as_deref()
+            .map_or_else(ChainState::default, Clone::clone);
+        let (vs, ev) = (s.validators.clone(), events.clone());
+        let app = App::open(s.app, s.key.clone(), vs, store, ev, base).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
         let store = app.store_handle();

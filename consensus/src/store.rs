@@ -86,8 +86,10 @@ pub trait Store: Send + 'static {
     fn nonce_height(&self, account: &[u8; 20], nonce: &str) -> Result<Option<u64>, StoreError>;
     /// The lowest and highest decided heights, if any.
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
-    /// Rebuilds the application state from every stored change set.
-    fn load_state(&self) -> Result<ChainState, StoreError>;
+    /// Rebuilds the application state from every stored change set, applied
+    /// onto `base` (the chain's initial state: [`ChainState::default`], or
+    /// [`ChainState::from_initial`]'s).
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError>;
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
     fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
@@ -343,7 +345,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn load_state(&self) -> Result<ChainState, StoreError> {
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
         let rows: Vec<(u64, Vec<u8>)> = self.read("load state", |tx| {
             let t = tx.open_table(DECIDED)?;
             let mut out = Vec::with_capacity(t.len()? as usize);
@@ -353,7 +355,7 @@ impl Store for RedbStore {
             }
             Ok(out)
         })?;
-        let mut state = ChainState::default();
+        let mut state = base;
         for (height, bytes) in rows {
             let rec: DecidedRecord = self.decode("decided", height, &bytes)?;
             state

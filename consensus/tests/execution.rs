@@ -202,7 +202,7 @@ fn store_survives_reopen_and_rebuilds_the_state() {
         }
     }
     let mut store = RedbStore::open(&path).expect("reopen");
-    assert_eq!(store.load_state().expect("load"), s);
+    assert_eq!(store.load_state(ChainState::default()).expect("load"), s);
     assert_eq!(store.decided_range().expect("range"), Some((1, 3)));
     assert_eq!(
         store.decided(2).expect("read").map(|r| r.block),

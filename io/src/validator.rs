@@ -202,6 +202,7 @@ async fn open_ledger_with(
         n.moniker.clone()
     };
     let pc = pipeline_config(config, clock);
+    let initial = genesis.initial_state(&genesis_file)?;
     let app = app_config(config, pc.verifier, chain);
     let mut settings = NodeSettings::new(
         moniker,
@@ -212,6 +213,17 @@ async fn open_ledger_with(
         validators,
         app,
     );
+    if let Some(state) = initial {
+        tracing::info!(
+            file = %genesis.initial_state,
+            root = %genesis.initial_state_root,
+            accounts = state.balances.len(),
+            triangles = state.triangles.len(),
+            nonces = state.nonces.len(),
+            "starting from the genesis' initial state"
+        );
+        settings.initial = Some(Arc::new(state));
+    }
     tweak(&mut settings);
     tracing::info!(
         validator = %me,

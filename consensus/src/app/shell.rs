@@ -83,20 +83,21 @@ fn task_error(what: &'static str) -> impl Fn(tokio::task::JoinError) -> AppError
 }
 
 impl<S: Store> App<S> {
-    /// Opens the app: the state is rebuilt from the store on a blocking thread.
+    /// Opens the app: the state is rebuilt from the store onto `base`, on a blocking thread.
     pub async fn open(
         cfg: AppConfig,
         key: PrivateKey,
         validators: ValidatorSet,
         store: S,
         events: broadcast::Sender<NodeEvent>,
+        base: crate::execution::ChainState,
     ) -> Result<Self, AppError> {
         let store = Arc::new(Mutex::new(store));
         let s = Arc::clone(&store);
         let state = tokio::task::spawn_blocking(move || {
             s.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .load_state()
+                .load_state(base)
         })
         .await
         .map_err(task_error("load state"))??;

@@ -44,9 +44,16 @@ async fn open<S: Store>(store: S) -> App<S> {
     let pk = PublicKey(key.verification_key().to_bytes());
     let validators = ValidatorSet::new(vec![Validator::new(pk, 1)]);
     let (events, _) = broadcast::channel(16);
-    App::open(AppConfig::default(), key, validators, store, events)
-        .await
-        .expect("open")
+    App::open(
+        AppConfig::default(),
+        key,
+        validators,
+        store,
+        events,
+        ChainState::default(),
+    )
+    .await
+    .expect("open")
 }
 
 fn get_value(
@@ -142,8 +149,8 @@ impl Store for BrokenStore {
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(None)
     }
-    fn load_state(&self) -> Result<ChainState, StoreError> {
-        Ok(ChainState::default())
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
+        Ok(base)
     }
     fn put_evidence(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
         Err(broken())
@@ -226,6 +233,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
         validators,
         RedbStore::open(&dir.path().join("store.redb")).expect("store"),
         events,
+        ChainState::default(),
     )
     .await
     .expect("open");

@@ -125,6 +125,7 @@ impl Cluster {
             key: self.keys[i].clone(),
             validators: self.validators.clone(),
             app: self.app,
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
             #[cfg(feature = "byzantine")]
