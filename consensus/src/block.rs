@@ -296,21 +296,7 @@ impl WireBatch {
             .proofs
             .iter()
             .enumerate()
-            .map(|(index, p)| {
-                let signature = p
-                    .signature
-                    .map_err(|_| WireError::MissingSignature { index })?;
-                Ok(WireProof {
-                    account: p.account.0,
-                    triangle: p.triangle,
-                    lat_bits: p.lat.to_bits(),
-                    lon_bits: p.lon.to_bits(),
-                    accuracy_m_bits: p.accuracy_m.to_bits(),
-                    timestamp: p.timestamp,
-                    nonce: p.nonce,
-                    signature,
-                })
-            })
+            .map(|(index, p)| WireProof::of_proof(p).ok_or(WireError::MissingSignature { index }))
             .collect::<Result<_, _>>()?;
         Ok(WireBatch {
             proofs,
