@@ -486,6 +486,27 @@ pub(crate) fn read_batches<R: Read>(
     Ok(out)
 }
 
+/// Reads a borsh vector of at most [`MAX_BATCHES_PER_BLOCK`] batch digests
+/// (a value's, a proposal part's, a fetch request's), checked before
+/// allocating.
+pub(crate) fn read_digests<R: Read>(
+    r: &mut R,
+    what: &'static str,
+) -> std::io::Result<Vec<[u8; 32]>> {
+    let n = read_count(r, MAX_BATCHES_PER_BLOCK, |batches| {
+        WireError::TooManyBatches {
+            what,
+            batches,
+            max: MAX_BATCHES_PER_BLOCK,
+        }
+    })?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(<[u8; 32]>::deserialize_reader(r)?);
+    }
+    Ok(out)
+}
+
 /// Reads a borsh vector of at most [`MAX_ATTESTATIONS_PER_BLOCK`]
 /// attestations (fixed size each), checked before allocating.
 pub(crate) fn read_attestations<R: Read>(

@@ -1,12 +1,16 @@
 //! The core's received proposals: parts and gossip in, complete proposals
 //! out, and the checks of a block before (or instead of) its signatures.
 
+use malachitebft_core_types::Value as _;
+
 use super::*;
 
 impl Core {
-    /// A proposal part (or a gossip message) from a peer. Returns a
-    /// complete proposal of a height not executed yet whose value id is the
-    /// announced one; validate it, then call [`Core::accept`].
+    /// A proposal part (or a gossip, attestation, want or supply message)
+    /// from a peer. Returns a received proposal of a height not executed
+    /// yet whose value id is the announced one and whose batches are all
+    /// here, this message's or an earlier one's (one per call); validate
+    /// it, then call [`Core::accept`].
     pub fn received_part(
         &mut self,
         from: PeerId,
@@ -14,7 +18,19 @@ impl Core {
         part: StreamMessage<ProposalPart>,
         now: Instant,
         fx: &mut Vec<Effect>,
-    ) -> Option<Assembled> {
+    ) -> Option<Received> {
+        self.take_part(from, published_by, part, now, fx);
+        self.next_ready()
+    }
+
+    fn take_part(
+        &mut self,
+        from: PeerId,
+        published_by: Option<PeerId>,
+        part: StreamMessage<ProposalPart>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         // Group by the publisher: relays may deliver parts of one stream
         // through different neighbours.
         let publisher = published_by.unwrap_or(from);
@@ -24,25 +40,41 @@ impl Core {
             tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
             let muted = self.gossip.strike(&publisher, now);
             report_mute(publisher, muted);
-            return None;
+            return;
         }
         if let Some((batch, att)) = crate::streaming::gossiped(&part) {
             let batch = Arc::clone(batch);
-            self.gossip_batch(batch, &att.clone(), publisher, now, fx);
-            return None;
+            let muted = self.gossip.is_muted(&publisher, now);
+            self.gossip_batch(Arc::clone(&batch), &att.clone(), publisher, now, fx);
+            if !muted {
+                self.batch_arrived(&batch, now, fx);
+            }
+            return;
         }
         if let Some(att) = crate::streaming::attestation(&part) {
             self.attestation_received(att.clone(), publisher, now);
-            return None;
+            return;
+        }
+        if let Some(digests) = crate::streaming::wanted(&part) {
+            self.want_received(digests, publisher, now, fx);
+            return;
+        }
+        if let Some(batch) = crate::streaming::supplied(&part) {
+            let batch = Arc::clone(batch);
+            self.supply_received(&batch, publisher, now, fx);
+            return;
         }
         let a = match self.streams.try_insert(publisher, part) {
-            Ok(a) => a?,
+            Ok(Some(a)) => a,
+            Ok(None) => return,
             Err(e) => {
                 tracing::debug!(%publisher, error = %e, "proposal stream dropped");
-                return None;
+                return;
             }
         };
-        (a.height.0 > self.height && a.block.id() == a.announced_id).then_some(a)
+        if a.height.0 > self.height && a.value.id() == a.announced_id {
+            self.resolve(a, now, fx);
+        }
     }
 
     /// The checks of a block of `height` before any signature:
