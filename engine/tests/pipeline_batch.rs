@@ -81,10 +81,7 @@ fn one_bad_signature_is_named() {
     }
     sig[64] = 55 - sig[64]; // 27 <-> 28
     b.proofs[3].signature = Ok(sig);
-    assert_eq!(
-        bad_index(&b),
-        (3, Reject::Signature(SignatureError::HighS))
-    );
+    assert_eq!(bad_index(&b), (3, Reject::Signature(SignatureError::HighS)));
 }
 
 #[test]

@@ -34,7 +34,6 @@ fn proofs(n: u64) -> Vec<Proof> {
         .collect()
 }
 
-
 type Done = std_mpsc::Sender<(u64, bool)>;
 
 /// Opens the log with a completion that reports `(tag, ok)` on a channel.
@@ -106,7 +105,11 @@ fn a_torn_tail_is_truncated_and_earlier_corruption_is_an_error() {
     let (log, _, rx) = open(&s);
     append_all(&log, &rx, &ps[..2]);
     log.close();
-    let seg = segments(d.path()).unwrap().into_values().next_back().unwrap();
+    let seg = segments(d.path())
+        .unwrap()
+        .into_values()
+        .next_back()
+        .unwrap();
     let whole = std::fs::metadata(&seg).unwrap().len();
     // Half of a third record, as a SIGKILL mid-write leaves it.
     let mut rec = Vec::new();
