@@ -203,3 +203,14 @@ fn appends_share_fsyncs_and_decided_segments_are_deleted() {
         "only the active segment is left"
     );
 }
+
+/// Only signed proofs are logged: an unsigned one is a named error and
+/// leaves the buffer as it was.
+#[test]
+fn an_unsigned_proof_is_not_encoded() {
+    let mut p = proofs(1).remove(0);
+    p.signature = Err(step_engine::error::SignatureError::RecoveryFailed);
+    let mut buf = vec![1, 2, 3];
+    assert_eq!(encode_record(&p, &mut buf), Err(EncodeError::Unsigned));
+    assert_eq!(buf, [1, 2, 3]);
+}
