@@ -304,6 +304,26 @@ pub struct Vote {
     pub extension: Option<SignedExtension<StepContext>>,
 }
 
+impl Vote {
+    /// A vote of `vote_type` by `address`, without an extension.
+    pub fn unsigned(
+        vote_type: VoteType,
+        height: Height,
+        round: Round,
+        value: NilOrVal<ValueId>,
+        address: ValidatorAddress,
+    ) -> Self {
+        Self {
+            vote_type,
+            height,
+            round,
+            value,
+            validator_address: address,
+            extension: None,
+        }
+    }
+}
+
 impl mc::Vote<StepContext> for Vote {
     fn height(&self) -> Height {
         self.height
@@ -397,35 +417,17 @@ impl BorshSerialize for ProposalPart {
                 0u8.serialize(w)?;
                 (height, round, valid_round, proposer, prev_root).serialize(w)
             }
-            ProposalPart::Digests(d) => {
-                6u8.serialize(w)?;
-                d.serialize(w)
-            }
-            ProposalPart::Want(d) => {
-                7u8.serialize(w)?;
-                d.serialize(w)
-            }
-            ProposalPart::Supply(b) => {
-                8u8.serialize(w)?;
-                b.serialize(w)
-            }
-            ProposalPart::Fin { value_id } => {
-                2u8.serialize(w)?;
-                value_id.serialize(w)
-            }
+            ProposalPart::Digests(d) => (6u8, d).serialize(w),
+            ProposalPart::Want(d) => (7u8, d).serialize(w),
+            ProposalPart::Supply(b) => (8u8, b.as_ref()).serialize(w),
+            ProposalPart::Fin { value_id } => (2u8, value_id).serialize(w),
             ProposalPart::Gossip(b, a) => {
                 3u8.serialize(w)?;
                 b.serialize(w)?;
                 a.serialize(w)
             }
-            ProposalPart::Attest(a) => {
-                4u8.serialize(w)?;
-                a.serialize(w)
-            }
-            ProposalPart::Attestations(v) => {
-                5u8.serialize(w)?;
-                v.serialize(w)
-            }
+            ProposalPart::Attest(a) => (4u8, a).serialize(w),
+            ProposalPart::Attestations(v) => (5u8, v).serialize(w),
             ProposalPart::GossipUndecodable(e) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("an undecodable gossip part is never sent ({e})"),
@@ -532,14 +534,7 @@ impl mc::Context for StepContext {
         value: NilOrVal<ValueId>,
         address: ValidatorAddress,
     ) -> Vote {
-        Vote {
-            vote_type: VoteType::Prevote,
-            height,
-            round,
-            value,
-            validator_address: address,
-            extension: None,
-        }
+        Vote::unsigned(VoteType::Prevote, height, round, value, address)
     }
 
     fn new_precommit(
@@ -549,13 +544,6 @@ impl mc::Context for StepContext {
         value: NilOrVal<ValueId>,
         address: ValidatorAddress,
     ) -> Vote {
-        Vote {
-            vote_type: VoteType::Precommit,
-            height,
-            round,
-            value,
-            validator_address: address,
-            extension: None,
-        }
+        Vote::unsigned(VoteType::Precommit, height, round, value, address)
     }
 }

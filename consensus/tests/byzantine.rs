@@ -7,23 +7,31 @@ mod support;
 use std::time::Duration;
 
 use step_consensus::evidence::EvidenceRecord;
+use step_consensus::NodeSettings;
 use step_consensus::{ByzantineConfig, RedbStore, Store, Trigger, Withhold};
-use support::{proofs, seed, Cluster, SERIAL};
+use support::{proofs, Cluster};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn equivocating_validator_is_recorded_and_safety_holds() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("byzantine");
-    let mut c = Cluster::new(4, seed);
+/// Starts validators 0–2 honest and validator 3 with `byzantine` applied
+/// to its settings.
+async fn start_with_byzantine_node3(c: &mut Cluster, byzantine: impl FnOnce(&mut NodeSettings)) {
     for i in 0..3 {
         c.start(i).await.expect("honest node starts");
     }
     let mut s = c.settings(3);
-    s.byzantine = Some(ByzantineConfig {
-        equivocate_votes: Trigger::Always,
-        ..ByzantineConfig::default()
-    });
+    byzantine(&mut s);
     c.start_with(3, s).await.expect("byzantine node starts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocating_validator_is_recorded_and_safety_holds() {
+    let (_serial, seed, mut c) = support::cluster("byzantine", 4).await;
+    start_with_byzantine_node3(&mut c, |s| {
+        s.byzantine = Some(ByzantineConfig {
+            equivocate_votes: Trigger::Always,
+            ..ByzantineConfig::default()
+        })
+    })
+    .await;
     let bs = proofs::batches(&proofs::bodies(&format!("byz-{seed}"), 120), 10);
     let total: u64 = bs.iter().map(|b| b.len() as u64).sum();
     for (k, b) in bs.into_iter().enumerate() {
@@ -83,15 +91,8 @@ async fn equivocating_validator_is_recorded_and_safety_holds() {
 /// (`Want` → `Supply`) before they can prevote; all its proofs finalize.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_a_proposer_never_gossiped_are_fetched_and_finalized() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("withhold_gossip");
-    let mut c = Cluster::new(4, seed);
-    for i in 0..3 {
-        c.start(i).await.expect("honest node starts");
-    }
-    let mut s = c.settings(3);
-    s.withhold = Some(Withhold::Gossip);
-    c.start_with(3, s).await.expect("withholding node starts");
+    let (_serial, seed, mut c) = support::cluster("withhold_gossip", 4).await;
+    start_with_byzantine_node3(&mut c, |s| s.withhold = Some(Withhold::Gossip)).await;
     c.wait_height(&[0, 1, 2, 3], 1, Duration::from_secs(60))
         .await;
     let bs = proofs::batches(&proofs::bodies(&format!("withhold-{seed}"), 80), 10);
@@ -121,15 +122,8 @@ async fn batches_a_proposer_never_gossiped_are_fetched_and_finalized() {
 /// and the next round's proposer decides the height with honest batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposer_that_never_supplies_its_batches_cannot_stall_the_chain() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("withhold_batches");
-    let mut c = Cluster::new(4, seed);
-    for i in 0..3 {
-        c.start(i).await.expect("honest node starts");
-    }
-    let mut s = c.settings(3);
-    s.withhold = Some(Withhold::Batches);
-    c.start_with(3, s).await.expect("withholding node starts");
+    let (_serial, seed, mut c) = support::cluster("withhold_batches", 4).await;
+    start_with_byzantine_node3(&mut c, |s| s.withhold = Some(Withhold::Batches)).await;
     c.wait_height(&[0, 1, 2, 3], 1, Duration::from_secs(60))
         .await;
     // node3 always holds batches to propose; the honest nodes get theirs

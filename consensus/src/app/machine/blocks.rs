@@ -19,62 +19,53 @@ impl Core {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Option<Received> {
-        self.take_part(from, published_by, part, now, fx);
+        'part: {
+            // Group by the publisher: relays may deliver parts of one stream
+            // through different neighbours.
+            let publisher = published_by.unwrap_or(from);
+            if let Some(error) = crate::streaming::undecodable_gossip(&part) {
+                // Bytes that are not a batch are an invalid batch: a strike
+                // against the authenticated publisher.
+                tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
+                let muted = self.gossip.strike(&publisher, now);
+                report_mute(publisher, muted);
+                break 'part;
+            }
+            if let Some((batch, att)) = crate::streaming::gossiped(&part) {
+                let batch = Arc::clone(batch);
+                let muted = self.gossip.is_muted(&publisher, now);
+                self.gossip_batch(Arc::clone(&batch), &att.clone(), publisher, now, fx);
+                if !muted {
+                    self.batch_arrived(&batch, now, fx);
+                }
+                break 'part;
+            }
+            if let Some(att) = crate::streaming::attestation(&part) {
+                self.attestation_received(att.clone(), publisher, now);
+                break 'part;
+            }
+            if let Some(digests) = crate::streaming::wanted(&part) {
+                self.want_received(digests, publisher, now, fx);
+                break 'part;
+            }
+            if let Some(batch) = crate::streaming::supplied(&part) {
+                let batch = Arc::clone(batch);
+                self.supply_received(&batch, publisher, now, fx);
+                break 'part;
+            }
+            let a = match self.streams.try_insert(publisher, part) {
+                Ok(Some(a)) => a,
+                Ok(None) => break 'part,
+                Err(e) => {
+                    tracing::debug!(%publisher, error = %e, "proposal stream dropped");
+                    break 'part;
+                }
+            };
+            if a.height.0 > self.height && a.value.id() == a.announced_id {
+                self.resolve(a, now, fx);
+            }
+        }
         self.next_ready()
-    }
-
-    fn take_part(
-        &mut self,
-        from: PeerId,
-        published_by: Option<PeerId>,
-        part: StreamMessage<ProposalPart>,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) {
-        // Group by the publisher: relays may deliver parts of one stream
-        // through different neighbours.
-        let publisher = published_by.unwrap_or(from);
-        if let Some(error) = crate::streaming::undecodable_gossip(&part) {
-            // Bytes that are not a batch are an invalid batch: a strike
-            // against the authenticated publisher.
-            tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
-            let muted = self.gossip.strike(&publisher, now);
-            report_mute(publisher, muted);
-            return;
-        }
-        if let Some((batch, att)) = crate::streaming::gossiped(&part) {
-            let batch = Arc::clone(batch);
-            let muted = self.gossip.is_muted(&publisher, now);
-            self.gossip_batch(Arc::clone(&batch), &att.clone(), publisher, now, fx);
-            if !muted {
-                self.batch_arrived(&batch, now, fx);
-            }
-            return;
-        }
-        if let Some(att) = crate::streaming::attestation(&part) {
-            self.attestation_received(att.clone(), publisher, now);
-            return;
-        }
-        if let Some(digests) = crate::streaming::wanted(&part) {
-            self.want_received(digests, publisher, now, fx);
-            return;
-        }
-        if let Some(batch) = crate::streaming::supplied(&part) {
-            let batch = Arc::clone(batch);
-            self.supply_received(&batch, publisher, now, fx);
-            return;
-        }
-        let a = match self.streams.try_insert(publisher, part) {
-            Ok(Some(a)) => a,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(%publisher, error = %e, "proposal stream dropped");
-                return;
-            }
-        };
-        if a.height.0 > self.height && a.value.id() == a.announced_id {
-            self.resolve(a, now, fx);
-        }
     }
 
     /// The checks of a block of `height` before any signature:
