@@ -96,6 +96,24 @@ fn a_missing_batch_is_asked_for_and_the_proposal_completes_when_it_is_supplied()
         c.check_block(Height(1), &r.block),
         BlockCheck::Sample(_)
     ));
+    // Found valid, its batch joins the mempool with its attestations: the
+    // next proposer offers it again if this round fails.
+    c.adopt(&r.block, &mut fx);
+    assert!(c.mempool().contains(&bs[0].digest) && c.has_quorum(&bs[0].digest));
+    let mut fx = Vec::new();
+    c.get_value(
+        Height(1),
+        Round::new(1),
+        Duration::from_secs(5),
+        now,
+        &[],
+        &mut fx,
+    )
+    .expect("get value");
+    c.timer(now + Duration::from_secs(5), &mut fx)
+        .expect("timer");
+    let proposed = super::published(&fx).expect("proposed");
+    assert_eq!(proposed.value.batch_digests, [bs[0].digest]);
 }
 
 #[test]

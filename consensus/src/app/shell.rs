@@ -350,6 +350,9 @@ impl<S: Store> App<S> {
                         Some(a) => {
                             let t0 = Instant::now();
                             let validity = self.validate(ch, a.height, &a.block).await?;
+                            if validity == Validity::Valid {
+                                self.core.adopt(&a.block, &mut fx);
+                            }
                             tracing::debug!(
                                 height = a.height.0,
                                 round = a.round.as_i64(),

@@ -152,6 +152,30 @@ impl Core {
         self.batch_arrived(batch, now, fx);
     }
 
+    /// A received block was found valid: its batches (and, attested, their
+    /// attestations) join this validator's mempool, so that any later
+    /// proposer offers them again if this round fails, and a batch fetched
+    /// for it is not proposed by its ingester alone.
+    pub fn adopt(&mut self, block: &BlockData, fx: &mut Vec<Effect>) {
+        for att in &block.attestations {
+            if let Ok(power) = att.check(&self.validators) {
+                self.attesting_pool_add(att.clone(), power);
+            }
+        }
+        let mut added = false;
+        for b in &block.batches {
+            if !self.has_room() {
+                break;
+            }
+            if !self.gossip.is_decided(&b.digest) && self.mempool.push(Arc::clone(b)) {
+                added = true;
+            }
+        }
+        if added {
+            self.start_now(fx);
+        }
+    }
+
     /// When the next waiting proposal asks again or is given up.
     pub(super) fn fetch_deadline(&self) -> Option<Instant> {
         self.fetching.waiting.deadline()
