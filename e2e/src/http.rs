@@ -51,7 +51,18 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(3)))?;
+    let s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(3)))?;
+    exchange(s, (method, path, body), timeout)
+}
+
+/// One request (`method`, `path`, `body`) on the connected stream `s`, read
+/// to EOF, within `timeout`.
+pub fn exchange(
+    mut s: TcpStream,
+    (method, path, body): (&str, &str, &[u8]),
+    timeout: Duration,
+) -> std::io::Result<Resp> {
+    let addr = s.peer_addr()?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
