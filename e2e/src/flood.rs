@@ -1,16 +1,16 @@
 //! An HTTP flood from many source addresses: `sources` clients, each bound
-//! to its own address `10.77.0.(128 + j)` (a local route for 10.77.0.128/25
+//! to its own address `10.77.0.(129 + j)` (a local route for 10.77.0.128/25
 //! on the harness's TUN, [`crate::net`]), send `POST /proof/submit` as fast
 //! as `rate` (requests/s, all sources together) allows. Every body is a
 //! well-formed proof signed by the wrong key, so what a validator admits
 //! costs it one signature recovery and a 4xx; what the per-IP limit refuses
 //! costs it nothing past the limiter. The honest load (`crate::load`) comes
-//! from 10.77.0.1, a different address.
+//! from [`LOAD_IP`], the harness's observers from 10.77.0.1.
 
-use crate::http::exchange;
+use crate::http::{connect_from, exchange};
 use crate::node::http_addr;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,12 +18,16 @@ use std::time::{Duration, Instant};
 use step_engine::signing::{key, point_in, sign, unsigned_proof, write_body};
 use step_engine::TriangleId;
 
-/// Flood sources: at most this many addresses (10.77.0.128–10.77.0.254).
-pub const MAX_SOURCES: usize = 127;
+/// Flood sources: at most this many addresses (10.77.0.129–10.77.0.254).
+pub const MAX_SOURCES: usize = 126;
+
+/// The honest load's address (`crate::load`): not 10.77.0.1, whose `/status`
+/// polls and `/events` count against the same per-IP limit.
+pub const LOAD_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 128);
 
 /// Source `j`'s address.
 pub fn source_ip(j: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 77, 0, 128 + j as u8)
+    Ipv4Addr::new(10, 77, 0, 129 + j as u8)
 }
 
 /// A proof for one account signed by another's key (BAD_SIGNATURE, 401).
@@ -81,10 +85,7 @@ pub struct Flood {
 
 /// One request from `src`; the status and the JSON body's `code`.
 fn send(src: Ipv4Addr, to: SocketAddr, body: &[u8]) -> std::io::Result<(u16, String)> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    sock.bind(&SocketAddr::from((src, 0)).into())?;
-    sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
-    let s: TcpStream = sock.into();
+    let s = connect_from(src, to, Duration::from_secs(2))?;
     let r = exchange(
         s,
         ("POST", "/proof/submit?wait=false", body),
@@ -126,7 +127,7 @@ impl Flood {
         // Enough senders per source to keep its rate at 500 ms per answer.
         let per_source = ((spec.rate / spec.sources as f64) * 0.5).ceil() as usize;
         let mut threads = Vec::new();
-        for t in 0..spec.sources * per_source.clamp(1, 8) {
+        for t in 0..spec.sources * per_source.clamp(1, 4) {
             let j = t % spec.sources;
             let (bodies, next, result, spec) = (
                 Arc::clone(&bodies),
@@ -196,7 +197,8 @@ mod tests {
 
     #[test]
     fn sources_have_distinct_addresses_outside_the_validators() {
-        assert_eq!(super::source_ip(0).octets(), [10, 77, 0, 128]);
+        assert_eq!(super::source_ip(0).octets(), [10, 77, 0, 129]);
+        assert_ne!(super::source_ip(0), super::LOAD_IP);
         assert_eq!(
             super::source_ip(super::MAX_SOURCES - 1).octets(),
             [10, 77, 0, 254]

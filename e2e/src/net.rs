@@ -278,8 +278,9 @@ impl Net {
         tuns.push(open_tun(&host)?);
         sh(&["ip", "addr", "add", &format!("{HOST_IP}/24"), "dev", &host])?;
         sh(&["ip", "link", "set", &host, "up"])?;
-        // 10.77.0.128/25 is local too: HTTP flood sources bind to addresses
-        // of their own (crate::flood), and the validators' answers come back.
+        // 10.77.0.128/25 is local too: the load and the HTTP flood's sources
+        // bind to addresses of their own (crate::flood), and the validators'
+        // answers come back.
         sh(&[
             "ip",
             "route",
