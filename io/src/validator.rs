@@ -1,7 +1,7 @@
 //! Opening the ledger a configuration names: what `step node --config FILE`
 //! runs before it serves the HTTP API.
 //!
-//! `node.backend = "consensus"` (the default) reads the key and genesis
+//! `node.ledger = "consensus"` (the default) reads the key and genesis
 //! files, checks that the key is one of the genesis validators, and starts a
 //! [`ConsensusLedger`]; `"local"` starts a [`LocalLedger`] (one process, not
 //! fault tolerant).
@@ -146,8 +146,8 @@ async fn open_ledger_with(
     metrics: Arc<Metrics>,
     tweak: impl FnOnce(&mut NodeSettings),
 ) -> Result<Arc<dyn Ledger>, OpenError> {
-    if config.node.backend == "local" {
-        tracing::warn!("node.backend = \"local\": one process, in memory, NOT fault tolerant");
+    if config.node.ledger == crate::config::LedgerKind::Local {
+        tracing::warn!("node.ledger = \"local\": one process, in memory, NOT fault tolerant");
         return Ok(Arc::new(LocalLedger::start(config, clock, metrics)));
     }
     let n = &config.node;
