@@ -319,7 +319,7 @@ impl Manifest {
 
     fn check(&self) -> anyhow::Result<()> {
         let n = self.validators;
-        anyhow::ensure!((1..=40).contains(&n), "validators must be 1-40");
+        anyhow::ensure!((1..=50).contains(&n), "validators must be 1-50");
         let node_ok = |i: &usize| *i < n;
         for p in &self.perturb {
             anyhow::ensure!(
