@@ -189,3 +189,90 @@ fn check_hostile(m: &Manifest, report: &mut Report, a: &[Attempt]) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostile::Junk;
+
+    fn manifest(extra: &str) -> Manifest {
+        Manifest::parse(&format!(
+            "name = \"x\"\nvalidators = 4\nduration_s = 10\n\
+             [flood]\nrate = 10\nsources = 2\nstart_s = 1\nstop_s = 5\n\
+             [hostile]\nstart_s = 1\nstop_s = 5\nconnections = 1\n\
+             [expect]\nflood = {{ refused_min_fraction = 0.5 }}\n\
+             hostile = {{ closed_within_s = 5, min_attempts = 2 }}\n{extra}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn flood(answers: &[((u16, &str), u64)]) -> FloodResult {
+        FloodResult {
+            by_answer: answers
+                .iter()
+                .map(|((s, c), n)| ((*s, (*c).to_owned()), *n))
+                .collect(),
+            latency_ms: vec![1.0; 10],
+            ..FloodResult::default()
+        }
+    }
+
+    #[test]
+    fn a_flood_check_fails_on_an_accepted_forgery_or_too_few_refusals() {
+        let m = manifest("");
+        let mut ok = Report::default();
+        check_flood(
+            &m,
+            &mut ok,
+            flood(&[((429, "RATE_LIMITED (ip)"), 6), ((401, "BAD_SIGNATURE"), 4)]),
+        );
+        assert!(ok.passed(), "{ok}");
+        let mut forged = Report::default();
+        check_flood(
+            &m,
+            &mut forged,
+            flood(&[((429, "RATE_LIMITED (ip)"), 6), ((202, ""), 1)]),
+        );
+        assert!(
+            forged.failures.iter().any(|f| f.contains("forged")),
+            "{forged}"
+        );
+        let mut few = Report::default();
+        // Refusals by the per-account limit are not the per-IP limit holding.
+        check_flood(
+            &m,
+            &mut few,
+            flood(&[
+                ((429, "RATE_LIMITED (account)"), 6),
+                ((401, "BAD_SIGNATURE"), 4),
+            ]),
+        );
+        assert!(few.failures.iter().any(|f| f.contains("per-IP")), "{few}");
+    }
+
+    #[test]
+    fn a_hostile_check_fails_on_a_connection_left_open() {
+        let m = manifest("");
+        let a = |closed: Option<f64>| Attempt {
+            node: 0,
+            kind: Junk::Silent,
+            closed_after: closed.map(Duration::from_secs_f64),
+            connect_error: None,
+        };
+        let mut ok = Report::default();
+        check_hostile(&m, &mut ok, &[a(Some(1.0)), a(Some(4.9))]);
+        assert!(ok.passed(), "{ok}");
+        let mut open = Report::default();
+        check_hostile(&m, &mut open, &[a(Some(1.0)), a(None)]);
+        assert!(
+            open.failures.iter().any(|f| f.contains("never closed")),
+            "{open}"
+        );
+        let mut slow = Report::default();
+        check_hostile(&m, &mut slow, &[a(Some(1.0)), a(Some(6.0))]);
+        assert!(!slow.passed(), "{slow}");
+        let mut few = Report::default();
+        check_hostile(&m, &mut few, &[a(Some(1.0))]);
+        assert!(few.failures.iter().any(|f| f.contains("need 2")), "{few}");
+    }
+}
