@@ -33,7 +33,7 @@ fn smoke() {
 
 #[test]
 #[ignore = "issue #17, not yet 3 of 3: with the harness at nice -10 and 1 s prevote/precommit timeouts (ADR 0025) \
-            the chain resumed 1.9-8.2 s after the heal in 4 of 5 runs at load average 12-25 (14-21 s in the fifth), \
+            the chain resumed 1.9-8.2 s after the heal in 5 of 6 runs at load average 12-25 (14-21 s in the sixth), \
             but the chain then crawled and proofs were final only after the 30 s settle; see docs/RELIABILITY.md"]
 fn partition_2_2() {
     scenario("partition-2-2");
@@ -59,7 +59,7 @@ fn delay_loss() {
 }
 
 #[test]
-#[ignore = "flaky (issue #17): the 3 running validators finalized 1 height (needs 2) while the proposer was paused 10 s in the CI run of 2026-12-01 20:59 (load average 3), and 1 of 5 runs failed earlier at load average 12-17; passed 1 of 1 at 2026-12-02 01:29 (la 16, nice -10), not yet 3 of 3; see docs/RELIABILITY.md"]
+#[ignore = "flaky (issue #17): the 3 running validators finalized 1 height (needs 2) while the proposer was paused 10 s in the CI run of 2026-12-01 20:59 (load average 3), and 1 of 5 runs failed earlier at load average 12-17; passed 1 of 2 on 2026-12-02 (la 15-17, nice -10; the other resumed 29.7-32.9 s after SIGCONT, 30 s allowed); see docs/RELIABILITY.md"]
 fn pause_proposer() {
     scenario("pause-proposer");
 }
