@@ -171,9 +171,13 @@ impl Hostile {
                     while t0.elapsed() < stop {
                         let kind = ALL[i % ALL.len()];
                         let a = attempt(node, addr, kind, (node * 1000 + i) as u64, give_up);
-                        if a.connect_error.is_some() {
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
+                        // A steady stream, not a busy loop: every byte also
+                        // crosses the harness's userspace router.
+                        std::thread::sleep(Duration::from_millis(if a.connect_error.is_some() {
+                            200
+                        } else {
+                            50
+                        }));
                         results.lock().unwrap_or_else(|e| e.into_inner()).push(a);
                         i += 1;
                     }
