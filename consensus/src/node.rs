@@ -165,6 +165,7 @@ pub struct Node {
     /// The app's store, shared: `stop` closes it once the app and its
     /// blocking store calls are done with it.
     store: std::sync::Arc<std::sync::Mutex<RedbStore>>,
+    reader: crate::store::StoreReader,
 }
 
 impl std::fmt::Debug for Node {
@@ -238,12 +239,15 @@ impl Node {
         })?;
         check_wal_patiently(&wal_path).await?;
         let (path, cache) = (s.store_path(), s.app.store_cache_bytes);
-        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
-            .await
-            .map_err(|e| crate::error::AppError::Task {
-                what: "open store",
-                reason: e.to_string(),
-            })??;
+        let state_cache = crate::execution::CacheBytes::split(s.app.state_cache_bytes as u64);
+        let store = tokio::task::spawn_blocking(move || {
+            RedbStore::open_with_cache(&path, cache, state_cache)
+        })
+        .await
+        .map_err(|e| crate::error::AppError::Task {
+            what: "open store",
+            reason: e.to_string(),
+        })??;
 
         let signer = StepSigner::new(s.key.clone());
         let pk = signer.public_key();
@@ -319,6 +323,7 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
+        let reader = store.reader();
         let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
@@ -345,6 +350,7 @@ impl Node {
             watcher,
             wal_path,
             store,
+            reader,
         })
     }
 
@@ -374,6 +380,11 @@ impl Node {
     /// The executed state (read-only; the app writes it after each decision).
     pub fn state(&self) -> SharedState {
         self.state.clone()
+    }
+
+    /// Reads finalized proofs from the store, from any thread.
+    pub fn store_reader(&self) -> crate::store::StoreReader {
+        self.reader.clone()
     }
 
     /// The decided record of `height` from the store (block bytes,

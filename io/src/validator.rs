@@ -71,6 +71,8 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier) -> AppConfig
         propose_wait: Duration::from_millis(c.propose_wait_ms),
         store_cache_bytes: usize::try_from(c.store_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
+        state_cache_bytes: usize::try_from(c.state_cache_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         max_idle_block_interval: Duration::from_millis(c.max_idle_block_interval_ms),
     }
 }

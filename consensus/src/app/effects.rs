@@ -13,7 +13,7 @@ use step_engine::Verifier;
 use super::api::NodeEvent;
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValueId};
-use crate::store::{DecidedRecord, UndecidedRecord};
+use crate::store::{BlockRows, DecidedRecord, UndecidedRecord};
 use crate::streaming::PeerId;
 
 /// What the shell must do, in order.
@@ -21,8 +21,9 @@ use crate::streaming::PeerId;
 pub enum Effect {
     /// Store an undecided proposal (received, synced or our own).
     PutUndecided(UndecidedRecord),
-    /// Commit a decided height and prune the undecided proposals up to it.
-    Commit(DecidedRecord),
+    /// Commit a decided height (with the state rows and proofs its
+    /// execution wrote) and prune the undecided proposals up to it.
+    Commit(DecidedRecord, BlockRows),
     /// Store the evidence seen when finalizing `height`.
     PutEvidence { height: u64, bytes: Vec<u8> },
     /// Publish a proposal's stream messages, in order.

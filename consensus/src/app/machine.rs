@@ -31,7 +31,7 @@ use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, Valida
 use crate::error::AppError;
 use crate::evidence::EvidenceRecord;
 use crate::execution::BlockOutcome;
-use crate::store::{DecidedRecord, UndecidedRecord};
+use crate::store::{BlockRows, DecidedRecord, StoredProof, UndecidedRecord};
 use crate::streaming::{split, Assembled, PeerId, Reassembler};
 
 mod decide;

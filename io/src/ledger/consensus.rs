@@ -26,17 +26,18 @@
 //! another validator first) ends as [`FinalityError::Rejected`].
 //!
 //! Queries read the executed state ([`step_consensus::SharedState`]) under a
-//! read lock. `GET /proof/{id}` is answered from an in-memory index of the
-//! last `consensus.proof_index_max` finalized proofs, built from decisions
-//! since this process started (not from the store).
+//! read lock: its rows come through byte-bounded caches from the store.
+//! `GET /proof/{id}` is answered from the store, which keeps every
+//! finalized proof with its block (after a restart too), behind an optional
+//! in-memory index of the last `consensus.proof_index_max` (default 0).
 
 use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
-use super::exec::{account_view, triangle_view};
+use super::exec::{account_view, stored_record, triangle_view};
 use super::intake::{self, lock, Finality, Intake};
 use super::precheck::{PrecheckShards, PrecheckState};
 use super::{
-    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, StatusView,
-    Submission, TriangleView,
+    AccountView, Final, FinalityError, FinalizedBlock, Ledger, LedgerReadError, ProofId,
+    ProofRecord, StatusView, Submission, TriangleView,
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -74,6 +75,8 @@ struct Inner {
     limits: Limits,
     validators: usize,
     state: SharedState,
+    /// Finalized proofs on disk (`GET /proof/{id}`, after a restart too).
+    reader: step_consensus::store::StoreReader,
     node: Mutex<Option<Node>>,
     forwarder: Mutex<Option<std::thread::JoinHandle<()>>>,
     decisions: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -99,6 +102,7 @@ impl ConsensusLedger {
         let validators = settings.validators.validators().len();
         let node = Node::start(settings).await?;
         let state = node.state();
+        let reader = node.store_reader();
         {
             let s = state.read();
             metrics
@@ -155,6 +159,7 @@ impl ConsensusLedger {
                 limits,
                 validators,
                 state,
+                reader,
                 node: Mutex::new(Some(node)),
                 forwarder: Mutex::new(Some(forwarder)),
                 decisions: Mutex::new(Some(decisions)),
@@ -186,19 +191,18 @@ impl Ledger for ConsensusLedger {
         })
     }
 
-    fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
+    fn proof(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError> {
         intake::proof_record(&self.inner.shared.finality, id, |id| {
             self.inner.executed(id)
         })
     }
 
-    fn account(&self, address: &Address) -> AccountView {
+    fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError> {
         account_view(&self.inner.state.read(), address)
     }
 
-    fn triangle(&self, id: &TriangleId) -> TriangleView {
-        // Execution keeps no click times (block times are not agreed on).
-        triangle_view(&self.inner.state.read(), id, None)
+    fn triangle(&self, id: &TriangleId) -> Result<TriangleView, LedgerReadError> {
+        triangle_view(&self.inner.state.read(), id)
     }
 
     fn status(&self) -> StatusView {
@@ -265,9 +269,19 @@ impl Ledger for ConsensusLedger {
 }
 
 impl Inner {
-    /// The record of an executed proof.
-    fn executed(&self, id: &ProofId) -> Option<ProofRecord> {
-        lock(&self.shared.index).by_id.get(id).cloned()
+    /// The record of an executed proof: from the in-memory index of the
+    /// latest ones, else from the store.
+    fn executed(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError> {
+        if let Some(rec) = lock(&self.shared.index).by_id.get(id) {
+            return Ok(Some(rec.clone()));
+        }
+        let stored = self.reader.proof(&id.0).map_err(|e| LedgerReadError {
+            what: "a finalized proof",
+            reason: e.to_string(),
+        })?;
+        stored
+            .map(|(p, time_ms)| stored_record(&p, time_ms))
+            .transpose()
     }
 }
 

@@ -360,12 +360,14 @@ mod tests {
                     pubkeys: vec![[0; 64]],
                     digest: [h as u8; 32],
                 };
-                let out = state.apply_block(
-                    &Limits::default(),
-                    Height(h),
-                    ValueId([h as u8; 32]),
-                    std::slice::from_ref(&batch),
-                );
+                let out = state
+                    .apply_block(
+                        &Limits::default(),
+                        Height(h),
+                        ValueId([h as u8; 32]),
+                        std::slice::from_ref(&batch),
+                    )
+                    .expect("in-memory state");
                 Decision {
                     height: h,
                     round: 0,
@@ -460,10 +462,7 @@ mod tests {
     async fn heights_beyond_the_journal_end_unrecovered() {
         let shared = shared();
         let proofs: Vec<Proof> = (1..=3).map(proof).collect();
-        let chain = ChainState {
-            journal: ResultJournal::with_capacity(1),
-            ..ChainState::default()
-        };
+        let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
         let results = lag_past(&shared, chain, &proofs).await;
         for r in &results[..2] {
             assert!(
