@@ -4,6 +4,7 @@
 //! migrated, a newer one refused, and the state's memory is bounded by its
 //! caches whatever the chain's length. Single-process, no network.
 
+use redb::ReadableTable;
 use step_consensus::context::{Height, ValueId};
 use step_consensus::execution::{BlockOutcome, CacheBytes, ChainState};
 use step_consensus::store::{BlockRows, DecidedRecord, StoreError, SCHEMA_VERSION};
@@ -86,7 +87,11 @@ fn build(
         let stored = on_store
             .apply_block(&limits(), h, id, batches)
             .expect("execute on the store");
-        assert_eq!(stored, out, "height {}: one execution, memory or store", h.0);
+        assert_eq!(
+            stored, out,
+            "height {}: one execution, memory or store",
+            h.0
+        );
         commit(&mut store, stored, &batch);
         on_store.committed(h.0);
     }
@@ -144,7 +149,10 @@ fn same_rows(a: &ChainState, b: &ChainState, accounts: usize, triangles: usize) 
     }
     for i in 0..triangles {
         let t = triangle(i);
-        assert_eq!(a.triangle_row(&t).expect("a"), b.triangle_row(&t).expect("b"));
+        assert_eq!(
+            a.triangle_row(&t).expect("a"),
+            b.triangle_row(&t).expect("b")
+        );
     }
 }
 
@@ -173,7 +181,10 @@ fn a_restart_opens_at_the_head_without_replay_and_reads_the_same_state() {
     let (stored, time_ms) = reader.proof(&id).expect("read").expect("stored");
     assert_eq!((stored.height, stored.clicks, time_ms), (1, 1, T0 + 1));
     assert_eq!(
-        state.triangle_row(&triangle(3)).expect("read").last_click_ms,
+        state
+            .triangle_row(&triangle(3))
+            .expect("read")
+            .last_click_ms,
         Some(T0),
         "lastClickAt: the last accepted proof's own time"
     );
@@ -193,7 +204,6 @@ fn flip_a_byte(path: &std::path::Path, table: &str) {
         let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(table);
         let mut t = tx.open_table(def).expect("table");
         let (k, mut v) = {
-            use redb::ReadableTable;
             let (k, v) = t.first().expect("read").expect("a row");
             (k.value().to_vec(), v.value().to_vec())
         };
@@ -277,19 +287,28 @@ fn a_schema_1_store_is_migrated_once_to_the_same_state() {
     assert_eq!(state, mem);
     for i in 0..7 {
         let addr = Address([i as u8 + 1; 20]);
-        assert_eq!(state.account(&addr).expect("s"), mem.account(&addr).expect("m"));
+        assert_eq!(
+            state.account(&addr).expect("s"),
+            mem.account(&addr).expect("m")
+        );
     }
     for i in 0..9 {
         let (s, m) = (
             state.triangle(&triangle(i)).expect("s"),
             mem.triangle(&triangle(i)).expect("m"),
         );
-        assert_eq!(s, m, "schema 1 kept no click times, the clicks are the same");
+        assert_eq!(
+            s, m,
+            "schema 1 kept no click times, the clicks are the same"
+        );
     }
     drop((state, store));
     let again = RedbStore::open(&path).expect("reopen");
     assert_eq!(
-        (again.open_report().schema_found, again.open_report().migrated_heights),
+        (
+            again.open_report().schema_found,
+            again.open_report().migrated_heights
+        ),
         (SCHEMA_VERSION, 0),
         "migrated once"
     );
@@ -315,7 +334,10 @@ fn a_schema_1_store_whose_roots_do_not_chain_is_refused() {
         tx.commit().expect("commit");
     }
     let err = RedbStore::open(&path).expect_err("a change set that is not its root");
-    assert!(matches!(err, StoreError::RootMismatch { height: 2, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::RootMismatch { height: 2, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -340,7 +362,10 @@ fn a_store_of_a_newer_schema_is_refused_with_what_to_do() {
         "{err}"
     );
     let msg = err.to_string();
-    assert!(msg.contains("Run a step release that supports schema"), "{msg}");
+    assert!(
+        msg.contains("Run a step release that supports schema"),
+        "{msg}"
+    );
 }
 
 /// The small version of the long-chain test: a chain 10× longer, over the
