@@ -22,7 +22,7 @@ use crate::execution::{AppState, CacheBytes, ChangeSet, StateRoot};
 mod migrate;
 mod tables;
 
-use tables::{nonce_key, RedbSource, META, NONCES, PROOFS, TIMES};
+use tables::{nonce_key, RedbSource, SharedDb, META, NONCES, PROOFS, TIMES};
 pub use tables::{BlockRows, Checksum, Head, OpenReport, StoredProof, SCHEMA_VERSION};
 
 /// One decided height as stored.
@@ -155,7 +155,7 @@ type DbResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// [`Store`] on a `redb` file.
 pub struct RedbStore {
-    db: Arc<Database>,
+    db: SharedDb,
     path: PathBuf,
     state_cache: CacheBytes,
     report: OpenReport,
@@ -165,7 +165,7 @@ pub struct RedbStore {
 /// thread, while the app writes.
 #[derive(Clone)]
 pub struct StoreReader {
-    db: Arc<Database>,
+    db: SharedDb,
     path: PathBuf,
 }
 
@@ -191,17 +191,19 @@ impl StoreReader {
     pub fn proof(&self, id: &[u8; 32]) -> Result<Option<(StoredProof, i64)>, StoreError> {
         let fail = self.fail("read proof");
         let read = || -> DbResult<Option<(Vec<u8>, Option<i64>)>> {
-            let tx = self.db.begin_read()?;
-            let Some(v) = tx
-                .open_table(PROOFS)?
-                .get(id.as_slice())?
-                .map(|v| v.value().to_vec())
-            else {
-                return Ok(None);
-            };
-            let p: StoredProof = borsh::from_slice(&v)?;
-            let time = tx.open_table(TIMES)?.get(p.height)?.map(|t| t.value());
-            Ok(Some((v, time)))
+            self.db.with(|db| {
+                let tx = db.begin_read()?;
+                let Some(v) = tx
+                    .open_table(PROOFS)?
+                    .get(id.as_slice())?
+                    .map(|v| v.value().to_vec())
+                else {
+                    return Ok(None);
+                };
+                let p: StoredProof = borsh::from_slice(&v)?;
+                let time = tx.open_table(TIMES)?.get(p.height)?.map(|t| t.value());
+                Ok(Some((v, time)))
+            })
         };
         let Some((bytes, time)) = read().map_err(|e| fail(e.to_string()))? else {
             return Ok(None);
@@ -219,6 +221,14 @@ impl StoreReader {
             reason: "no time row for the proof's height".into(),
         })?;
         Ok(Some((p, time)))
+    }
+}
+
+/// Closes the database, so that the file can be opened again at once, even
+/// while readers of the state or of proofs are still held.
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        self.db.close();
     }
 }
 
@@ -269,7 +279,7 @@ impl RedbStore {
                 source: Box::new(e),
             })?;
         let mut store = RedbStore {
-            db: Arc::new(db),
+            db: SharedDb::new(db),
             path: path.to_owned(),
             state_cache,
             report: OpenReport::default(),
@@ -365,7 +375,7 @@ impl RedbStore {
     /// A reader of finalized proofs, for the node's queries.
     pub fn reader(&self) -> StoreReader {
         StoreReader {
-            db: Arc::clone(&self.db),
+            db: self.db.clone(),
             path: self.path.clone(),
         }
     }
@@ -384,9 +394,14 @@ impl RedbStore {
         f: impl FnOnce(&redb::WriteTransaction) -> DbResult<()>,
     ) -> Result<(), StoreError> {
         let fail = self.fail(operation);
-        let tx = self.db.begin_write().map_err(|e| fail(e.to_string()))?;
-        f(&tx).map_err(|e| fail(e.to_string()))?;
-        tx.commit().map_err(|e| fail(e.to_string()))
+        self.db
+            .with(|db| {
+                let tx = db.begin_write()?;
+                f(&tx)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn read<T>(
@@ -395,8 +410,9 @@ impl RedbStore {
         f: impl FnOnce(&redb::ReadTransaction) -> DbResult<T>,
     ) -> Result<T, StoreError> {
         let fail = self.fail(operation);
-        let tx = self.db.begin_read().map_err(|e| fail(e.to_string()))?;
-        f(&tx).map_err(|e| fail(e.to_string()))
+        self.db
+            .with(|db| f(&db.begin_read()?))
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn encode<T: BorshSerialize>(
@@ -516,7 +532,7 @@ impl Store for RedbStore {
             })
         })?;
         let source = Arc::new(RedbSource {
-            db: Arc::clone(&self.db),
+            db: self.db.clone(),
         });
         Ok(AppState::on_store(
             head.height,

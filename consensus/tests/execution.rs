@@ -351,10 +351,8 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
         let mut store = RedbStore::open(&path).expect("open");
         commit(&mut store, out, vec![]);
     }
-    let r = RedbStore::open(&path)
-        .expect("reopen")
-        .load_state()
-        .expect("load");
+    let store = RedbStore::open(&path).expect("reopen");
+    let r = store.load_state().expect("load");
     assert_eq!(r, s);
     assert_eq!(
         r.account(&Address([1; 20])).expect("read"),

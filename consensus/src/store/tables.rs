@@ -5,7 +5,7 @@
 //! records their decided height; the store opens at its head, no replay.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -36,6 +36,44 @@ pub(super) const TIMES: TableDefinition<u64, i64> = TableDefinition::new("times"
 /// The unique (account, nonce) index. Key: account (20 bytes) ‖ nonce
 /// (UTF-8); value: the height that used it.
 pub(super) const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
+
+/// The database, shared with the state's and the proofs' readers. The
+/// [`super::RedbStore`] that opened it closes it when it drops, whoever
+/// still holds a reader, so that a restarted node can open the file again;
+/// a read after that fails with "the store is closed".
+#[derive(Clone)]
+pub struct SharedDb(Arc<RwLock<Option<Database>>>);
+
+impl std::fmt::Debug for SharedDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedDb")
+    }
+}
+
+impl SharedDb {
+    pub(super) fn new(db: Database) -> SharedDb {
+        SharedDb(Arc::new(RwLock::new(Some(db))))
+    }
+
+    /// Runs `f` on the open database.
+    pub(super) fn with<T>(&self, f: impl FnOnce(&Database) -> DbResult<T>) -> DbResult<T> {
+        let db = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        match db.as_ref() {
+            Some(db) => f(db),
+            None => Err("the store is closed".into()),
+        }
+    }
+
+    /// Closes the database (waits for the reads in progress).
+    pub(super) fn close(&self) {
+        let db = self
+            .0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(db);
+    }
+}
 
 /// Where the state stands: the last committed height.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
@@ -239,7 +277,7 @@ pub struct OpenReport {
 /// Recomputes the checksum of the account and triangle rows and compares it
 /// with the head's; checks the head against the last decided row.
 pub(super) fn verify(
-    db: &Database,
+    db: &SharedDb,
     path: &Path,
     head: &Head,
     last_root: Option<(u64, StateRoot)>,
@@ -262,23 +300,24 @@ pub(super) fn verify(
             });
         }
     }
-    let (sum, rows) = (|| -> DbResult<(Checksum, u64)> {
-        let tx = db.begin_read()?;
-        let mut sum = Checksum::default();
-        let mut rows = 0u64;
-        for row in tx.open_table(ACCOUNTS)?.iter()? {
-            let (k, v) = row?;
-            sum.add("accounts", k.value(), v.value());
-            rows += 1;
-        }
-        for row in tx.open_table(TRIANGLES)?.iter()? {
-            let (k, v) = row?;
-            sum.add("triangles", k.value().as_bytes(), v.value());
-            rows += 1;
-        }
-        Ok((sum, rows))
-    })()
-    .map_err(fail("check state"))?;
+    let (sum, rows) = db
+        .with(|db| -> DbResult<(Checksum, u64)> {
+            let tx = db.begin_read()?;
+            let mut sum = Checksum::default();
+            let mut rows = 0u64;
+            for row in tx.open_table(ACCOUNTS)?.iter()? {
+                let (k, v) = row?;
+                sum.add("accounts", k.value(), v.value());
+                rows += 1;
+            }
+            for row in tx.open_table(TRIANGLES)?.iter()? {
+                let (k, v) = row?;
+                sum.add("triangles", k.value().as_bytes(), v.value());
+                rows += 1;
+            }
+            Ok((sum, rows))
+        })
+        .map_err(fail("check state"))?;
     if sum.to_bytes() != head.checksum {
         return Err(StoreError::StateChecksum {
             path: path.to_owned(),
@@ -293,7 +332,7 @@ pub(super) fn verify(
 /// The state tables as execution reads them.
 #[derive(Debug)]
 pub struct RedbSource {
-    pub(super) db: Arc<Database>,
+    pub(super) db: SharedDb,
 }
 
 fn read_err(table: &'static str, key: String) -> impl Fn(String) -> StateReadError {
@@ -312,8 +351,10 @@ impl RedbSource {
         f: impl FnOnce(&redb::ReadTransaction) -> DbResult<Option<Vec<u8>>>,
     ) -> Result<Option<T>, StateReadError> {
         let err = read_err(table, key);
-        let tx = self.db.begin_read().map_err(|e| err(e.to_string()))?;
-        let bytes = f(&tx).map_err(|e| err(e.to_string()))?;
+        let bytes = self
+            .db
+            .with(|db| f(&db.begin_read()?))
+            .map_err(|e| err(e.to_string()))?;
         bytes
             .map(|b| borsh::from_slice(&b).map_err(|e| err(e.to_string())))
             .transpose()
@@ -346,12 +387,12 @@ impl StateSource for RedbSource {
         let mut key = Vec::with_capacity(84);
         nonce_key(&mut key, &account.0, nonce.as_str());
         let err = read_err("nonces", format!("{account} {}", nonce.as_str()));
-        let tx = self.db.begin_read().map_err(|e| err(e.to_string()))?;
-        let t = tx.open_table(NONCES).map_err(|e| err(e.to_string()))?;
-        let used = t
-            .get(key.as_slice())
-            .map_err(|e| err(e.to_string()))?
-            .is_some();
-        Ok(used)
+        self.db
+            .with(|db| {
+                let tx = db.begin_read()?;
+                let used = tx.open_table(NONCES)?.get(key.as_slice())?.is_some();
+                Ok(used)
+            })
+            .map_err(|e| err(e.to_string()))
     }
 }
