@@ -12,6 +12,11 @@ use step_engine::heuristics::ProofState;
 use step_engine::message::{eip191_digest, MessageBuf};
 use step_engine::{mesh, proof, Backend, Limits, MemoryState, Verifier};
 
+/// `engine::<name>/backend=<backend>` (the bench naming rule).
+fn per_backend(name: &str, backend: Backend) -> BenchmarkId {
+    BenchmarkId::new(name, format!("backend={}", backend.name()))
+}
+
 fn bench(c: &mut Criterion) {
     let bodies = step_benches::sample_bodies();
     let proofs: Vec<_> = bodies
@@ -61,16 +66,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     for &backend in Backend::all() {
-        g.bench_with_input(
-            BenchmarkId::new("recover", format!("backend={}", backend.name())),
-            &backend,
-            |b, be| {
-                b.iter(|| {
-                    i = (i + 1) % n;
-                    black_box(be.recover(&digests[i], &sigs[i]))
-                })
-            },
-        );
+        g.bench_with_input(per_backend("recover", backend), &backend, |b, be| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                black_box(be.recover(&digests[i], &sigs[i]))
+            })
+        });
     }
     g.bench_function("recover_compare_bare/backend=libsecp256k1", |b| {
         b.iter(|| {
@@ -92,16 +93,12 @@ fn bench(c: &mut Criterion) {
     });
     for &backend in Backend::all() {
         let v = Verifier::new(Limits::default(), backend);
-        g.bench_with_input(
-            BenchmarkId::new("verify_stateless", format!("backend={}", backend.name())),
-            &v,
-            |b, v| {
-                b.iter(|| {
-                    i = (i + 1) % n;
-                    black_box(v.check_stateless(black_box(&bodies[i]), 0).is_ok())
-                })
-            },
-        );
+        g.bench_with_input(per_backend("verify_stateless", backend), &v, |b, v| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                black_box(v.check_stateless(black_box(&bodies[i]), 0).is_ok())
+            })
+        });
     }
     // The whole single-proof verdict, stateful stage included: each iteration
     // verifies one sample against a state that has not seen it.

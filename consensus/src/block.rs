@@ -157,7 +157,38 @@ fn read_field<R: Read, T, const N: usize>(
 }
 
 impl WireProof {
-    fn write<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
+    /// The wire form of one accepted proof; `None` without a decoded
+    /// signature (such a proof is never accepted).
+    pub fn of_proof(p: &Proof) -> Option<WireProof> {
+        let signature = p.signature.ok()?;
+        Some(WireProof {
+            account: p.account.0,
+            triangle: p.triangle,
+            lat_bits: p.lat.to_bits(),
+            lon_bits: p.lon.to_bits(),
+            accuracy_m_bits: p.accuracy_m.to_bits(),
+            timestamp: p.timestamp,
+            nonce: p.nonce,
+            signature,
+        })
+    }
+
+    /// The engine's typed proof (a copy; nothing is parsed).
+    pub fn to_proof(&self) -> Proof {
+        Proof {
+            account: Address(self.account),
+            triangle: self.triangle,
+            lat: f64::from_bits(self.lat_bits),
+            lon: f64::from_bits(self.lon_bits),
+            accuracy_m: f64::from_bits(self.accuracy_m_bits),
+            timestamp: self.timestamp,
+            nonce: self.nonce,
+            signature: Ok(self.signature),
+        }
+    }
+
+    /// Writes this proof's wire bytes (as inside a [`WireBatch`]).
+    pub fn write<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
         w.write_all(&self.account)?;
         let mut t = [0u8; ID_MAX_LEN];
         let n = self.triangle.write(&mut t);
@@ -170,7 +201,9 @@ impl WireProof {
         w.write_all(&self.signature)
     }
 
-    fn read<R: Read>(r: &mut R, index: usize) -> std::io::Result<WireProof> {
+    /// Reads one proof's wire bytes, every field bounded ([`WireError`]
+    /// inside the I/O error); `index` names it in errors.
+    pub fn read<R: Read>(r: &mut R, index: usize) -> std::io::Result<WireProof> {
         let account = <[u8; 20]>::deserialize_reader(r)?;
         let triangle =
             read_field::<_, _, ID_MAX_LEN>(r, index, "triangle", |s| TriangleId::parse(s).ok())?;
@@ -342,12 +375,29 @@ pub struct BlockData {
 }
 
 impl BlockData {
+    /// A block on the empty state's root (all zeros): a first block, or a
+    /// test's. A proposer builds with [`BlockData::on_root`].
     pub fn new<B: Into<Arc<WireBatch>>>(batches: impl IntoIterator<Item = B>) -> BlockData {
+        BlockData::on_root([0; 32], batches)
+    }
+
+    /// A block whose proposer's state root for the previous height is
+    /// `prev_root` ([`Value::prev_root`]).
+    pub fn on_root<B: Into<Arc<WireBatch>>>(
+        prev_root: [u8; 32],
+        batches: impl IntoIterator<Item = B>,
+    ) -> BlockData {
         let batches: Vec<Arc<WireBatch>> = batches.into_iter().map(Into::into).collect();
         let value = Value {
             batch_digests: batches.iter().map(|b| b.digest).collect(),
+            prev_root,
         };
         BlockData::with_value(value, batches)
+    }
+
+    /// The state root its proposer computed for the previous height.
+    pub fn prev_root(&self) -> [u8; 32] {
+        self.value.prev_root
     }
 
     fn with_value(value: Value, batches: Vec<Arc<WireBatch>>) -> BlockData {

@@ -102,6 +102,7 @@ fn counts_over_the_limit_are_refused_before_allocating() {
         })
     );
     let mut bytes = 0u32.to_le_bytes().to_vec(); // an empty value
+    bytes.extend_from_slice(&[0; 32]); // its previous root
     bytes.extend_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
         decode_block(&bytes),
@@ -136,9 +137,26 @@ fn an_overlong_or_unparsable_field_is_named() {
     );
 }
 
+/// The previous height's state root travels in the block and the value id
+/// commits to it: a block on another root is another value.
+#[test]
+fn the_previous_root_is_in_the_block_and_in_its_id() {
+    let a = BlockData::on_root([7; 32], vec![batch(2)]);
+    let b = BlockData::on_root([8; 32], vec![batch(2)]);
+    assert_eq!(a.prev_root(), [7; 32]);
+    assert_ne!(a.id(), b.id());
+    assert_eq!(BlockData::new(vec![batch(2)]).prev_root(), [0; 32]);
+    let decoded = decode_block(&a.encode().expect("encode")).expect("decode");
+    assert_eq!(decoded.prev_root(), [7; 32]);
+    assert_eq!(decoded.id(), a.id());
+    // The root is the value's last 32 bytes, before the batches.
+    let value = borsh::to_vec(&a.value).expect("value");
+    assert_eq!(&value[value.len() - 32..], &[7; 32]);
+}
+
 #[test]
 fn every_truncation_and_trailing_byte_is_refused() {
-    let block = BlockData::new(vec![batch(2), batch(3)]);
+    let block = BlockData::on_root([5; 32], vec![batch(2), batch(3)]);
     let bytes = block.encode().expect("encode");
     assert_eq!(decode_block(&bytes).expect("decode"), block);
     assert_eq!(decode_block(&bytes).expect("decode").id(), block.id());

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use crate::block::{read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
 
 /// Domain separator of a block's value id.
-pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v1\n";
+pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v2\n";
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A block height. Height 1 is the first block.
@@ -106,6 +106,14 @@ pub struct KeyLengthError {
     pub got: usize,
 }
 
+/// Exactly `N` bytes, or how many there were.
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], KeyLengthError> {
+    bytes.try_into().map_err(|_| KeyLengthError {
+        expected: N,
+        got: bytes.len(),
+    })
+}
+
 impl mc::SigningScheme for Ed25519 {
     type DecodingError = KeyLengthError;
     type Signature = Signature;
@@ -113,19 +121,13 @@ impl mc::SigningScheme for Ed25519 {
     type PrivateKey = PrivateKey;
 
     fn decode_signature(bytes: &[u8]) -> Result<Signature, KeyLengthError> {
-        bytes.try_into().map(Signature).map_err(|_| KeyLengthError {
-            expected: 64,
-            got: bytes.len(),
-        })
+        fixed(bytes).map(Signature)
     }
     fn encode_signature(s: &Signature) -> Vec<u8> {
         s.0.to_vec()
     }
     fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, KeyLengthError> {
-        bytes.try_into().map(PublicKey).map_err(|_| KeyLengthError {
-            expected: 32,
-            got: bytes.len(),
-        })
+        fixed(bytes).map(PublicKey)
     }
     fn encode_public_key(pk: &PublicKey) -> Vec<u8> {
         pk.0.to_vec()
@@ -206,14 +208,19 @@ impl mc::ValidatorSet<StepContext> for ValidatorSet {
     }
 }
 
-/// The value consensus decides: an ordered list of batch digests. The
-/// batches themselves travel in the proposal parts and are kept by the app
-/// (`crate::app`), which re-verifies them before the value is marked valid.
-/// Decoding refuses more than [`MAX_BATCHES_PER_BLOCK`] digests before
-/// allocating.
+/// The value consensus decides: an ordered list of batch digests and the
+/// state root its proposer computed for the previous height (CometBFT's app
+/// hash; `docs/CONSENSUS_SPEC.md`, "State root in the block"). The batches
+/// themselves travel in the proposal parts and are kept by the app
+/// (`crate::app`), which re-verifies them and compares the root with its own
+/// before the value is marked valid. Decoding refuses more than
+/// [`MAX_BATCHES_PER_BLOCK`] digests before allocating.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize)]
 pub struct Value {
     pub batch_digests: Vec<[u8; 32]>,
+    /// The state root after height `h - 1` for a block of height `h` (all
+    /// zeros, the empty state's root, at height 1).
+    pub prev_root: [u8; 32],
 }
 
 impl BorshDeserialize for Value {
@@ -233,11 +240,15 @@ impl BorshDeserialize for Value {
         for _ in 0..n {
             batch_digests.push(<[u8; 32]>::deserialize_reader(r)?);
         }
-        Ok(Value { batch_digests })
+        let prev_root = <[u8; 32]>::deserialize_reader(r)?;
+        Ok(Value {
+            batch_digests,
+            prev_root,
+        })
     }
 }
 
-/// SHA-256 of `BLOCK_DOMAIN ‖ u32_be(n) ‖ digest₀ ‖ … ‖ digestₙ₋₁`.
+/// SHA-256 of `BLOCK_DOMAIN ‖ u32_be(n) ‖ digest₀ ‖ … ‖ digestₙ₋₁ ‖ prev_root`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
 )]
@@ -258,6 +269,7 @@ impl mc::Value for Value {
         for d in &self.batch_digests {
             h.update(d);
         }
+        h.update(self.prev_root);
         ValueId(h.finalize().into())
     }
 }
@@ -355,6 +367,8 @@ pub enum ProposalPart {
         round: Round,
         valid_round: Round,
         proposer: ValidatorAddress,
+        /// The block's [`Value::prev_root`].
+        prev_root: [u8; 32],
     },
     Batches(Vec<Arc<WireBatch>>),
     Fin {
@@ -375,9 +389,10 @@ impl BorshSerialize for ProposalPart {
                 round,
                 valid_round,
                 proposer,
+                prev_root,
             } => {
                 0u8.serialize(w)?;
-                (height, round, valid_round, proposer).serialize(w)
+                (height, round, valid_round, proposer, prev_root).serialize(w)
             }
             ProposalPart::Batches(b) => {
                 1u8.serialize(w)?;
@@ -403,13 +418,14 @@ impl BorshDeserialize for ProposalPart {
     fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
         Ok(match u8::deserialize_reader(r)? {
             0 => {
-                let (height, round, valid_round, proposer) =
-                    <(Height, Round, Round, ValidatorAddress)>::deserialize_reader(r)?;
+                let (height, round, valid_round, proposer, prev_root) =
+                    <(Height, Round, Round, ValidatorAddress, [u8; 32])>::deserialize_reader(r)?;
                 ProposalPart::Init {
                     height,
                     round,
                     valid_round,
                     proposer,
+                    prev_root,
                 }
             }
             1 => ProposalPart::Batches(read_batches(r, "proposal part")?),

@@ -6,6 +6,28 @@ use crate::block::WireError;
 use crate::context::ValueId;
 use crate::store::StoreError;
 
+/// This validator's state root for `height` is not the one a block built on
+/// `height` carries: its executed state differs from its proposer's
+/// (`docs/CONSENSUS_SPEC.md`, "State root in the block"; `docs/RUNBOOK.md`,
+/// "StateDiverged"). A proposal that carries another root is refused (this
+/// validator prevotes nil); a decided block that does is fatal: a quorum
+/// executed to another state than ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "state diverged at height {height}: our state root is {}, the block of height {} carries {}",
+    crate::context::hex(ours),
+    height + 1,
+    crate::context::hex(theirs)
+)]
+pub struct StateDiverged {
+    /// The executed height whose root differs (the block's height − 1).
+    pub height: u64,
+    /// This validator's root after `height`.
+    pub ours: [u8; 32],
+    /// The root the block carries ([`crate::context::Value::prev_root`]).
+    pub theirs: [u8; 32],
+}
+
 /// Why the application loop stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -26,6 +48,10 @@ pub enum AppError {
     Encode { what: &'static str, reason: String },
     #[error("the {what} task failed: {reason}")]
     Task { what: &'static str, reason: String },
+    /// A decided block carries another state root than ours: this validator
+    /// stops rather than serve a state the quorum does not have.
+    #[error("a decided block refutes this validator's state: {0}")]
+    StateDiverged(#[from] StateDiverged),
 }
 
 /// Why a node did not start or stopped.

@@ -100,10 +100,6 @@ impl PartialEq for ChainState {
     }
 }
 
-/// The old name, kept for the app loop (`app.rs`) and the store: io's HTTP
-/// layer has an `AppState` of its own.
-pub type AppState = ChainState;
-
 impl ChainState {
     /// A state whose journal keeps at most `max_proofs` results.
     pub fn with_journal(journal: ResultJournal) -> ChainState {
@@ -144,6 +140,12 @@ impl ChainState {
     /// A triangle's row (a triangle never clicked: active, 0 clicks).
     pub fn triangle_row(&self, id: &TriangleId) -> Result<TriangleRow, StateReadError> {
         Ok(self.tables.triangle(id)?.unwrap_or_default())
+    }
+
+    /// The state root after [`ChainState::height`]: what the next block
+    /// must carry as its previous root.
+    pub fn state_root(&self) -> StateRoot {
+        self.root
     }
 
     /// A triangle's state (a triangle never clicked: active, 0 clicks).

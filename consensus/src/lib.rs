@@ -6,7 +6,7 @@
 //! → [`Node::submit_batch`] → [`app::Mempool`] → proposal (a [`context::Value`]
 //! of batch digests, streamed as [`context::ProposalPart`]s) → peers re-verify
 //! unseen batches → prevote / precommit (malachite) → [`app::App`] executes the
-//! decided block ([`execution::AppState::apply_block`]) → [`store::Store`]
+//! decided block ([`execution::ChainState::apply_block`]) → [`store::Store`]
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
 //! Pure modules: [`context`], [`block`] (the one bounded wire form),
@@ -36,10 +36,10 @@ pub use config::{AppConfig, Timeouts};
 pub use context::{
     Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorAddress, ValidatorSet,
 };
-pub use error::{AppError, ConsensusNodeError};
+pub use error::{AppError, ConsensusNodeError, StateDiverged};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
-pub use store::{RedbStore, Store};
+pub use store::{DecidedReader, RedbStore, Store};
 
 #[cfg(feature = "byzantine")]
 pub use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};

@@ -394,17 +394,28 @@ impl Node {
         &self,
         height: u64,
     ) -> Result<Option<crate::store::DecidedRecord>, ConsensusNodeError> {
-        use crate::store::Store as _;
-        let store = std::sync::Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .decided(height)
-        })
-        .await
-        .map_err(|_| ConsensusNodeError::Stopped)?
-        .map_err(ConsensusNodeError::from)
+        self.decided_reader().decided(height).await
+    }
+
+    /// A handle that reads decided records as [`Node::decided`] does, for a
+    /// task that cannot borrow the node. It does not keep the store open:
+    /// after [`Node::stop`] its reads fail with `Stopped`.
+    pub fn decided_reader(&self) -> crate::store::DecidedReader {
+        crate::store::DecidedReader::new(std::sync::Arc::downgrade(&self.store))
+    }
+
+    /// How many other validators' signed votes or proposals arrived within
+    /// `window` (what [`LiveStatus::peers`] counts for [`PEER_SEEN_WITHIN`]).
+    pub fn peers_heard_within(&self, window: std::time::Duration) -> usize {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        live.heard
+            .values()
+            .filter(|t| now.duration_since(**t) <= window)
+            .count()
     }
 
     /// Height and round in progress, and how many other validators were heard from lately.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use borsh::{BorshDeserialize, BorshSerialize};
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::execution::{AppState, CacheBytes, ChangeSet, StateRoot};
+use crate::execution::{CacheBytes, ChainState, ChangeSet, StateRoot};
 
 mod migrate;
 mod tables;
@@ -134,7 +134,7 @@ pub trait Store: Send + 'static {
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
     /// The application state at the last committed height (its rows stay
     /// in the store, read through caches).
-    fn load_state(&self) -> Result<AppState, StoreError>;
+    fn load_state(&self) -> Result<ChainState, StoreError>;
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
     fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
@@ -143,6 +143,53 @@ pub trait Store: Send + 'static {
     fn undecided(&self, height: u64) -> Result<Vec<UndecidedRecord>, StoreError>;
     /// Drops undecided proposals at or below `height`.
     fn prune_undecided(&mut self, height: u64) -> Result<(), StoreError>;
+}
+
+/// Reads decided records from a running node's store ([`Node::decided_reader`]).
+#[derive(Debug, Clone)]
+pub struct DecidedReader {
+    store: std::sync::Weak<std::sync::Mutex<RedbStore>>,
+}
+
+impl DecidedReader {
+    pub(crate) fn new(store: std::sync::Weak<std::sync::Mutex<RedbStore>>) -> DecidedReader {
+        DecidedReader { store }
+    }
+
+    /// The decided record of `height`, read on a blocking thread.
+    pub async fn decided(
+        &self,
+        height: u64,
+    ) -> Result<Option<DecidedRecord>, crate::ConsensusNodeError> {
+        self.read(move |s| s.decided(height)).await
+    }
+
+    /// The height whose block used (account, nonce), from the store's index.
+    pub async fn nonce_height(
+        &self,
+        account: [u8; 20],
+        nonce: String,
+    ) -> Result<Option<u64>, crate::ConsensusNodeError> {
+        self.read(move |s| s.nonce_height(&account, &nonce)).await
+    }
+
+    async fn read<V: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<V, StoreError> + Send + 'static,
+    ) -> Result<V, crate::ConsensusNodeError> {
+        let store = self
+            .store
+            .upgrade()
+            .ok_or(crate::ConsensusNodeError::Stopped)?;
+        tokio::task::spawn_blocking(move || {
+            f(&store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
+        })
+        .await
+        .map_err(|_| crate::ConsensusNodeError::Stopped)?
+        .map_err(crate::ConsensusNodeError::from)
+    }
 }
 
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
@@ -522,7 +569,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn load_state(&self) -> Result<AppState, StoreError> {
+    fn load_state(&self) -> Result<ChainState, StoreError> {
         let head = self.read("read head", |tx| {
             let t = tx.open_table(META)?;
             let v = t.get("head")?;
@@ -534,7 +581,7 @@ impl Store for RedbStore {
         let source = Arc::new(RedbSource {
             db: self.db.clone(),
         });
-        Ok(AppState::on_store(
+        Ok(ChainState::on_store(
             head.height,
             head.root,
             head.accepted_total,

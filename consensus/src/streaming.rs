@@ -130,6 +130,7 @@ pub fn split(
         round,
         valid_round,
         proposer,
+        prev_root: block.value.prev_root,
     }];
     for chunk in block.batches.chunks(batches_per_part.max(1)) {
         parts.push(ProposalPart::Batches(chunk.to_vec()));
@@ -302,6 +303,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
             round,
             valid_round,
             proposer,
+            prev_root,
         },
     )) = it.next()
     else {
@@ -341,7 +343,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
         valid_round,
         proposer,
         announced_id,
-        block: BlockData::new(batches),
+        block: BlockData::on_root(prev_root, batches),
     })
 }
 

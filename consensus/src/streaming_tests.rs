@@ -37,14 +37,19 @@ fn data(h: u64, seq: u64, p: ProposalPart) -> StreamMessage<ProposalPart> {
     )
 }
 
+/// A part's batches, about 1 MiB (four of 1,000 proofs), and how many such
+/// parts fit in one stream's byte bound.
+fn big_part() -> (Vec<Arc<WireBatch>>, usize) {
+    let big: Vec<_> = (0..4).map(|k| batch(k, 1_000)).collect();
+    let per_part = part_bytes(&ProposalPart::Batches(big.clone()));
+    (big, MAX_STREAM_BYTES / per_part)
+}
+
 #[test]
 fn a_stream_over_its_byte_bound_is_dropped_with_its_size() {
     let mut r = Reassembler::default();
-    // About 1 MiB per part: the stream bound is reached well before the
-    // part-count bound.
-    let big: Vec<_> = (0..4).map(|k| batch(k, 1_000)).collect();
-    let per_part = part_bytes(&ProposalPart::Batches(big.clone()));
-    let fits = MAX_STREAM_BYTES / per_part;
+    // The stream bound is reached well before the part-count bound.
+    let (big, fits) = big_part();
     let mut err = None;
     for seq in 1..=(fits as u64 + 1) {
         match r.try_insert(peer(), data(1, seq, ProposalPart::Batches(big.clone()))) {
@@ -78,9 +83,7 @@ fn a_stream_over_its_byte_bound_is_dropped_with_its_size() {
 #[test]
 fn all_streams_together_stay_under_the_total_bound() {
     let mut r = Reassembler::default();
-    let big: Vec<_> = (0..4).map(|k| batch(k, 1_000)).collect();
-    let per_part = part_bytes(&ProposalPart::Batches(big.clone()));
-    let per_stream = MAX_STREAM_BYTES / per_part;
+    let (big, per_stream) = big_part();
     for h in 1..=8u64 {
         for seq in 1..=per_stream as u64 {
             r.try_insert(peer(), data(h, seq, ProposalPart::Batches(big.clone())))
@@ -136,6 +139,7 @@ fn parts_past_the_end_or_out_of_place_are_named() {
         round: Round::new(0),
         valid_round: Round::Nil,
         proposer: ValidatorAddress([1; 20]),
+        prev_root: [0; 32],
     };
     r.try_insert(peer(), data(1, 0, init)).expect("init");
     r.try_insert(peer(), data(1, 1, ProposalPart::Gossip(batch(1, 1))))
@@ -157,4 +161,28 @@ fn parts_past_the_end_or_out_of_place_are_named() {
             max: MAX_PARTS_PER_STREAM
         })
     );
+}
+
+/// The proposer's previous root travels in `Init`: the reassembled block is
+/// the proposer's, id included.
+#[test]
+fn the_previous_root_survives_split_and_reassembly() {
+    let block = BlockData::on_root([9; 32], vec![batch(1, 2), batch(2, 1)]);
+    let msgs = split(
+        Height(3),
+        Round::new(0),
+        Round::Nil,
+        ValidatorAddress([1; 20]),
+        &block,
+        1,
+    );
+    let mut r = Reassembler::default();
+    let mut out = None;
+    for m in msgs {
+        out = r.try_insert(peer(), m).expect("part").or(out);
+    }
+    let a = out.expect("complete");
+    assert_eq!(a.block.prev_root(), [9; 32]);
+    assert_eq!(a.block.id(), block.id());
+    assert_eq!(a.announced_id, block.id());
 }

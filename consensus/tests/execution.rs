@@ -12,23 +12,16 @@ use step_consensus::execution::{
 use step_consensus::store::{BlockRows, DecidedRecord, UndecidedRecord};
 use step_consensus::{RedbStore, Store};
 use step_engine::pipeline::{reverify_batch, Batch};
-use step_engine::proof::{Nonce, Proof, Timestamp};
+use step_engine::proof::Proof;
 use step_engine::reward::reward_micro;
+use step_engine::signing::unsigned_proof;
 use step_engine::{Address, Limits, TriangleId, Verifier};
 use support::proofs;
 
+/// An unsigned proof at `t`'s centroid, 5 m accuracy.
 fn proof(account: u8, t: TriangleId, ms: i64, nonce: &str) -> Proof {
-    let (lat, lon) = step_engine::mesh::centroid_lat_lon(&t);
-    Proof {
-        account: Address([account; 20]),
-        triangle: t,
-        lat,
-        lon,
-        accuracy_m: 5.0,
-        timestamp: Timestamp::from_unix_ms(ms).expect("timestamp"),
-        nonce: Nonce::parse(nonce).expect("nonce"),
-        signature: Ok([0; 65]),
-    }
+    let centroid = step_engine::mesh::centroid_lat_lon(&t);
+    unsigned_proof(Address([account; 20]), &t, centroid, 5.0, ms, nonce)
 }
 
 fn batch(proofs: Vec<Proof>) -> Batch {

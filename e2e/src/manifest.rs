@@ -177,6 +177,22 @@ pub struct Expect {
     /// Alerts of the real Prometheus (needs `prometheus = true`).
     #[serde(default)]
     pub alert: Vec<AlertExpect>,
+    /// What a validator's `/status` `ready` (= `/health/ready`) says when.
+    #[serde(default)]
+    pub readiness: Vec<ReadyExpect>,
+}
+
+/// A validator's readiness: some `/status` poll in `not_ready_within`
+/// says not ready, and some poll in `ready_within` says ready (seconds of
+/// the timeline; either may be absent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyExpect {
+    pub node: usize,
+    #[serde(default)]
+    pub not_ready_within: Option<[f64; 2]>,
+    #[serde(default)]
+    pub ready_within: Option<[f64; 2]>,
 }
 
 /// An alert fires in a window, not before it, and clears afterwards.
@@ -244,6 +260,10 @@ impl Manifest {
                 _ => {}
             }
         }
+        anyhow::ensure!(
+            self.expect.readiness.iter().all(|r| r.node < n),
+            "expect.readiness: node out of range"
+        );
         anyhow::ensure!(
             self.expect.alert.is_empty() || self.prometheus,
             "expect.alert needs prometheus = true"

@@ -73,9 +73,7 @@ impl Cluster {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut genesis = format!(
             "chain_id = \"step-e2e-{}\"\n",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
+            step_engine::pipeline::unix_now_ms()
         );
         let mut validators = Vec::new();
         for i in 0..n {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 mod observe;
 mod steps;
 
-use observe::{common_height, max_height_by, observations, quantile};
+use observe::{check_readiness, common_height, max_height_by, observations, quantile};
 use steps::{apply, check_alerts, loadavg, machine_lock, run_dir, sleep_until};
 pub use steps::{grep_logs, utc_now};
 
@@ -425,6 +425,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
                 .join(", ")
         ));
     }
+    check_readiness(&mut report, &e.readiness, &rec_guard.status, t0);
     for p in &e.progress {
         let who: Vec<Option<usize>> = p
             .nodes

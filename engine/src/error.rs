@@ -86,11 +86,7 @@ impl Code {
     }
 }
 
-impl std::fmt::Display for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::fmt_as_text!(Display for Code, as_str);
 
 /// Which payload field a structural error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,11 +120,7 @@ impl Field {
     }
 }
 
-impl std::fmt::Display for Field {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::fmt_as_text!(Display for Field, name);
 
 /// Why a signature string is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -143,18 +143,38 @@ impl MemoryState {
     }
 }
 
-impl ProofState for MemoryState {
-    fn last_proof(&self, account: &Address) -> Option<LastProof> {
-        self.last.get(account).copied()
-    }
-    fn nonce_used(&self, account: &Address, nonce: &Nonce) -> bool {
-        self.nonces.contains(&(*account, *nonce))
-    }
-    fn record(&mut self, account: Address, nonce: Nonce, last: LastProof) {
-        self.nonces.insert((account, nonce));
-        self.last.insert(account, last);
-    }
+/// Implements [`ProofState`] for a struct that keeps the two tables as
+/// fields `last` (account → [`LastProof`], a map with `get` and `insert`)
+/// and `nonces` (a set of `(Address, Nonce)` with `contains` and `insert`):
+/// the engine's hash tables ([`MemoryState`]) and the chain state's ordered
+/// ones share this one implementation.
+#[macro_export]
+macro_rules! proof_state_over_tables {
+    ($state:ty) => {
+        impl $crate::heuristics::ProofState for $state {
+            fn last_proof(
+                &self,
+                account: &$crate::Address,
+            ) -> Option<$crate::heuristics::LastProof> {
+                self.last.get(account).copied()
+            }
+            fn nonce_used(&self, account: &$crate::Address, nonce: &$crate::proof::Nonce) -> bool {
+                self.nonces.contains(&(*account, *nonce))
+            }
+            fn record(
+                &mut self,
+                account: $crate::Address,
+                nonce: $crate::proof::Nonce,
+                last: $crate::heuristics::LastProof,
+            ) {
+                self.nonces.insert((account, nonce));
+                self.last.insert(account, last);
+            }
+        }
+    };
 }
+
+proof_state_over_tables!(MemoryState);
 
 /// Runs nonce → speed gate → moratorium for `p` against `state`.
 pub fn check_stateful(limits: &Limits, p: &Proof, state: &impl ProofState) -> Result<(), Reject> {

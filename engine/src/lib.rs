@@ -7,7 +7,22 @@
 //! → address compare → [`mesh::contains`] → [`heuristics::check_stateful`]
 //! → [`reward::reward_micro`].
 
+/// `impl Display for T` (or `Debug`) that writes the `&'static str` or
+/// `&str` a method of `T` returns: `fmt_as_text!(Display for Code, as_str)`.
+/// The one form of every "prints as its text" impl in the workspace.
+#[macro_export]
+macro_rules! fmt_as_text {
+    ($fmt:ident for $t:ty, $text:ident) => {
+        impl ::std::fmt::$fmt for $t {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.$text())
+            }
+        }
+    };
+}
+
 pub mod address;
+pub mod bounded;
 pub mod crypto;
 pub mod error;
 pub mod heuristics;

@@ -63,11 +63,7 @@ pub struct Timestamp {
     text: [u8; 24],
 }
 
-impl std::fmt::Debug for Timestamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::fmt_as_text!(Debug for Timestamp, as_str);
 
 impl Timestamp {
     pub fn unix_ms(&self) -> i64 {
@@ -194,11 +190,7 @@ pub struct Nonce {
     buf: [u8; NONCE_MAX_LEN],
 }
 
-impl std::fmt::Debug for Nonce {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::fmt_as_text!(Debug for Nonce, as_str);
 
 /// Hashes the text only, not the zero padding: a nonce is usually far
 /// shorter than `NONCE_MAX_LEN`, and the nonce set hashes one per proof.

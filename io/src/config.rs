@@ -46,6 +46,58 @@ pub struct Config {
     pub log: LogConfig,
     pub node: NodeConfig,
     pub consensus: ConsensusConfig,
+    pub intake: IntakeConfig,
+    pub health: HealthConfig,
+}
+
+/// The intake log (`io::intake_log`, docs/adr/0032-intake-log.md): every
+/// proof answered 202 is on disk first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Log accepted proofs before answering (consensus backend). Off: a 202
+    /// is lost if this validator crashes before its batch is gossiped.
+    pub log: bool,
+    /// Most proofs logged and not yet decided; the next one is OVERLOADED.
+    pub max_records: usize,
+    /// How long a group of appends waits for more before its one fsync.
+    pub group_commit_ms: u64,
+    /// A segment file this large is closed and a new one started.
+    pub segment_mb: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            log: true,
+            max_records: 262_144,
+            group_commit_ms: 2,
+            segment_mb: 16,
+        }
+    }
+}
+
+/// When `/health/ready` says the node can make progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Not ready when no new height was finalized for this long (well above
+    /// `consensus.max_idle_block_interval_ms`: an idle network decides one
+    /// block per interval). 0: rule off.
+    pub ready_height_age_ms_max: u64,
+    /// A validator counts as heard when a signed vote or proposal of it
+    /// arrived within this window; not ready when fewer than a quorum
+    /// (2f+1 of 3f+1, this node included) were heard. 0: rule off.
+    pub ready_peer_window_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            ready_height_age_ms_max: 60_000,
+            ready_peer_window_ms: 30_000,
+        }
+    }
 }
 
 /// The validator: identity, data directory, peers (`step node`).
@@ -478,7 +530,7 @@ impl Config {
 
     /// The recovery backend named by `pipeline.backend` (the default if unknown;
     /// [`Config::validate`] rejects unknown names).
-    pub fn backend(&self) -> Backend {
+    pub fn recovery_backend(&self) -> Backend {
         Backend::from_name(&self.pipeline.backend).unwrap_or_default()
     }
 

@@ -23,6 +23,7 @@
 pub mod config;
 pub mod genesis;
 pub mod http;
+pub mod intake_log;
 pub mod ledger;
 pub mod metrics;
 pub mod node;

@@ -61,6 +61,13 @@ pub struct RouteLabels {
     pub status: u16,
 }
 
+/// `step_state_diverged_total{block=…}`: "proposal" (a proposal refused)
+/// or "decided" (a decided block refuted this node's state; it stopped).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DivergedLabel {
+    pub block: &'static str,
+}
+
 /// Every metric of the node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -79,6 +86,7 @@ pub struct Metrics {
     pub precheck_pending: Gauge,
     pub gossip_batches: Gauge,
     pub redis_errors: Counter,
+    pub state_diverged: Family<DivergedLabel, Counter>,
     pub http_requests: Family<RouteLabels, Counter>,
     registry: Registry,
 }
@@ -109,6 +117,7 @@ impl Metrics {
             precheck_pending: Gauge::default(),
             gossip_batches: Gauge::default(),
             redis_errors: Counter::default(),
+            state_diverged: Family::default(),
             http_requests: Family::default(),
             registry: Registry::default(),
         };
@@ -185,12 +194,32 @@ impl Metrics {
             m.redis_errors.clone(),
         );
         r.register(
+            "step_state_diverged",
+            "Blocks that carried another state root than this validator's: \
+             block=\"proposal\" refused (prevoted nil), block=\"decided\" stopped the node",
+            m.state_diverged.clone(),
+        );
+        r.register(
             "step_http_requests",
             "HTTP responses by route and status",
             m.http_requests.clone(),
         );
         r.register_collector(Box::new(ProcessCollector));
+        // Present at 0 from the start, so that a rule sees the series.
+        for block in ["proposal", "decided"] {
+            m.state_diverged
+                .get_or_create(&DivergedLabel { block })
+                .inc_by(0);
+        }
         m
+    }
+
+    /// Counts one [`step_consensus::StateDiverged`] report.
+    pub fn state_diverged(&self, decided: bool) {
+        let block = if decided { "decided" } else { "proposal" };
+        self.state_diverged
+            .get_or_create(&DivergedLabel { block })
+            .inc();
     }
 
     /// Sets `step_height`, the last finalized height.

@@ -114,31 +114,22 @@ impl RedisStore {
             .set_connection_timeout(self.timeout())
             .set_response_timeout(self.timeout())
             .set_number_of_retries(1);
-        match tokio::time::timeout(
-            self.timeout() * 2,
-            self.client.get_connection_manager_with_config(config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                *guard = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                self.failed("connect", &e);
-                None
-            }
-            Err(_) => {
-                self.failed("connect", &"timed out");
-                None
-            }
-        }
+        let connect = self.client.get_connection_manager_with_config(config);
+        let c = self.bounded("connect", 2, connect).await?;
+        *guard = Some(c.clone());
+        Some(c)
     }
 
-    /// Runs one command with the timeout; `None` on any failure.
-    async fn run<T: redis::FromRedisValue>(&self, what: &str, cmd: redis::Cmd) -> Option<T> {
-        let mut c = self.conn().await?;
-        match tokio::time::timeout(self.timeout(), cmd.query_async::<T>(&mut c)).await {
+    /// `op` within `timeout_factor` × the configured timeout; a failure or
+    /// a timeout is counted and logged as `what` ([`Self::failed`]) and
+    /// gives `None`.
+    async fn bounded<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        timeout_factor: u32,
+        op: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.timeout() * timeout_factor, op).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.failed(what, &e);
@@ -149,6 +140,12 @@ impl RedisStore {
                 None
             }
         }
+    }
+
+    /// Runs one command with the timeout; `None` on any failure.
+    async fn run<T: redis::FromRedisValue>(&self, what: &str, cmd: redis::Cmd) -> Option<T> {
+        let mut c = self.conn().await?;
+        self.bounded(what, 1, cmd.query_async::<T>(&mut c)).await
     }
 
     fn nonce_key(&self, account: &Address, nonce: &Nonce) -> Vec<u8> {
@@ -184,11 +181,10 @@ impl RedisStore {
         let key = self.nonce_key(account, nonce);
         let mut inv = self.release.key(key);
         inv.arg(id.to_string());
-        match tokio::time::timeout(self.timeout(), inv.invoke_async::<i64>(&mut c)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => self.failed("release_nonce", &e),
-            Err(_) => self.failed("release_nonce", &"timed out"),
-        }
+        // A failure is counted and logged by `bounded`; the claim then
+        // expires with its TTL.
+        let released = inv.invoke_async::<i64>(&mut c);
+        self.bounded("release_nonce", 1, released).await;
     }
 
     /// Adds `cost` to a fixed-window counter and returns the new count.
@@ -203,17 +199,8 @@ impl RedisStore {
             .arg(window_ms.saturating_mul(2))
             .ignore();
         let mut c = self.conn().await?;
-        match tokio::time::timeout(self.timeout(), pipe.query_async::<(u64,)>(&mut c)).await {
-            Ok(Ok((n,))) => Some(n),
-            Ok(Err(e)) => {
-                self.failed("rate_limit", &e);
-                None
-            }
-            Err(_) => {
-                self.failed("rate_limit", &"timed out");
-                None
-            }
-        }
+        let counted = pipe.query_async::<(u64,)>(&mut c);
+        self.bounded("rate_limit", 1, counted).await.map(|(n,)| n)
     }
 
     /// `PING`; true if Redis answered.

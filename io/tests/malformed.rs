@@ -159,33 +159,43 @@ async fn bad_routes_methods_and_parameters() {
         assert_eq!(r.status, status, "GET {path}");
         r.assert_error(status, code);
     }
-    let r = request(server.addr, "DELETE", "/status", &[], b"").await;
-    r.assert_error(405, "METHOD_NOT_ALLOWED");
-    let r = request(
-        server.addr,
-        "PUT",
-        "/proof/submit",
-        &[("Content-Type", "application/json")],
-        b"{}",
-    )
-    .await;
-    r.assert_error(405, "METHOD_NOT_ALLOWED");
+    let json: &[(&str, &str)] = &[("Content-Type", "application/json")];
+    for (method, path, headers, body, status, code) in [
+        (
+            "DELETE",
+            "/status",
+            &[][..],
+            &b""[..],
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "PUT",
+            "/proof/submit",
+            json,
+            b"{}",
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        // /proofs: wrong content type.
+        (
+            "POST",
+            "/proofs",
+            &[("Content-Type", "text/csv")],
+            b"a,b",
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ] {
+        let r = request(server.addr, method, path, headers, body).await;
+        r.assert_error(status, code);
+    }
     // Bad query parameters.
     let valid = &valid_lines()[0];
     server
         .post_json("/proof/submit?wait=maybe", valid.as_bytes())
         .await
         .assert_error(400, "INVALID_PAYLOAD");
-    // /proofs: wrong content type.
-    let r = request(
-        server.addr,
-        "POST",
-        "/proofs",
-        &[("Content-Type", "text/csv")],
-        b"a,b",
-    )
-    .await;
-    r.assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
     // Nothing above was accepted.
     assert_eq!(server.get("/status").await.json()["height"], 0);
     assert_eq!(server.get("/health").await.status, 200);

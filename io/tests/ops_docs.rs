@@ -321,6 +321,7 @@ fn the_alerts_cover_what_operators_need() {
         "StepQueueSaturated",
         "StepFinalityP99High",
         "StepHighRejectionRate",
+        "StepStateDiverged",
     ] {
         assert!(rules.contains_key(want), "alerts.yml lacks {want}");
     }
@@ -340,6 +341,11 @@ fn the_alerts_cover_what_operators_need() {
     has("StepQueueSaturated", "> 0.9");
     has("StepFinalityP99High", "histogram_quantile(0.99,");
     has("StepFinalityP99High", "> 3");
+    // Any refused block, proposal or decided, within 10 minutes.
+    has(
+        "StepStateDiverged",
+        "increase(step_state_diverged_total[10m])",
+    );
 }
 
 /// `promtool test rules docs/ops/alerts_test.yml`: every alert fires on
@@ -421,6 +427,20 @@ fn status_setters_render() {
     m.set_height(43);
     m.set_peers(6);
     assert!(text_has(&m, "step_height 43") && text_has(&m, "step_peers 6"));
+    // Both StateDiverged series exist at 0 from the start.
+    assert!(text_has(
+        &m,
+        "step_state_diverged_total{block=\"proposal\"} 0"
+    ));
+    m.state_diverged(true);
+    assert!(text_has(
+        &m,
+        "step_state_diverged_total{block=\"decided\"} 1"
+    ));
+    assert!(text_has(
+        &m,
+        "step_state_diverged_total{block=\"proposal\"} 0"
+    ));
     if cfg!(target_os = "linux") {
         let rss = m
             .encode()

@@ -22,13 +22,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {}: body is not JSON ({e}): {}",
-                self.status,
-                self.text()
-            )
-        })
+        json_body(self.status, &self.body)
     }
 
     pub fn text(&self) -> String {
@@ -46,6 +40,16 @@ impl Resp {
             "{what}: no message: {v}"
         );
     }
+}
+
+/// A response body as JSON; panics with the status and the body if it is not.
+pub fn json_body(status: u16, body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|e| {
+        panic!(
+            "status {status}: body is not JSON ({e}): {}",
+            String::from_utf8_lossy(body)
+        )
+    })
 }
 
 /// One request on a fresh connection (`Connection: close`), read to EOF.

@@ -7,8 +7,9 @@ use std::time::Instant;
 use step_engine::pipeline::Batch;
 
 use crate::context::ValueId;
+use crate::error::StateDiverged;
 use crate::evidence::EvidenceRecord;
-use crate::execution::{AppState, ProofResult, StateRoot};
+use crate::execution::{ChainState, ProofResult, StateRoot};
 
 /// A decided and executed height, as the node reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,14 @@ pub enum NodeEvent {
     Decided(Decision),
     /// Misbehaviour seen while finalizing `height` (already stored).
     Evidence(EvidenceRecord),
+    /// A block carried another state root than this validator's: a refused
+    /// proposal (`decided: false`; this validator prevoted nil), or a
+    /// decided block (`decided: true`, followed by [`NodeEvent::Fatal`]:
+    /// the quorum's state is not ours).
+    StateDiverged {
+        error: StateDiverged,
+        decided: bool,
+    },
     /// The app stopped (an error or a panic): the node needs an operator.
     Fatal(String),
 }
@@ -42,20 +51,20 @@ pub enum NodeEvent {
 /// The executed state, shared with readers (the node's HTTP queries). The
 /// app holds the write lock only while it executes a decided block.
 #[derive(Debug, Clone, Default)]
-pub struct SharedState(Arc<RwLock<AppState>>);
+pub struct SharedState(Arc<RwLock<ChainState>>);
 
 impl SharedState {
-    pub fn new(state: AppState) -> SharedState {
+    pub fn new(state: ChainState) -> SharedState {
         SharedState(Arc::new(RwLock::new(state)))
     }
 
     /// A read view; a poisoned lock (a panicking writer) still reads the
     /// last state written.
-    pub fn read(&self) -> RwLockReadGuard<'_, AppState> {
+    pub fn read(&self) -> RwLockReadGuard<'_, ChainState> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, AppState> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ChainState> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -13,6 +13,7 @@ use step_engine::Verifier;
 use super::api::NodeEvent;
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValueId};
+use crate::error::StateDiverged;
 use crate::store::{BlockRows, DecidedRecord, UndecidedRecord};
 use crate::streaming::PeerId;
 
@@ -58,6 +59,8 @@ pub struct Held {
 /// Why a block is invalid before any signature is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockFault {
+    /// Its previous root is not this validator's root for that height.
+    StateDiverged(StateDiverged),
     /// The batches' digests are not the value's, in order.
     Inconsistent,
     TooManyBatches {

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use step_engine::bounded::FifoMap;
+
 use crate::block::WireBatch;
 
 /// Invalid gossiped batches after which a peer's gossip is ignored.
@@ -66,28 +68,24 @@ impl<K: Hash + Eq + Clone> PeerScores<K> {
 }
 
 /// The last [`DECIDED_RECENT_MAX`] decided batch digests.
-#[derive(Debug, Default)]
-pub(crate) struct RecentDigests {
-    set: HashSet<[u8; 32]>,
-    order: VecDeque<[u8; 32]>,
+#[derive(Debug)]
+pub(crate) struct RecentDigests(FifoMap<[u8; 32], ()>);
+
+impl Default for RecentDigests {
+    fn default() -> RecentDigests {
+        RecentDigests(FifoMap::new(DECIDED_RECENT_MAX))
+    }
 }
 
 impl RecentDigests {
     pub(crate) fn insert_all(&mut self, digests: &[[u8; 32]]) {
         for d in digests {
-            if self.set.insert(*d) {
-                self.order.push_back(*d);
-            }
-        }
-        while self.order.len() > DECIDED_RECENT_MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+            self.0.insert(*d, ());
         }
     }
 
     pub(crate) fn contains(&self, d: &[u8; 32]) -> bool {
-        self.set.contains(d)
+        self.0.contains_key(d)
     }
 }
 

@@ -28,7 +28,7 @@ use super::mempool::Mempool;
 use crate::block::{decode_block, BlockData, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
 use crate::config::AppConfig;
 use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValidatorSet, ValueId};
-use crate::error::AppError;
+use crate::error::{AppError, StateDiverged};
 use crate::evidence::EvidenceRecord;
 use crate::execution::BlockOutcome;
 use crate::store::{BlockRows, DecidedRecord, StoredProof, UndecidedRecord};
@@ -83,6 +83,9 @@ pub struct Core {
     validators: ValidatorSet,
     /// The last executed height.
     height: u64,
+    /// The state root after `height`: what a block of `height + 1` must
+    /// carry ([`BlockData::prev_root`]).
+    root: [u8; 32],
     mempool: Mempool,
     /// Batch digests this validator verified (or made).
     verified: HashSet<[u8; 32]>,
@@ -110,12 +113,14 @@ impl Core {
         address: ValidatorAddress,
         validators: ValidatorSet,
         height: u64,
+        root: [u8; 32],
     ) -> Core {
         Core {
             cfg,
             address,
             validators,
             height,
+            root,
             mempool: Mempool::default(),
             verified: HashSet::new(),
             streams: Reassembler::default(),
@@ -136,6 +141,26 @@ impl Core {
     /// The last executed height.
     pub fn height(&self) -> u64 {
         self.height
+    }
+
+    /// The state root after the last executed height.
+    pub fn root(&self) -> [u8; 32] {
+        self.root
+    }
+
+    /// The root check of a block of `height`: the root it carries must be
+    /// ours for `height - 1`. `Ok` too when we have not executed
+    /// `height - 1` yet (a proposal ahead of us); [`Core::decide`] checks
+    /// it again then.
+    pub fn check_root(&self, height: Height, block: &BlockData) -> Result<(), StateDiverged> {
+        if height.0 == self.height + 1 && block.prev_root() != self.root {
+            return Err(StateDiverged {
+                height: self.height,
+                ours: self.root,
+                theirs: block.prev_root(),
+            });
+        }
+        Ok(())
     }
 
     pub fn next_height(&self) -> Height {
@@ -311,7 +336,10 @@ impl Core {
         let (block, bytes) = match p.reuse {
             Some(h) => (h.block, Some(h.bytes)),
             None => (
-                Arc::new(BlockData::new(self.mempool.peek_block(self.block_max()))),
+                Arc::new(BlockData::on_root(
+                    self.root,
+                    self.mempool.peek_block(self.block_max()),
+                )),
                 None,
             ),
         };
@@ -377,11 +405,15 @@ impl Core {
         (a.height.0 > self.height && a.block.id() == a.announced_id).then_some(a)
     }
 
-    /// The checks of a block before any signature: consistency, size,
+    /// The checks of a block of `height` before any signature:
+    /// consistency, the previous root ([`Core::check_root`]), size,
     /// duplicates; then the batches not verified yet.
-    pub fn check_block(&self, block: &BlockData) -> BlockCheck {
+    pub fn check_block(&self, height: Height, block: &BlockData) -> BlockCheck {
         if !block.is_consistent() {
             return BlockCheck::Invalid(BlockFault::Inconsistent);
+        }
+        if let Err(d) = self.check_root(height, block) {
+            return BlockCheck::Invalid(BlockFault::StateDiverged(d));
         }
         if block.batches.len() > self.block_max() {
             return BlockCheck::Invalid(BlockFault::TooManyBatches {

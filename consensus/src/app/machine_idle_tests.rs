@@ -18,6 +18,22 @@ fn no_evidence() -> MisbehaviorEvidence<StepContext> {
     }
 }
 
+/// `Finalized(h)` at `now`: the effects.
+fn finalize(c: &mut Core, h: u64, now: Instant) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    c.finalized(Height(h), &no_evidence(), now, &mut fx)
+        .expect("finalized");
+    fx
+}
+
+/// A core (idle interval [`IDLE`], empty mempool) that finalized height 1
+/// at `now`: height 2 waits.
+fn waiting(now: Instant) -> Core {
+    let mut c = idle_core(IDLE);
+    finalize(&mut c, 1, now);
+    c
+}
+
 fn started(fx: &[Effect]) -> Vec<u64> {
     fx.iter()
         .filter_map(|e| match e {
@@ -31,9 +47,7 @@ fn started(fx: &[Effect]) -> Vec<u64> {
 fn idle_the_next_height_waits_for_the_interval_then_starts() {
     let mut c = idle_core(IDLE);
     let now = Instant::now();
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let mut fx = finalize(&mut c, 1, now);
     assert!(started(&fx).is_empty(), "idle: held back: {fx:?}");
     assert_eq!(
         c.start_wait(),
@@ -58,18 +72,13 @@ fn idle_the_next_height_waits_for_the_interval_then_starts() {
 fn a_batch_arriving_starts_the_waiting_height_at_once() {
     let now = Instant::now();
     // Our own pipeline's batch.
-    let mut c = idle_core(IDLE);
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let mut c = waiting(now);
     let fx = local(&mut c, [4]);
     assert_eq!(started(&fx), [2], "{fx:?}");
     assert_eq!(c.start_wait(), None);
     // A peer's gossiped batch, once verified; an invalid one starts nothing.
     let mut c = idle_core(IDLE);
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let mut fx = finalize(&mut c, 1, now);
     c.gossip_verdict(Arc::new(batch(5)), peer(1), false, now, &mut fx)
         .expect("verdict");
     assert!(started(&fx).is_empty(), "invalid: still idle: {fx:?}");
@@ -83,14 +92,10 @@ fn a_batch_in_the_mempool_or_a_zero_interval_starts_the_next_height_at_once() {
     let now = Instant::now();
     let mut c = idle_core(IDLE);
     local(&mut c, [4]);
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let fx = finalize(&mut c, 1, now);
     assert_eq!(started(&fx), [2], "work waiting: {fx:?}");
     let mut c = idle_core(Duration::ZERO);
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let fx = finalize(&mut c, 1, now);
     assert_eq!(started(&fx), [2], "no idle wait configured: {fx:?}");
 }
 
@@ -112,19 +117,14 @@ fn a_height_that_came_by_sync_never_waits() {
         &mut fx,
     )
     .expect("accept");
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let fx = finalize(&mut c, 1, now);
     assert_eq!(started(&fx), [2], "catching up: {fx:?}");
 }
 
 #[test]
 fn the_proposers_proposal_for_the_waiting_height_starts_it() {
     let now = Instant::now();
-    let mut c = idle_core(IDLE);
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let mut c = waiting(now);
     let proposer = c.validators.proposer(Height(2), Round::new(0)).address;
     let accept = |c: &mut Core, proposer| {
         let mut fx = Vec::new();
@@ -149,15 +149,11 @@ fn the_proposers_proposal_for_the_waiting_height_starts_it() {
     // Its proposal arriving before our own Finalized: no wait either.
     let mut c = idle_core(IDLE);
     assert!(accept(&mut c, ValidatorAddress([9; 20])).is_empty());
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let fx = finalize(&mut c, 1, now);
     assert!(started(&fx).is_empty(), "not from the proposer: idle");
     let mut c = idle_core(IDLE);
     assert!(accept(&mut c, proposer).is_empty(), "nothing waits yet");
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let fx = finalize(&mut c, 1, now);
     assert_eq!(started(&fx), [2], "proposed ahead: {fx:?}");
 }
 
@@ -170,14 +166,10 @@ fn an_own_batch_undecided_for_two_heights_is_gossiped_again() {
     let mut c = idle_core(IDLE);
     let now = Instant::now();
     assert_eq!(gossips(&local(&mut c, [7])), 1, "gossiped when made");
-    let mut fx = Vec::new();
-    c.finalized(Height(1), &no_evidence(), now, &mut fx)
-        .expect("finalized");
+    let fx = finalize(&mut c, 1, now);
     assert_eq!(gossips(&fx), 0, "one height without it: not yet");
     for (h, want) in [(2, 1), (3, 0), (4, 1)] {
-        let mut fx = Vec::new();
-        c.finalized(Height(h), &no_evidence(), now, &mut fx)
-            .expect("finalized");
+        let fx = finalize(&mut c, h, now);
         assert_eq!(
             gossips(&fx),
             want,
@@ -187,9 +179,7 @@ fn an_own_batch_undecided_for_two_heights_is_gossiped_again() {
     // Once it has left the mempool (decided), it is never gossiped again.
     c.mempool.remove(&[[7; 32]].into_iter().collect());
     for h in 5..8 {
-        let mut fx = Vec::new();
-        c.finalized(Height(h), &no_evidence(), now, &mut fx)
-            .expect("finalized");
+        let fx = finalize(&mut c, h, now);
         assert_eq!(gossips(&fx), 0, "height {h}: decided, not gossiped");
     }
 }

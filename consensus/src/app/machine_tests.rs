@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::context::{PublicKey, Validator};
-use crate::execution::AppState;
+use crate::execution::ChainState;
 use crate::streaming::split;
 
 const T: Duration = Duration::from_secs(5);
@@ -24,7 +24,7 @@ fn core(max_batches: usize) -> Core {
         ..AppConfig::default()
     };
     let validators = ValidatorSet::new(vec![Validator::new(PublicKey([3; 32]), 1)]);
-    Core::new(cfg, me(), validators, 0)
+    Core::new(cfg, me(), validators, 0, [0; 32])
 }
 
 /// A batch with no proofs whose carried digest is `[tag; 32]` (it fails
@@ -82,7 +82,7 @@ fn a_local_batch_is_gossiped_queued_and_counts_as_verified() {
     assert!(c.mempool().contains(&[4; 32]));
     let block = BlockData::new(vec![batch(4)]);
     assert_eq!(
-        c.check_block(&block),
+        c.check_block(Height(1), &block),
         BlockCheck::Valid,
         "ours: no re-verification"
     );
@@ -206,21 +206,21 @@ fn block_checks_come_before_signatures_and_skip_verified_batches() {
     let mut inconsistent = BlockData::new(vec![batch(1), batch(2)]);
     inconsistent.value.batch_digests.swap(0, 1);
     assert_eq!(
-        c.check_block(&inconsistent),
+        c.check_block(Height(1), &inconsistent),
         BlockCheck::Invalid(BlockFault::Inconsistent)
     );
     let big = BlockData::new((1..=4).map(batch).collect::<Vec<_>>());
     assert_eq!(
-        c.check_block(&big),
+        c.check_block(Height(1), &big),
         BlockCheck::Invalid(BlockFault::TooManyBatches { batches: 4, max: 3 })
     );
     let dup = BlockData::new(vec![batch(2), batch(2)]);
     assert_eq!(
-        c.check_block(&dup),
+        c.check_block(Height(1), &dup),
         BlockCheck::Invalid(BlockFault::DuplicateBatches)
     );
     let block = BlockData::new(vec![batch(1), batch(2), batch(3)]);
-    let BlockCheck::Verify(todo) = c.check_block(&block) else {
+    let BlockCheck::Verify(todo) = c.check_block(Height(1), &block) else {
         panic!("batches 2 and 3 were never verified");
     };
     assert_eq!(todo.iter().map(|b| b.digest[0]).collect::<Vec<_>>(), [2, 3]);
@@ -229,7 +229,11 @@ fn block_checks_come_before_signatures_and_skip_verified_batches() {
         "their digests are wrong"
     );
     c.batches_verified(&todo);
-    assert_eq!(c.check_block(&block), BlockCheck::Valid, "verified once");
+    assert_eq!(
+        c.check_block(Height(1), &block),
+        BlockCheck::Valid,
+        "verified once"
+    );
 }
 
 #[test]
@@ -305,7 +309,7 @@ fn a_received_proposal_completes_once_and_only_above_the_executed_height() {
     assert!(fx.is_empty());
 }
 
-fn execute(c: &mut Core, state: &mut AppState, job: ExecJob) -> Vec<Effect> {
+fn execute(c: &mut Core, state: &mut ChainState, job: ExecJob) -> Vec<Effect> {
     let outcome = state
         .apply_block(
             &c.cfg().verifier.limits,
@@ -329,7 +333,7 @@ fn execute(c: &mut Core, state: &mut AppState, job: ExecJob) -> Vec<Effect> {
 #[test]
 fn the_decided_block_executes_from_the_held_block_and_its_stored_bytes() {
     let mut c = core(3);
-    let mut state = AppState::default();
+    let mut state = ChainState::default();
     local(&mut c, [1, 2]);
     let block = BlockData::new(vec![batch(1), batch(2)]);
     let mut fx = Vec::new();
@@ -501,3 +505,6 @@ fn undecodable_gossip_is_a_strike_against_its_publisher() {
 
 #[path = "machine_idle_tests.rs"]
 mod idle;
+
+#[path = "machine_root_tests.rs"]
+mod root;

@@ -14,15 +14,16 @@ use malachitebft_app_channel::app::types::core::{
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::LocallyProposedValue;
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg, Reply};
+use malachitebft_engine::util::streaming::StreamMessage;
 use tokio::sync::{broadcast, mpsc};
 
 use super::api::{NodeEvent, SharedState};
-use super::machine::{seen_in_round, verify_batches, BlockCheck, Core, Decide, Effect};
+use super::machine::{seen_in_round, verify_batches, BlockCheck, BlockFault, Core, Decide, Effect};
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::codec::{certificate_from_wire, certificate_to_wire};
 use crate::config::AppConfig;
-use crate::context::{Height, StepContext, ValidatorAddress, ValidatorSet, ValueId};
-use crate::error::AppError;
+use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValidatorSet, ValueId};
+use crate::error::{AppError, StateDiverged};
 use crate::store::{Store, StoreError};
 use crate::streaming::{split, PeerId};
 
@@ -96,7 +97,7 @@ impl<S: Store> App<S> {
         })
         .await
         .map_err(task_error("load state"))??;
-        let core = Core::new(cfg, address, validators, state.height);
+        let core = Core::new(cfg, address, validators, state.height, state.state_root());
         let (verdicts_tx, verdicts_rx) = mpsc::channel(super::gossip::GOSSIP_VERIFYING_MAX);
         Ok(App {
             core,
@@ -202,24 +203,14 @@ impl<S: Store> App<S> {
                 }
                 Effect::Publish(msgs) => {
                     for m in msgs {
-                        if ch
-                            .network
-                            .send(NetworkMsg::PublishProposalPart(m))
-                            .await
-                            .is_err()
-                        {
+                        if !publish(ch, m).await {
                             tracing::warn!("network channel closed: proposal not fully published");
                             break;
                         }
                     }
                 }
                 Effect::Gossip(m) => {
-                    if ch
-                        .network
-                        .send(NetworkMsg::PublishProposalPart(m))
-                        .await
-                        .is_err()
-                    {
+                    if !publish(ch, m).await {
                         tracing::warn!("network channel closed: batch not gossiped");
                     }
                 }
@@ -272,10 +263,29 @@ impl<S: Store> App<S> {
         });
     }
 
-    /// Validates a block: the core's checks, then the unverified batches'
-    /// signatures on a blocking thread.
-    async fn validate(&mut self, block: &BlockData) -> Validity {
-        match self.core.check_block(block) {
+    /// Tells the operator (log, event, metric) that a block carried another
+    /// state root than ours.
+    fn report_diverged(&self, d: StateDiverged, decided: bool) {
+        tracing::error!(
+            height = d.height,
+            decided,
+            error = %d,
+            "StateDiverged: this validator's state differs from the block's (docs/RUNBOOK.md)"
+        );
+        let ev = NodeEvent::StateDiverged { error: d, decided };
+        if self.events.send(ev).is_err() {
+            tracing::debug!("node event with no subscriber");
+        }
+    }
+
+    /// Validates a block of `height`: the core's checks, then the
+    /// unverified batches' signatures on a blocking thread.
+    async fn validate(&mut self, height: Height, block: &BlockData) -> Validity {
+        match self.core.check_block(height, block) {
+            BlockCheck::Invalid(BlockFault::StateDiverged(d)) => {
+                self.report_diverged(d, false);
+                Validity::Invalid
+            }
             BlockCheck::Invalid(fault) => {
                 tracing::debug!(?fault, "invalid block");
                 Validity::Invalid
@@ -373,7 +383,7 @@ impl<S: Store> App<S> {
                         None => None,
                         Some(a) => {
                             let t0 = Instant::now();
-                            let validity = self.validate(&a.block).await;
+                            let validity = self.validate(a.height, &a.block).await;
                             tracing::debug!(
                                 height = a.height.0,
                                 round = a.round.as_i64(),
@@ -490,7 +500,7 @@ impl<S: Store> App<S> {
             } => {
                 let out = match decode_block(&value_bytes) {
                     Ok(block) => {
-                        let validity = self.validate(&block).await;
+                        let validity = self.validate(height, &block).await;
                         let bytes = Some(value_bytes.to_vec());
                         let pv = self.core.accept(
                             height,
@@ -526,6 +536,20 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
+    /// [`Core::decide`]; a divergence is reported before it stops the app.
+    fn decide(
+        &mut self,
+        height: Height,
+        round: Round,
+        value_id: ValueId,
+    ) -> Result<Decide, AppError> {
+        let out = self.core.decide(height, round, value_id);
+        if let Err(AppError::StateDiverged(d)) = &out {
+            self.report_diverged(*d, true);
+        }
+        out
+    }
+
     /// `Decided`: execute the block the app holds (read back from the
     /// store only when it is not held, e.g. after a restart), on a blocking
     /// thread, then commit it and tell the subscribers.
@@ -536,7 +560,7 @@ impl<S: Store> App<S> {
         extensions: malachitebft_app_channel::app::types::core::VoteExtensions<StepContext>,
     ) -> Result<(), AppError> {
         let (height, round, value_id) = (cert.height, cert.round, cert.value_id);
-        let job = match self.core.decide(height, round, value_id)? {
+        let job = match self.decide(height, round, value_id)? {
             Decide::Done => return Ok(()),
             Decide::Execute(job) => job,
             Decide::NeedStored => {
@@ -544,7 +568,7 @@ impl<S: Store> App<S> {
                     .store("read undecided", move |s| s.undecided(height.0))
                     .await?;
                 self.core.hold_stored(height, value_id, stored)?;
-                match self.core.decide(height, round, value_id)? {
+                match self.decide(height, round, value_id)? {
                     Decide::Execute(job) => job,
                     Decide::Done => return Ok(()),
                     Decide::NeedStored => {
@@ -596,6 +620,12 @@ fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Hands one proposal part to the network; false if its channel is closed.
+async fn publish(ch: &Channels<StepContext>, part: StreamMessage<ProposalPart>) -> bool {
+    let sent = ch.network.send(NetworkMsg::PublishProposalPart(part)).await;
+    sent.is_ok()
 }
 
 #[cfg(test)]

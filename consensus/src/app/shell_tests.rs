@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::context::{PublicKey, Validator};
-use crate::execution::AppState;
+use crate::execution::ChainState;
 use crate::store::{DecidedRecord, RedbStore, UndecidedRecord};
 
 struct Fake {
@@ -68,6 +68,18 @@ fn get_value(
     (msg, rx)
 }
 
+/// `op`'s `Ok` value; panics (saying `what` did not happen) if it takes more
+/// than 5 s or fails.
+async fn within_5s<T, E: std::fmt::Debug>(
+    op: impl std::future::Future<Output = Result<T, E>>,
+    what: &str,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(5), op)
+        .await
+        .unwrap_or_else(|_| panic!("not within 5 s: {what}"))
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
 fn batch(tag: u8) -> WireBatch {
     WireBatch {
         proofs: Vec::new(),
@@ -89,10 +101,7 @@ async fn a_get_value_is_stored_answered_and_published() {
     assert!(crate::streaming::gossiped(&m).is_some_and(|b| b.digest == [7; 32]));
     let (msg, answer) = get_value(Duration::from_secs(5));
     fake.consensus.send(msg).await.expect("send");
-    let value = tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .expect("answered within the propose wait")
-        .expect("answer");
+    let value = within_5s(answer, "answered within the propose wait").await;
     assert_eq!(value.value.batch_digests, [[7; 32]]);
     let stored = store.lock().expect("store").undecided(1).expect("read");
     assert_eq!(stored.len(), 1, "stored before it was answered");
@@ -140,8 +149,8 @@ impl Store for BrokenStore {
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(None)
     }
-    fn load_state(&self) -> Result<AppState, StoreError> {
-        Ok(AppState::default())
+    fn load_state(&self) -> Result<ChainState, StoreError> {
+        Ok(ChainState::default())
     }
     fn put_evidence(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
         Err(broken())
@@ -167,10 +176,7 @@ async fn a_store_failure_ends_the_app_with_the_named_error() {
     let run = tokio::spawn(app.run(ch, batches));
     let (msg, answer) = get_value(Duration::from_millis(20));
     fake.consensus.send(msg).await.expect("send");
-    let out = tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("the app stops")
-        .expect("no panic");
+    let out = within_5s(run, "the app stops").await;
     assert!(
         matches!(
             &out,
@@ -230,10 +236,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
     let t0 = Instant::now();
     let (msg, answer) = finalized(1);
     fake.consensus.send(msg).await.expect("send");
-    let next = tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .expect("answered")
-        .expect("answer");
+    let next = within_5s(answer, "answered").await;
     let waited = t0.elapsed();
     assert!(waited >= interval, "answered after {waited:?}");
     assert!(matches!(next, Next::Start(Height(2), _)));
@@ -248,10 +251,7 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
     );
     let t1 = Instant::now();
     fake.batches.send(batch(7)).await.expect("submit");
-    let next = tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .expect("answered")
-        .expect("answer");
+    let next = within_5s(answer, "answered").await;
     assert!(
         t1.elapsed() < interval / 2,
         "a batch starts the height at once, not after {:?}",

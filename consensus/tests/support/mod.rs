@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use step_consensus::evidence::EvidenceRecord;
 use step_consensus::{
     AppConfig, ConsensusNodeError, Decision, Node, NodeEvent, NodeSettings, PrivateKey, PublicKey,
-    Timeouts, Validator, ValidatorSet, WireBatch,
+    StateDiverged, Timeouts, Validator, ValidatorSet, WireBatch,
 };
 
 /// Short timeouts for tests (the defaults are 5 s / 3 s / 2 s).
@@ -58,6 +58,8 @@ pub struct Log {
     pub decided: BTreeMap<(usize, u64), Decision>,
     pub evidence: Vec<(usize, EvidenceRecord)>,
     pub fatal: Vec<(usize, String)>,
+    /// (node, error, decided): blocks refused for another state root.
+    pub diverged: Vec<(usize, StateDiverged, bool)>,
 }
 
 pub struct Cluster {
@@ -156,6 +158,9 @@ impl Cluster {
                     }
                     NodeEvent::Evidence(e) => log.evidence.push((i, e)),
                     NodeEvent::Fatal(f) => log.fatal.push((i, f)),
+                    NodeEvent::StateDiverged { error, decided } => {
+                        log.diverged.push((i, error, decided))
+                    }
                 }
             }
         });
@@ -222,10 +227,26 @@ impl Cluster {
     /// Waits until `cond` holds, checking every 50 ms; panics with the seed
     /// after `deadline`.
     pub async fn wait(&self, what: &str, deadline: Duration, cond: impl Fn(&Cluster) -> bool) {
+        self.wait_failing(what, deadline, &[], cond).await
+    }
+
+    /// [`Cluster::wait`], where the nodes in `may_fail` may stop.
+    pub async fn wait_failing(
+        &self,
+        what: &str,
+        deadline: Duration,
+        may_fail: &[usize],
+        cond: impl Fn(&Cluster) -> bool,
+    ) {
         let start = Instant::now();
         while !cond(self) {
             assert!(
-                self.log.lock().expect("log").fatal.is_empty(),
+                self.log
+                    .lock()
+                    .expect("log")
+                    .fatal
+                    .iter()
+                    .all(|(i, _)| may_fail.contains(i)),
                 "seed {}: a node failed: {:?}",
                 self.seed,
                 self.log.lock().expect("log").fatal

@@ -63,3 +63,42 @@ pub(super) fn common_height(obs: &[Obs], n: usize, min: u64) -> Option<(u64, Str
         .find(|(_, (nodes, _))| nodes.len() == n)
         .map(|(h, (_, r))| (h, r))
 }
+
+/// `expect.readiness`: each window saw the readiness it names at least once
+/// in the validator's `/status` polls.
+pub(super) fn check_readiness(
+    report: &mut Report,
+    expects: &[crate::manifest::ReadyExpect],
+    status: &[crate::http::StatusSeen],
+    t0: Instant,
+) {
+    for r in expects {
+        let windows = [(r.not_ready_within, false), (r.ready_within, true)];
+        for (w, want) in windows {
+            let Some([from, to]) = w else { continue };
+            let seen: Vec<bool> = status
+                .iter()
+                .filter(|s| s.node == r.node)
+                .filter(|s| {
+                    let t = s.at.saturating_duration_since(t0).as_secs_f64();
+                    (from..=to).contains(&t)
+                })
+                .map(|s| s.ready)
+                .collect();
+            let hits = seen.iter().filter(|&&x| x == want).count();
+            let what = if want { "ready" } else { "not ready" };
+            report.note(format!(
+                "validator {} in {from}–{to} s: {hits} of {} /status polls {what}",
+                r.node,
+                seen.len()
+            ));
+            if hits == 0 {
+                report.fail(format!(
+                    "validator {} never reported {what} in {from}–{to} s ({} polls)",
+                    r.node,
+                    seen.len()
+                ));
+            }
+        }
+    }
+}

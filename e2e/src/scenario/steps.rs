@@ -9,9 +9,7 @@ pub(super) fn run_dir(name: &str) -> PathBuf {
         |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e"),
         PathBuf::from,
     );
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let ms = step_engine::pipeline::unix_now_ms();
     base.join(format!("{name}-{}-{ms}", std::process::id()))
 }
 
@@ -182,28 +180,9 @@ pub fn grep_logs(report: &Report, n: usize, needles: &[&str], max: usize) -> Vec
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmm` UTC (the validators' log timestamps' prefix).
 pub fn utc_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let now = step_engine::proof::Timestamp::from_unix_ms(step_engine::pipeline::unix_now_ms())
+        .expect("the wall clock reads a year in 0000-9999");
+    now.as_str().trim_end_matches('Z').to_owned()
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 min figures (the runs share their CPUs).

@@ -253,16 +253,7 @@ impl<'de: 'a, 'a> Visitor<'de> for PayloadSeed<'a> {
             match key {
                 Key::Known(f) => {
                     let i = payload_index(f);
-                    match slots[i].take() {
-                        Some(slot) => fields[i] = Some(map.next_value_seed(ScalarSeed { slot })?),
-                        None => {
-                            // Parsed as the first one was, so that the same
-                            // bytes fail the same way; then dropped.
-                            let slot = &mut [0u8; STR_MAX];
-                            map.next_value_seed(ScalarSeed { slot })?;
-                            duplicate.get_or_insert(f);
-                        }
-                    }
+                    scalar_once(&mut map, slots[i].take(), f, &mut fields[i], &mut duplicate)?;
                 }
                 Key::Unknown => {
                     map.next_value::<IgnoredAny>()?;
@@ -272,6 +263,28 @@ impl<'de: 'a, 'a> Visitor<'de> for PayloadSeed<'a> {
         Ok(PayloadValue::Object { fields, duplicate })
     }
     not_an_object!(PayloadValue<'a>, PayloadValue::NotObject);
+}
+
+/// A scalar field's value: into `slot` (and `value`) when the field is first
+/// seen. A repeat (`slot` already taken: a duplicate key, rejected
+/// afterwards) is parsed as the first one was, so that the same bytes fail
+/// the same way, then dropped; the first repeated field is kept in `duplicate`.
+fn scalar_once<'de: 'a, 'a, A: MapAccess<'de>>(
+    map: &mut A,
+    slot: Option<&'a mut Slot>,
+    field: Field,
+    value: &mut Option<Scalar<'a>>,
+    duplicate: &mut Option<Field>,
+) -> Result<(), A::Error> {
+    match slot {
+        Some(slot) => *value = Some(map.next_value_seed(ScalarSeed { slot })?),
+        None => {
+            let slot = &mut [0u8; STR_MAX];
+            map.next_value_seed(ScalarSeed { slot })?;
+            duplicate.get_or_insert(field);
+        }
+    }
+    Ok(())
 }
 
 // Inline on purpose: one value per parse, on the stack (about 250 bytes).
@@ -308,21 +321,17 @@ impl<'de: 'a, 'a> Visitor<'de> for TopSeed<'a> {
                 Key::Known(Field::Payload) => match payload_slots.take() {
                     Some(slots) => payload = Some(map.next_value_seed(PayloadSeed { slots })?),
                     None => {
-                        // As above: parsed like the first, then dropped.
+                        // As `scalar_once` does: parsed like the first, then dropped.
                         let mut junk = [[0u8; STR_MAX]; 8];
                         let slots = junk.each_mut().map(Some);
                         map.next_value_seed(PayloadSeed { slots })?;
                         duplicate.get_or_insert(Field::Payload);
                     }
                 },
-                Key::Known(f) => match signature_slot.take() {
-                    Some(slot) => signature = Some(map.next_value_seed(ScalarSeed { slot })?),
-                    None => {
-                        let slot = &mut [0u8; STR_MAX];
-                        map.next_value_seed(ScalarSeed { slot })?;
-                        duplicate.get_or_insert(f);
-                    }
-                },
+                Key::Known(f) => {
+                    let slot = signature_slot.take();
+                    scalar_once(&mut map, slot, f, &mut signature, &mut duplicate)?;
+                }
                 Key::Unknown => {
                     map.next_value::<IgnoredAny>()?;
                 }

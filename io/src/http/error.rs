@@ -166,8 +166,5 @@ pub fn iso(unix_ms: i64) -> String {
 /// The system time as ISO-8601 (error timestamps are wall-clock facts, not
 /// verdict inputs, so they read the system clock directly).
 pub fn now_iso() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
-    iso(ms)
+    iso(step_engine::pipeline::unix_now_ms())
 }

@@ -3,7 +3,7 @@
 use super::error::{iso, ApiError, HttpCode};
 use super::proofs::final_json;
 use super::{AppState, ClientIp};
-use crate::ledger::{hex, ProofId, ProofStatus};
+use crate::ledger::{hex, NotReady, ProofId, ProofStatus};
 use crate::ratelimit::LimitKey;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, State};
@@ -178,22 +178,30 @@ async fn redis_state(s: &AppState) -> &'static str {
 }
 
 /// `GET /health`: liveness and readiness in one answer; 200 when ready,
-/// 503 `NOT_READY` otherwise. Redis being down does not make a node unready.
+/// 503 `NOT_READY` otherwise (with `reason`). Redis being down does not
+/// make a node unready.
 pub async fn health(State(s): State<AppState>) -> Response {
     let st = s.ledger.status();
     let redis = redis_state(&s).await;
-    if st.ready {
-        Json(json!({
+    match s.ledger.readiness() {
+        Ok(()) => Json(json!({
             "ok": true, "live": true, "ready": true, "height": st.height, "redis": redis,
         }))
-        .into_response()
-    } else {
-        let mut body = ApiError::new(HttpCode::NotReady, "the node is not taking proofs").body();
-        body["live"] = json!(true);
-        body["ready"] = json!(false);
-        body["redis"] = json!(redis);
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        .into_response(),
+        Err(why) => {
+            let mut body = not_ready(why).body();
+            body["live"] = json!(true);
+            body["ready"] = json!(false);
+            body["reason"] = json!(why.as_str());
+            body["height"] = json!(st.height);
+            body["redis"] = json!(redis);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
+}
+
+fn not_ready(why: NotReady) -> ApiError {
+    ApiError::new(HttpCode::NotReady, format!("not ready: {why}"))
 }
 
 /// `GET /health/live`: 200 while the process serves HTTP.
@@ -201,15 +209,18 @@ pub async fn live() -> Json<Value> {
     Json(json!({"ok": true, "live": true}))
 }
 
-/// `GET /health/ready`: 200 when the backend takes proofs, else 503.
-pub async fn ready(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    if s.ledger.status().ready {
-        Ok(Json(json!({"ok": true, "ready": true})))
-    } else {
-        Err(ApiError::new(
-            HttpCode::NotReady,
-            "the node is not taking proofs",
-        ))
+/// `GET /health/ready`: 200 when the node takes proofs and can get them
+/// finalized ([`crate::ledger::readiness`]: a quorum of validators heard,
+/// a new height lately), else 503 `NOT_READY` with `reason`.
+pub async fn ready(State(s): State<AppState>) -> Response {
+    match s.ledger.readiness() {
+        Ok(()) => Json(json!({"ok": true, "ready": true})).into_response(),
+        Err(why) => {
+            let mut body = not_ready(why).body();
+            body["ready"] = json!(false);
+            body["reason"] = json!(why.as_str());
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

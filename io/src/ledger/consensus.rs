@@ -13,9 +13,14 @@
 //!                        ▼
 //!     decision task: NodeEvent::Decided ─► per-proof results ─► finality
 //!                    waiters, the proof index, the pre-check's decided
-//!                    part, `/events`; after a lag, the missed heights from
-//!                    execution's result journal (`decisions.rs`)
+//!                    part, the intake log, `/events`; after a lag, the
+//!                    missed heights from execution's result journal and the
+//!                    store (`decisions.rs`, `recovery.rs`)
 //! ```
+//!
+//! With `intake.log` (the default) every accepted proof is in the intake
+//! log ([`crate::intake_log`]) before its submitter hears 202, and the log's
+//! proofs are queued again at start, before the node serves.
 //!
 //! The pipeline's stateful stage is a *pre-check* ([`PrecheckState`])
 //! against what this node has accepted itself and the latest decided
@@ -35,11 +40,14 @@ use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
 use super::exec::{account_view, stored_record, triangle_view};
 use super::intake::{self, lock, Finality, Intake};
 use super::precheck::{PrecheckShards, PrecheckState};
+use super::ready::{readiness, NotReady, Observed};
+use super::recovery::{replay_log, DecidedSource};
 use super::{
     AccountView, Final, FinalityError, FinalizedBlock, Ledger, LedgerReadError, ProofId,
     ProofRecord, StatusView, Submission, TriangleView,
 };
-use crate::config::Config;
+use crate::config::{Config, HealthConfig};
+use crate::intake_log::{IntakeLog, IntakeLogError, LogSettings};
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -61,6 +69,11 @@ pub enum ConsensusLedgerError {
     },
     #[error("cannot start the batch forwarder thread: {source}")]
     Thread { source: std::io::Error },
+    #[error("{source}")]
+    IntakeLog {
+        #[from]
+        source: IntakeLogError,
+    },
 }
 
 /// See the module documentation.
@@ -74,6 +87,7 @@ struct Inner {
     pipeline: Arc<Pipeline<PrecheckState>>,
     limits: Limits,
     validators: usize,
+    health: HealthConfig,
     state: SharedState,
     /// Finalized proofs on disk (`GET /proof/{id}`, after a restart too).
     reader: step_consensus::store::StoreReader,
@@ -100,6 +114,19 @@ impl ConsensusLedger {
         metrics: Arc<Metrics>,
     ) -> Result<ConsensusLedger, ConsensusLedgerError> {
         let validators = settings.validators.validators().len();
+        // The log first: a corrupt one stops the start before consensus runs.
+        let (intake, replay) = if config.intake.log {
+            let ls = LogSettings {
+                dir: settings.home.join("intake"),
+                max_records: config.intake.max_records,
+                group_commit: Duration::from_millis(config.intake.group_commit_ms),
+                segment_bytes: config.intake.segment_mb.saturating_mul(1 << 20),
+            };
+            let (log, replay) = IntakeLog::open(&ls, intake::log_complete)?;
+            (Intake::with_log(Arc::new(log)), replay.proofs)
+        } else {
+            (Intake::default(), Vec::new())
+        };
         let node = Node::start(settings).await?;
         let state = node.state();
         let reader = node.store_reader();
@@ -112,7 +139,7 @@ impl ConsensusLedger {
         let limits = pc.verifier.limits;
         let (events, _) = broadcast::channel(config.http.events_buffer.max(1));
         let shared = Arc::new(Shared {
-            intake: Intake::default(),
+            intake,
             precheck: PrecheckShards::new(pc.shards),
             finality: Mutex::new(Finality::default()),
             index: Mutex::new(ProofIndex::new(config.consensus.proof_index_max)),
@@ -122,6 +149,7 @@ impl ConsensusLedger {
                     height: s.height,
                     round: 0,
                     root: s.root,
+                    at: std::time::Instant::now(),
                 }
             }),
             settled: Notify::new(),
@@ -140,10 +168,12 @@ impl ConsensusLedger {
             .queue_capacity
             .set(i64::try_from(pipeline.capacity()).unwrap_or(i64::MAX));
 
+        let store: Arc<dyn DecidedSource> = Arc::new(node.decided_reader());
         let decisions = tokio::spawn(decision_loop(
             Arc::clone(&shared),
             node.subscribe(),
             state.clone(),
+            Arc::clone(&store),
         ));
         let submit = node.submitter();
         let fwd_pipeline = Arc::clone(&pipeline);
@@ -152,12 +182,24 @@ impl ConsensusLedger {
             .name("step-batch-forwarder".into())
             .spawn(move || forward(&fwd_pipeline, &fwd_shared, &submit))
             .map_err(|source| ConsensusLedgerError::Thread { source })?;
+        if !replay.is_empty() {
+            let n = replay.len();
+            let r = replay_log(&shared, &pipeline, &state, &*store, replay).await;
+            tracing::info!(
+                logged = n,
+                queued = r.queued,
+                already_decided = r.decided,
+                refused = r.refused,
+                "intake log replayed"
+            );
+        }
         Ok(ConsensusLedger {
             inner: Arc::new(Inner {
                 shared,
                 pipeline,
                 limits,
                 validators,
+                health: config.health.clone(),
                 state,
                 reader,
                 node: Mutex::new(Some(node)),
@@ -215,8 +257,7 @@ impl Ledger for ConsensusLedger {
             state_root: last.root,
             validators: self.inner.validators,
             peers: live.peers,
-            ready: !self.inner.shared.intake.is_closing()
-                && self.inner.shared.alive.load(Ordering::Acquire),
+            ready: self.readiness().is_ok(),
             queue: intake::queue_view(&self.inner.pipeline),
             precheck_pending: self.inner.shared.precheck.pending(),
             gossip_batches: live.gossip_batches,
@@ -225,6 +266,32 @@ impl Ledger for ConsensusLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
         self.inner.shared.events.subscribe()
+    }
+
+    fn readiness(&self) -> Result<(), NotReady> {
+        let shared = &self.inner.shared;
+        let h = &self.inner.health;
+        let peer_window = Duration::from_millis(h.ready_peer_window_ms);
+        let peers_heard = if h.ready_peer_window_ms == 0 {
+            None
+        } else {
+            lock(&self.inner.node)
+                .as_ref()
+                .map(|n| n.peers_heard_within(peer_window))
+        };
+        readiness(&Observed {
+            closing: shared.intake.is_closing(),
+            running: shared.alive.load(Ordering::Acquire),
+            log_failed: shared.intake.log().is_some_and(|l| l.failed()),
+            validators: self.inner.validators,
+            peers_heard: peers_heard
+                .or(Some(0))
+                .filter(|_| h.ready_peer_window_ms > 0),
+            peer_window,
+            height_age: lock(&shared.last).at.elapsed(),
+            height_age_max: (h.ready_height_age_ms_max > 0)
+                .then(|| Duration::from_millis(h.ready_height_age_ms_max)),
+        })
     }
 
     /// Stops taking proofs, waits (up to [`CLOSE_FINALITY_WAIT`]) until every
@@ -263,6 +330,9 @@ impl Ledger for ConsensusLedger {
             }
             shared.alive.store(false, Ordering::Release);
             lock(&shared.finality).close();
+            if let Some(log) = shared.intake.log() {
+                log.close();
+            }
         }
         .boxed()
     }
@@ -296,7 +366,14 @@ mod tests {
 
     /// A one-validator chain in process (a quorum of one), on loopback.
     async fn single_validator(home: &std::path::Path) -> ConsensusLedger {
-        let key = generate_key().expect("key");
+        single_validator_with(home, generate_key().expect("key")).await
+    }
+
+    /// The same, with `key` (a restart keeps its validator's key).
+    async fn single_validator_with(
+        home: &std::path::Path,
+        key: step_consensus::PrivateKey,
+    ) -> ConsensusLedger {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -325,6 +402,65 @@ mod tests {
         ConsensusLedger::start(&config, settings, pc, Arc::new(Metrics::new()))
             .await
             .expect("consensus ledger starts")
+    }
+
+    /// A proof finalized before a restart is answered by `GET /proof/{id}`
+    /// from the store after it (before ADR 0013 the index was in memory and
+    /// lost), and `lastClickAt` is its timestamp (before: null under
+    /// consensus).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_proof_finalized_before_a_restart_is_read_from_the_store() {
+        let home = std::env::temp_dir().join(format!(
+            "step-restart-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&home).expect("home");
+        let key = generate_key().expect("key");
+        let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+        let ms = super::super::local::system_clock().now_ms() - 5_000;
+        let body = signing::signed_body(
+            &signing::key("restart", 1),
+            &t,
+            signing::point_in(&t),
+            10.0,
+            ms,
+            "restart-1",
+        );
+        let ledger = single_validator_with(&home, key.clone()).await;
+        let pending = ledger
+            .submit_body(&body)
+            .expect("queued")
+            .verdict()
+            .await
+            .expect("accepted");
+        let fin = tokio::time::timeout(Duration::from_secs(60), ledger.wait_final(pending.id))
+            .await
+            .expect("final within 60 s")
+            .expect("executed");
+        ledger.close().await;
+        drop(ledger);
+        let ledger = single_validator_with(&home, key).await;
+        let rec = ledger
+            .proof(&pending.id)
+            .expect("read")
+            .expect("known after the restart");
+        let super::super::ProofStatus::Final(f) = rec.status else {
+            panic!("not final: {rec:?}");
+        };
+        assert_eq!(
+            (f.height, f.balance_micro, f.clicks),
+            (fin.height, fin.balance_micro, fin.clicks)
+        );
+        assert_eq!(rec.proof.nonce.as_str(), "restart-1");
+        let tri = ledger.triangle(&t).expect("read");
+        assert_eq!((tri.clicks, tri.last_click_ms), (1, Some(ms)));
+        let acc = ledger.account(&rec.proof.account).expect("read");
+        assert_eq!((acc.balance_micro, acc.proofs), (fin.balance_micro, 1));
+        ledger.close().await;
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     /// The pre-check's local state holds a proof only until its block is

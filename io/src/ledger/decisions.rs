@@ -4,64 +4,63 @@
 //!   proposal queue; a batch it cannot hand over fails its proofs' waiters
 //!   with [`FinalityError::NotForwarded`] (they would never be decided);
 //! * the **decision task** settles each decided block (waiters, the proof
-//!   index, the pre-check's decided part, `/events`). If it falls behind the
-//!   node's event stream (`RecvError::Lagged`), it re-reads the missed
-//!   heights' results from execution's [`ResultJournal`] and settles every
-//!   proof it was waiting for; a proof whose height is no longer there ends
-//!   with [`FinalityError::Unrecovered`]. No waiter is left pending.
-//!
-//! [`ResultJournal`]: step_consensus::execution::ResultJournal
+//!   index, the pre-check's decided part, the intake log, `/events`). If it
+//!   falls behind the node's event stream (`RecvError::Lagged`), it reads
+//!   the missed heights back ([`super::recovery::recover`]: execution's
+//!   result journal, and the store before it) and settles every proof it
+//!   was waiting for. No waiter is left pending.
 
-use super::exec::{outcome, settle_block, BlockResults};
+use super::exec::{settle_block, BlockResults};
 use super::intake::{lock, Finality, Intake};
 use super::precheck::{PrecheckShards, PrecheckState};
-use super::{FinalityError, FinalizedBlock, ProofId, ProofRecord, ProofStatus};
+use super::recovery::{recover, DecidedSource};
+use super::{FinalityError, FinalizedBlock, ProofId, ProofRecord};
 use crate::metrics::Metrics;
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use step_consensus::execution::JournalBlock;
+use std::time::Instant;
 use step_consensus::{Decision, NodeEvent, SharedState, WireBatch};
+use step_engine::bounded::FifoMap;
 use step_engine::pipeline::{Batch, Clock, Pipeline};
 use tokio::sync::{broadcast, Notify};
 
 /// Finalized proofs by id, the oldest forgotten first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ProofIndex {
-    pub by_id: HashMap<ProofId, ProofRecord>,
-    order: VecDeque<ProofId>,
-    max: usize,
+    pub by_id: FifoMap<ProofId, ProofRecord>,
 }
 
 impl ProofIndex {
     pub fn new(max: usize) -> ProofIndex {
         ProofIndex {
-            max,
-            ..ProofIndex::default()
+            by_id: FifoMap::new(max),
         }
     }
 
     pub fn insert(&mut self, rec: ProofRecord) {
-        if self.max == 0 {
-            return;
-        }
-        if self.by_id.insert(rec.id, rec.clone()).is_none() {
-            self.order.push_back(rec.id);
-        }
-        while self.order.len() > self.max {
-            if let Some(old) = self.order.pop_front() {
-                self.by_id.remove(&old);
-            }
-        }
+        self.by_id.insert(rec.id, rec);
     }
 }
 
 /// The last decision this node executed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Last {
     pub height: u64,
     pub round: i64,
     pub root: [u8; 32],
+    /// When it was executed here (or when the ledger started).
+    pub at: Instant,
+}
+
+impl Default for Last {
+    fn default() -> Last {
+        Last {
+            height: 0,
+            round: 0,
+            root: [0; 32],
+            at: Instant::now(),
+        }
+    }
 }
 
 /// What the ledger, the pipeline's verdict sink, the forwarder and the
@@ -145,12 +144,17 @@ pub(super) async fn decision_loop(
     shared: Arc<Shared>,
     mut rx: broadcast::Receiver<NodeEvent>,
     state: SharedState,
+    store: Arc<dyn DecidedSource>,
 ) {
     loop {
         match rx.recv().await {
             Ok(NodeEvent::Decided(d)) => apply_decision(&shared, &d),
             Ok(NodeEvent::Evidence(e)) => {
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
+            }
+            Ok(NodeEvent::StateDiverged { error, decided }) => {
+                tracing::error!(decided, "StateDiverged: {error}");
+                shared.metrics.state_diverged(decided);
             }
             Ok(NodeEvent::Fatal(msg)) => {
                 tracing::error!("consensus stopped: {msg}");
@@ -161,7 +165,7 @@ pub(super) async fn decision_loop(
                     missed = n,
                     "decision stream lagged; recovering the missed heights"
                 );
-                recover(&shared, &state);
+                recover(&shared, &state, &*store).await;
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }
@@ -193,6 +197,11 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         };
         settle_block(&block, &mut finality, m, |rec| index.insert(rec))
     };
+    // Decided, accepted or not: out of the intake log.
+    let ids = settled.proof_ids.iter().copied();
+    shared
+        .intake
+        .forget_decided(ids.chain(settled.rejected.iter().map(|r| r.id)).collect());
     // The decided part answers for the accepted proofs from now on (it
     // takes them before the local part forgets them); execution answered
     // for the rejected ones.
@@ -204,6 +213,7 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         height: d.height,
         round: d.round,
         root: d.root,
+        at: Instant::now(),
     };
     tracing::debug!(
         height = d.height,
@@ -224,98 +234,22 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
     shared.settled.notify_waiters();
 }
 
-/// After a lag: settles every proof this node waits for from the journal's
-/// heights above the last one settled; if the journal no longer reaches
-/// back that far, the proofs it does not name end with
-/// [`FinalityError::Unrecovered`]. The missed heights are not streamed on
-/// `/events` (their batch digests are not in the journal).
-pub(super) fn recover(shared: &Shared, state: &SharedState) {
-    let after = lock(&shared.last).height;
-    // Copied out so the executed state's lock is not held while settling.
-    let (height, root, first, blocks): (u64, [u8; 32], Option<u64>, Vec<JournalBlock>) = {
-        let s = state.read();
-        let blocks = s.journal.after(after).cloned().collect();
-        (s.height, s.root, s.journal.first_height(), blocks)
-    };
-    let gap = height > after && first.is_none_or(|f| f > after + 1);
-    let time_ms = shared.clock.now_ms();
-    let mut settled = 0usize;
-    let mut forgotten = Vec::new();
-    {
-        let mut finality = lock(&shared.finality);
-        let mut index = lock(&shared.index);
-        for b in &blocks {
-            for e in &b.entries {
-                let id = ProofId::of_signature(&e.signature);
-                let Some(entry) = finality.pending.get(&id) else {
-                    continue; // another validator's proof: not waited for here
-                };
-                let p = entry.proof;
-                let result = outcome(id, &p, &e.result, b.height, time_ms);
-                if let Ok(f) = &result {
-                    index.insert(ProofRecord {
-                        id,
-                        proof: p,
-                        reward_micro: f.reward_micro,
-                        status: ProofStatus::Final(*f),
-                    });
-                }
-                finality.resolve(id, &result);
-                forgotten.push((p, result.is_ok()));
-                settled += 1;
-            }
-        }
-        if gap {
-            let err = Err(FinalityError::Unrecovered {
-                after,
-                reason: format!(
-                    "the result journal starts at height {}",
-                    first.map_or_else(|| "none".to_owned(), |f| f.to_string())
-                ),
-            });
-            let ids: Vec<ProofId> = finality.pending.keys().copied().collect();
-            for id in ids {
-                if let Some(entry) = finality.resolve(id, &err) {
-                    forgotten.push((entry.proof, false));
-                }
-            }
-        }
-    }
-    for (p, accepted) in &forgotten {
-        shared.precheck.decided(p, *accepted);
-    }
-    if height > after {
-        *lock(&shared.last) = Last {
-            height,
-            round: 0,
-            root,
-        };
-        shared
-            .metrics
-            .height
-            .set(i64::try_from(height).unwrap_or(i64::MAX));
-    }
-    tracing::warn!(
-        after,
-        up_to = height,
-        settled,
-        unrecovered = gap,
-        "missed decisions recovered from the result journal"
-    );
-    shared.settled.notify_waiters();
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::intake::PendingEntry;
+    use super::super::recovery::DecidedSource;
     use super::super::Final;
     use super::*;
     use futures_util::future::BoxFuture;
+    use std::collections::HashMap;
     use std::time::{Duration, Instant};
     use step_consensus::context::{Height, ValueId};
     use step_consensus::execution::{ChainState, ResultJournal};
+    use step_consensus::store::DecidedRecord;
+    use step_consensus::BlockData;
     use step_engine::heuristics::LastProof;
     use step_engine::proof::{Nonce, Proof, Timestamp};
+    use step_engine::signing::unsigned_proof;
     use step_engine::{Address, Limits, ProofState, TriangleId};
 
     fn shared() -> Arc<Shared> {
@@ -336,21 +270,46 @@ mod tests {
 
     fn proof(k: u8) -> Proof {
         let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
-        let (lat, lon) = step_engine::mesh::centroid_lat_lon(&t);
+        let centroid = step_engine::mesh::centroid_lat_lon(&t);
+        let nonce = format!("n{k}");
         Proof {
-            account: Address([k; 20]),
-            triangle: t,
-            lat,
-            lon,
-            accuracy_m: 5.0,
-            timestamp: Timestamp::from_unix_ms(1_767_225_600_000).expect("time"),
-            nonce: Nonce::parse(&format!("n{k}")).expect("nonce"),
             signature: Ok([k; 65]),
+            ..unsigned_proof(
+                Address([k; 20]),
+                &t,
+                centroid,
+                5.0,
+                1_767_225_600_000,
+                &nonce,
+            )
         }
     }
 
-    /// Executes one block per proof (heights 1..) and returns the decisions.
-    fn execute(state: &mut ChainState, proofs: &[Proof]) -> Vec<Decision> {
+    /// The store's decided records, by height (a stand-in for the node's store).
+    #[derive(Default)]
+    struct Stored(Mutex<HashMap<u64, DecidedRecord>>);
+
+    impl DecidedSource for Stored {
+        fn decided(&self, h: u64) -> BoxFuture<'static, Result<Option<DecidedRecord>, String>> {
+            let r = lock(&self.0).get(&h).cloned();
+            Box::pin(async move { Ok(r) })
+        }
+        fn nonce_height(&self, p: &Proof) -> BoxFuture<'static, Result<Option<u64>, String>> {
+            let sig = p.signature;
+            let h = lock(&self.0).values().find_map(|r| {
+                let b = step_consensus::block::decode_block(&r.block).ok()?;
+                let hit = b.batches.iter().flat_map(|b| b.proofs.iter());
+                hit.into_iter()
+                    .any(|w| Ok(w.signature) == sig)
+                    .then_some(r.height)
+            });
+            Box::pin(async move { Ok(h) })
+        }
+    }
+
+    /// Executes one block per proof (heights 1..), each also written to
+    /// `stored` as the app writes it, and returns the decisions.
+    fn execute_stored(state: &mut ChainState, proofs: &[Proof], stored: &Stored) -> Vec<Decision> {
         proofs
             .iter()
             .map(|p| {
@@ -368,6 +327,17 @@ mod tests {
                         std::slice::from_ref(&batch),
                     )
                     .expect("in-memory state");
+                let wire = WireBatch::from_batch(&batch).expect("wire");
+                lock(&stored.0).insert(
+                    h,
+                    DecidedRecord {
+                        height: h,
+                        block: BlockData::new([wire]).encode().expect("block encodes"),
+                        certificate: Vec::new(),
+                        changes: out.changes.clone(),
+                        root: out.root,
+                    },
+                );
                 Decision {
                     height: h,
                     round: 0,
@@ -416,8 +386,15 @@ mod tests {
         shared: &Arc<Shared>,
         mut chain: ChainState,
         proofs: &[Proof],
+        store_kept: bool,
     ) -> Vec<Result<Final, FinalityError>> {
-        let decisions = execute(&mut chain, proofs);
+        let stored = Arc::new(Stored::default());
+        let decisions = execute_stored(&mut chain, proofs, &stored);
+        let stored: Arc<dyn DecidedSource> = if store_kept {
+            stored
+        } else {
+            Arc::new(Forgetful)
+        };
         let waits = wait_for(shared, proofs);
         let (tx, rx) = broadcast::channel(1);
         for d in decisions {
@@ -427,6 +404,7 @@ mod tests {
             Arc::clone(shared),
             rx,
             SharedState::new(chain),
+            stored,
         ));
         let mut out = Vec::new();
         for w in waits {
@@ -445,7 +423,7 @@ mod tests {
     async fn a_lagged_decision_stream_is_recovered_from_the_journal() {
         let shared = shared();
         let proofs: Vec<Proof> = (1..=3).map(proof).collect();
-        let results = lag_past(&shared, ChainState::default(), &proofs).await;
+        let results = lag_past(&shared, ChainState::default(), &proofs, true).await;
         for (k, r) in results.into_iter().enumerate() {
             let f = r.expect("final");
             assert_eq!((f.height, f.clicks), (k as u64 + 1, k as u32 + 1));
@@ -456,14 +434,28 @@ mod tests {
         assert_eq!(lock(&shared.index).by_id.len(), 3);
     }
 
-    /// Heights the journal no longer holds: their proofs end with a named
-    /// error; the proof of the height it holds is final.
+    /// A journal that holds only the last height: the decision task lags
+    /// past heights 1 and 2, reads them back from the store, and their
+    /// proofs end final with the same balance and clicks as the journal
+    /// would give (before, they ended `Unrecovered`).
     #[tokio::test]
-    async fn heights_beyond_the_journal_end_unrecovered() {
+    async fn heights_beyond_the_journal_are_recovered_from_the_store() {
         let shared = shared();
         let proofs: Vec<Proof> = (1..=3).map(proof).collect();
         let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
-        let results = lag_past(&shared, chain, &proofs).await;
+        let results = lag_past(&shared, chain, &proofs, true).await;
+        for (k, r) in results.iter().enumerate() {
+            let f = r.as_ref().expect("final, not Unrecovered");
+            assert_eq!((f.height, f.clicks), (k as u64 + 1, k as u32 + 1));
+            assert_eq!(f.balance_micro, f.reward_micro, "one proof per account");
+        }
+        assert!(lock(&shared.finality).pending.is_empty());
+        assert_eq!(lock(&shared.index).by_id.len(), 3);
+        // Without the store's heights, the two beyond the journal end with
+        // the named error (not pending forever).
+        let shared = shared_fresh();
+        let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
+        let results = lag_past(&shared, chain, &proofs, false).await;
         for r in &results[..2] {
             assert!(
                 matches!(r, Err(FinalityError::Unrecovered { after: 0, .. })),
@@ -471,6 +463,65 @@ mod tests {
             );
         }
         assert_eq!(results[2].as_ref().map(|f| f.height), Ok(3));
+    }
+
+    /// A store that lost every record.
+    struct Forgetful;
+
+    impl DecidedSource for Forgetful {
+        fn decided(&self, _: u64) -> BoxFuture<'static, Result<Option<DecidedRecord>, String>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn nonce_height(&self, _: &Proof) -> BoxFuture<'static, Result<Option<u64>, String>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn shared_fresh() -> Arc<Shared> {
+        shared()
+    }
+
+    /// Several proofs in one stored block: each accepted proof's balance and
+    /// clicks are the values right after it, as execution reported them.
+    #[test]
+    fn a_stored_block_gives_each_proof_its_own_result() {
+        let mut chain = ChainState::default();
+        let mut a = proof(1);
+        let mut b = proof(1);
+        b.nonce = Nonce::parse("second").expect("nonce");
+        b.timestamp = Timestamp::from_unix_ms(1_767_225_700_000).expect("time");
+        b.signature = Ok([9; 65]);
+        a.signature = Ok([8; 65]);
+        let c = proof(2);
+        let batch = Batch {
+            proofs: vec![a, b, a, c],
+            pubkeys: vec![[0; 64]; 4],
+            digest: [1; 32],
+        };
+        let out = chain
+            .apply_block(
+                &Limits::default(),
+                Height(1),
+                ValueId([1; 32]),
+                std::slice::from_ref(&batch),
+            )
+            .expect("in-memory state");
+        let rec = DecidedRecord {
+            height: 1,
+            block: BlockData::new([WireBatch::from_batch(&batch).expect("wire")])
+                .encode()
+                .expect("encodes"),
+            certificate: Vec::new(),
+            changes: out.changes,
+            root: out.root,
+        };
+        let from_store = super::super::recovery::journal_block(&rec).expect("decodes");
+        let from_journal = chain.journal.after(0).next().expect("journal").clone();
+        assert_eq!(from_store, from_journal);
+        assert!(
+            from_store.entries[2].result.is_err(),
+            "the replay is rejected"
+        );
     }
 
     /// The node's batch queue is gone: the forwarder fails the proofs of

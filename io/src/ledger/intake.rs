@@ -1,12 +1,15 @@
 //! What every ledger backend does between a submitted body and finality,
 //! whatever finalizes its proofs: the pipeline's verdicts routed back to the
 //! submitter ([`Intake`]), and accepted proofs tracked until their block
-//! executes ([`Finality`]).
+//! executes ([`Finality`]). With an intake log ([`crate::intake_log`]), an
+//! accepted proof's verdict reaches its submitter only after the proof's
+//! group is on disk.
 
 use super::{
     Final, FinalityError, LedgerReadError, Pending, ProofId, ProofRecord, ProofStatus, QueueView,
     Submission,
 };
+use crate::intake_log::{IntakeLog, IntakeLogError};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use std::collections::HashMap;
@@ -23,11 +26,36 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+pub(super) type VerdictTx = oneshot::Sender<Result<Pending, Reject>>;
+
 /// A submission waiting for its pipeline verdict.
 #[derive(Debug)]
 struct Waiting {
-    tx: oneshot::Sender<Result<Pending, Reject>>,
+    tx: VerdictTx,
     submitted: Instant,
+    /// Queued again from the intake log at start (logged already): its id.
+    replay: Option<ProofId>,
+}
+
+/// What an accepted proof's log append carries to its completion.
+#[derive(Debug)]
+pub(super) struct LogReply {
+    pub tx: VerdictTx,
+    pub pending: Pending,
+}
+
+/// The intake log's completion: the 202 (or, if the write failed, OVERLOADED).
+pub(super) fn log_complete(reply: LogReply, result: Result<(), &IntakeLogError>) {
+    let verdict = match result {
+        Ok(()) => Ok(reply.pending),
+        Err(e) => {
+            tracing::error!(error = %e, id = %reply.pending.id, "accepted proof not logged: answered OVERLOADED");
+            Err(Reject::Overloaded)
+        }
+    };
+    if reply.tx.send(verdict).is_err() {
+        tracing::debug!("submitter gone before its verdict");
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,11 +71,60 @@ pub(super) struct Intake {
     /// Signalled when `verdicts.by_tag` may have become empty.
     idle: Notify,
     next_tag: AtomicU64,
+    /// Where accepted proofs are made durable before their verdict.
+    log: Option<Arc<IntakeLog<LogReply>>>,
 }
 
 impl Intake {
-    /// Queues a parsed proof in `pipeline`. Never blocks.
+    /// An intake whose accepted proofs are logged in `log` before the
+    /// submitter hears of them.
+    pub fn with_log(log: Arc<IntakeLog<LogReply>>) -> Intake {
+        Intake {
+            log: Some(log),
+            ..Intake::default()
+        }
+    }
+
+    pub fn log(&self) -> Option<&Arc<IntakeLog<LogReply>>> {
+        self.log.as_ref()
+    }
+
+    /// Queues a parsed proof in `pipeline`. Never blocks. With a log, a
+    /// full or failed log refuses it (OVERLOADED) before the pipeline sees it.
     pub fn submit<S>(&self, pipeline: &Pipeline<S>, proof: &Proof) -> Result<Submission, Reject>
+    where
+        S: step_engine::ProofState + Send + 'static,
+    {
+        if let Some(log) = &self.log {
+            if let Err(e) = log.reserve() {
+                tracing::debug!(error = %e, "proof refused: OVERLOADED");
+                return Err(Reject::Overloaded);
+            }
+        }
+        let r = self.queue(pipeline, proof, None);
+        if r.is_err() {
+            if let Some(log) = &self.log {
+                log.release();
+            }
+        }
+        r
+    }
+
+    /// Queues a proof read back from the intake log at start (its place in
+    /// the log is taken already; it is not logged again).
+    pub fn resubmit<S>(&self, pipeline: &Pipeline<S>, proof: &Proof) -> Result<Submission, Reject>
+    where
+        S: step_engine::ProofState + Send + 'static,
+    {
+        self.queue(pipeline, proof, ProofId::of_proof(proof))
+    }
+
+    fn queue<S>(
+        &self,
+        pipeline: &Pipeline<S>,
+        proof: &Proof,
+        replay: Option<ProofId>,
+    ) -> Result<Submission, Reject>
     where
         S: step_engine::ProofState + Send + 'static,
     {
@@ -63,6 +140,7 @@ impl Intake {
                 Waiting {
                     tx,
                     submitted: Instant::now(),
+                    replay,
                 },
             );
         }
@@ -76,6 +154,13 @@ impl Intake {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Drops decided proofs from the intake log (if any).
+    pub fn forget_decided(&self, ids: Vec<ProofId>) {
+        if let Some(log) = &self.log {
+            log.forget(ids);
         }
     }
 
@@ -117,8 +202,38 @@ impl Intake {
             },
             Err(r) => Err(r.clone()),
         };
-        if let Some(w) = waiting {
-            let _ = w.tx.send(result);
+        let Some(w) = waiting else {
+            return;
+        };
+        let verdict = match (&self.log, result) {
+            (Some(log), Ok(pending)) if w.replay.is_none() => {
+                // Answered by the log's completion, after the fsync.
+                let proof = v.result.as_ref().map(|a| a.proof).ok();
+                match proof.map(|p| log.append(&p, LogReply { tx: w.tx, pending })) {
+                    Some(Ok(())) | None => return,
+                    Some(Err((reply, e))) => {
+                        tracing::error!(error = %e, "accepted proof not logged: answered OVERLOADED");
+                        log.release();
+                        if reply.tx.send(Err(Reject::Overloaded)).is_err() {
+                            tracing::debug!("submitter gone before its verdict");
+                        }
+                        return;
+                    }
+                }
+            }
+            (Some(log), Err(r)) => {
+                match w.replay {
+                    // Logged before the crash, refused now: it can never be
+                    // decided, so it leaves the log.
+                    Some(id) => log.forget(vec![id]),
+                    None => log.release(),
+                }
+                Err(r)
+            }
+            (_, r) => r,
+        };
+        if w.tx.send(verdict).is_err() {
+            tracing::debug!("submitter gone before its verdict");
         }
     }
 

@@ -153,7 +153,7 @@ impl LocalLedger {
 
 /// The engine pipeline's configuration from the node's.
 pub fn pipeline_config(config: &Config, clock: Clock) -> PipelineConfig {
-    let verifier = Verifier::new(config.limits.to_limits(), config.backend());
+    let verifier = Verifier::new(config.limits.to_limits(), config.recovery_backend());
     let p = &config.pipeline;
     let mut pc = PipelineConfig::new(verifier, clock);
     if p.workers > 0 {
@@ -169,11 +169,7 @@ pub fn pipeline_config(config: &Config, clock: Clock) -> PipelineConfig {
 
 /// The system wall clock in unix milliseconds.
 pub fn system_clock() -> Clock {
-    Clock::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-    })
+    Clock::system()
 }
 
 fn block_loop(shared: &Shared, pipeline: &Pipeline, stop: &crossbeam_channel::Receiver<()>) {

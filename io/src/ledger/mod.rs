@@ -23,10 +23,13 @@ mod exec;
 mod intake;
 mod local;
 mod precheck;
+mod ready;
+mod recovery;
 
 pub use consensus::{ConsensusLedger, ConsensusLedgerError};
 pub use local::{pipeline_config, system_clock, LocalLedger};
 pub use precheck::RECENT_DECIDED_MAX;
+pub use ready::{quorum, readiness, NotReady, Observed};
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
@@ -137,11 +140,7 @@ impl ExecutionReject {
     }
 }
 
-impl std::fmt::Display for ExecutionReject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+step_engine::fmt_as_text!(Display for ExecutionReject, as_str);
 
 /// Why waiting for finality ended without a [`Final`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -351,6 +350,16 @@ pub trait Ledger: Send + Sync + 'static {
     fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError>;
     fn triangle(&self, id: &TriangleId) -> Result<TriangleView, LedgerReadError>;
     fn status(&self) -> StatusView;
+
+    /// Whether the node can take proofs and get them finalized
+    /// (`GET /health/ready`); [`StatusView::ready`] is `readiness().is_ok()`.
+    fn readiness(&self) -> Result<(), NotReady> {
+        if self.status().ready {
+            Ok(())
+        } else {
+            Err(NotReady::Stopped)
+        }
+    }
 
     /// Finalized blocks from now on.
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>>;

@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use step_engine::pipeline::{Clock, PipelineConfig};
@@ -18,29 +17,12 @@ use tokio::task::JoinHandle;
 /// Every test's I/O has this bound, so that a hang fails instead of blocking CI.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("STEP_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/step-proof-v1"),
-    }
-}
-
-fn lines(name: &str) -> Vec<String> {
-    let path = shared_dir().join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 pub fn valid_lines() -> Vec<String> {
-    lines("sample-valid.jsonl")
+    step_testkit::shared_lines("sample-valid.jsonl")
 }
 
 pub fn invalid_lines() -> Vec<String> {
-    lines("sample-invalid.jsonl")
+    step_testkit::shared_lines("sample-invalid.jsonl")
 }
 
 /// The codes an invalid sample line may get (`expect` and `expect_any`).
@@ -198,13 +180,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {} body is not JSON ({e}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        step_testkit::http::json_body(self.status, &self.body)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

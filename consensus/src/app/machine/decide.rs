@@ -18,6 +18,9 @@ impl Core {
         let Some(held) = self.held.get(&(height.0, value_id.0)).cloned() else {
             return Ok(Decide::NeedStored);
         };
+        // A quorum decided a block on another root than ours: our state is
+        // not the chain's. Stop, never execute on top of it.
+        self.check_root(height, &held.block)?;
         let batches = held
             .block
             .batches
@@ -74,6 +77,7 @@ impl Core {
         self.own.retain(|d, _| mempool.contains(d));
         self.gossip.decided(digests);
         self.height = height;
+        self.root = outcome.root;
         self.held.retain(|(h, _), _| *h > height);
         fx.push(Effect::Emit(NodeEvent::Decided(Decision {
             height,
