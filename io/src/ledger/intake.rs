@@ -168,6 +168,8 @@ impl Intake {
     /// lock). An accepted proof is registered in `finality` before the
     /// submitter hears of it, so that `wait_final` right after the verdict
     /// finds it.
+    // The log hands the reply back with its error (rare) so it can still be answered.
+    #[allow(clippy::result_large_err)]
     pub fn deliver(&self, v: &Verdict, finality: &Mutex<Finality>) {
         let waiting = {
             let mut verdicts = lock(&self.verdicts);
