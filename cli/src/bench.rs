@@ -66,6 +66,10 @@ pub struct LoadArgs {
     /// Keep-alive connections per target.
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Most requests one connection writes before reading their answers
+    /// (HTTP/1.1 pipelining, used only when requests wait; 1: one at a time).
+    #[arg(long, default_value_t = 8)]
+    pipeline: usize,
     /// Requests that may wait for a free connection, per target, before
     /// arrivals are dropped (default: 0.1 s of arrivals, at least 2 per connection).
     #[arg(long)]
@@ -100,6 +104,13 @@ pub struct LoadArgs {
     /// Do not follow `/events` (no finality figures).
     #[arg(long)]
     no_finality: bool,
+    /// Skip the one-second recovery calibration after the load (no
+    /// CPU-per-proof ratio).
+    #[arg(long)]
+    no_calibration: bool,
+    /// Also write a self-contained HTML report with charts to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -181,6 +192,8 @@ fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
     o.cooldown_rate = a.cooldown_rate;
     o.batch = a.batch;
     o.connections = a.connections;
+    o.pipeline = a.pipeline;
+    o.calibrate = !a.no_calibration;
     o.queue = a.queue.unwrap_or(0);
     o.invalid_ratio = a.invalid_ratio;
     o.accounts = a.accounts;
@@ -219,6 +232,12 @@ fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
     let clean_stop = devnet.map(BenchDevnet::stop);
     let report = result?;
     print!("{}", report.to_text());
+    if let Some(path) = &a.html {
+        let page = step_perf::load::html::render(&report)?;
+        std::fs::write(path, page)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        println!("HTML report: {}", path.display());
+    }
     if clean_stop == Some(false) {
         println!("devnet: did not stop cleanly (validators had to be killed)");
     }

@@ -20,6 +20,12 @@ pub struct Args {
     /// Shortcut for `--set redis.url=URL`.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Misbehave on purpose (e2e tests only; `byzantine` feature):
+    /// `equivocate` (double votes), `bad-signatures` or `gps-spoof` (forged
+    /// batches passed off as valid).
+    #[cfg(feature = "byzantine")]
+    #[arg(long, value_parser = ["equivocate", "bad-signatures", "gps-spoof"])]
+    byzantine: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -42,6 +48,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let clock = Clock::system();
+        #[cfg(feature = "byzantine")]
+        let ledger = match args.byzantine.as_deref() {
+            Some(kind) => {
+                use step_io::validator::Byzantine;
+                anyhow::ensure!(
+                    config.node.backend == "consensus",
+                    "--byzantine needs node.backend = \"consensus\""
+                );
+                let b = match kind {
+                    "equivocate" => Byzantine::Equivocate,
+                    "bad-signatures" => Byzantine::BadSignatures,
+                    "gps-spoof" => Byzantine::GpsSpoof,
+                    other => anyhow::bail!("unknown --byzantine behaviour {other:?}"),
+                };
+                step_io::validator::open_byzantine_ledger(
+                    &config,
+                    &base,
+                    clock.clone(),
+                    Arc::clone(&metrics),
+                    b,
+                )
+                .await?
+            }
+            None => {
+                step_io::validator::open_ledger(&config, &base, clock.clone(), Arc::clone(&metrics))
+                    .await?
+            }
+        };
+        #[cfg(not(feature = "byzantine"))]
         let ledger =
             step_io::validator::open_ledger(&config, &base, clock.clone(), Arc::clone(&metrics))
                 .await?;

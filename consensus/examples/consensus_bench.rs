@@ -79,6 +79,8 @@ async fn main() {
             app: AppConfig::default(),
             #[cfg(feature = "byzantine")]
             byzantine: None,
+            #[cfg(feature = "byzantine")]
+            forge_batches: None,
         };
         nodes.push(Node::start(s).await.expect("node starts"));
     }

@@ -12,7 +12,9 @@ pub struct Timeouts {
     pub propose_ms: u64,
     pub prevote_ms: u64,
     pub precommit_ms: u64,
-    /// Votes of a stuck round are re-broadcast this often (liveness).
+    /// Votes of a stuck round are re-broadcast this often (liveness). Also
+    /// how long a healed partition waits for the other side's votes: gossip
+    /// does not resend old messages on a new connection (default 1 s; ADR 0023).
     pub rebroadcast_ms: u64,
 }
 
@@ -22,7 +24,7 @@ impl Default for Timeouts {
             propose_ms: 5_000,
             prevote_ms: 3_000,
             precommit_ms: 2_000,
-            rebroadcast_ms: 5_000,
+            rebroadcast_ms: 1_000,
         }
     }
 }
@@ -66,6 +68,10 @@ pub struct AppConfig {
     /// starts when a batch is in the mempool, a peer proposes it, or this
     /// interval has passed. Zero: every height starts at once.
     pub max_idle_block_interval: Duration,
+    /// The chain every vote and proposal is signed for: the genesis' hash
+    /// (a node sets it from its genesis file; all zeros by default, for
+    /// tests and benches that build this by hand).
+    pub chain: crate::signing::ChainId,
 }
 
 /// [`AppConfig::max_idle_block_interval`]'s default.
@@ -88,6 +94,7 @@ impl Default for AppConfig {
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
             state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
             max_idle_block_interval: DEFAULT_MAX_IDLE_BLOCK_INTERVAL,
+            chain: crate::signing::ChainId::default(),
         }
     }
 }

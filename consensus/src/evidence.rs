@@ -13,7 +13,7 @@ use malachitebft_core_consensus::MisbehaviorEvidence;
 use malachitebft_core_types::{SignedProposal, SignedVote, Vote as _};
 
 use crate::context::{StepContext, ValidatorAddress, ValidatorSet};
-use crate::signing::{proposal_signature_ok, vote_signature_ok};
+use crate::signing::{proposal_signature_ok, vote_signature_ok, ChainId};
 
 /// Two conflicting signed votes of one validator.
 pub type DoubleVote = (SignedVote<StepContext>, SignedVote<StepContext>);
@@ -51,8 +51,9 @@ impl EvidenceRecord {
     }
 
     /// True when every pair is two different votes of the same type, height
-    /// and round, both signed by the accused validator of `validators`.
-    pub fn verify(&self, validators: &ValidatorSet) -> bool {
+    /// and round, both signed for `chain` by the accused validator of
+    /// `validators`.
+    pub fn verify(&self, chain: &ChainId, validators: &ValidatorSet) -> bool {
         use malachitebft_core_types::ValidatorSet as _;
         let votes_ok = self.votes.iter().all(|(addr, pairs)| {
             let Some(v) = validators.get_by_address(addr) else {
@@ -65,8 +66,8 @@ impl EvidenceRecord {
                     && a.message.round() == b.message.round()
                     && a.message.vote_type() == b.message.vote_type()
                     && a.message.value() != b.message.value()
-                    && vote_signature_ok(&a.message, &a.signature, &v.public_key)
-                    && vote_signature_ok(&b.message, &b.signature, &v.public_key)
+                    && vote_signature_ok(chain, &a.message, &a.signature, &v.public_key)
+                    && vote_signature_ok(chain, &b.message, &b.signature, &v.public_key)
             })
         });
         let proposals_ok = self.proposals.iter().all(|(addr, pairs)| {
@@ -77,8 +78,8 @@ impl EvidenceRecord {
                 a.message.height == b.message.height
                     && a.message.round == b.message.round
                     && a.message.value != b.message.value
-                    && proposal_signature_ok(&a.message, &a.signature, &v.public_key)
-                    && proposal_signature_ok(&b.message, &b.signature, &v.public_key)
+                    && proposal_signature_ok(chain, &a.message, &a.signature, &v.public_key)
+                    && proposal_signature_ok(chain, &b.message, &b.signature, &v.public_key)
             })
         });
         votes_ok && proposals_ok

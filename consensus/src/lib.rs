@@ -39,7 +39,10 @@ pub use context::{
 pub use error::{AppError, ConsensusNodeError, StateDiverged};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
+pub use signing::ChainId;
 pub use store::{DecidedReader, RedbStore, Store};
 
+#[cfg(feature = "byzantine")]
+pub use byzantine::{forged_batch, BatchFault};
 #[cfg(feature = "byzantine")]
 pub use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};

@@ -48,6 +48,10 @@ pub struct NodeSettings {
     /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
+    /// Test hook: queue a forged batch of this kind every second, as if the
+    /// pipeline had accepted it (`byzantine` feature).
+    #[cfg(feature = "byzantine")]
+    pub forge_batches: Option<crate::byzantine::BatchFault>,
 }
 
 impl std::fmt::Debug for NodeSettings {
@@ -82,6 +86,8 @@ impl NodeSettings {
             app,
             #[cfg(feature = "byzantine")]
             byzantine: None,
+            #[cfg(feature = "byzantine")]
+            forge_batches: None,
         }
     }
 
@@ -249,7 +255,7 @@ impl Node {
             reason: e.to_string(),
         })??;
 
-        let signer = StepSigner::new(s.key.clone());
+        let signer = StepSigner::new(s.key.clone(), s.app.chain);
         let pk = signer.public_key();
         let address = ValidatorAddress::from_public_key(&pk);
         let mut consensus = ConsensusConfig::default();
@@ -296,7 +302,7 @@ impl Node {
         let wal = WalContext::new(wal_path.clone(), BorshCodec);
         let consensus_ctx = ConsensusContext::new_validator(
             address,
-            Box::new(StepVerifier),
+            Box::new(StepVerifier { chain: s.app.chain }),
             Box::new(signer.clone()),
         );
 
@@ -324,6 +330,15 @@ impl Node {
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
         let reader = store.reader();
+        #[cfg(feature = "byzantine")]
+        if let Some(fault) = s.forge_batches {
+            // Stops by itself when the app's queue closes.
+            drop(crate::byzantine::spawn_forger(
+                submit.clone(),
+                fault,
+                format!("forged-{}", s.moniker),
+            ));
+        }
         let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();

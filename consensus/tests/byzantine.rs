@@ -58,7 +58,7 @@ async fn equivocating_validator_is_recorded_and_safety_holds() {
                 "seed {seed}: node{i} accused the wrong validator"
             );
             assert!(
-                e.verify(&c.validators),
+                e.verify(&c.app.chain, &c.validators),
                 "seed {seed}: node{i} kept evidence whose signatures do not verify"
             );
         }

@@ -5,7 +5,9 @@
 
 use crate::{DevnetError, Options, Validator, MAX_VALIDATORS};
 use std::path::{Path, PathBuf};
-use step_io::genesis::{generate_key, load_key, public_key, save_key, Genesis, GenesisValidator};
+use step_io::genesis::{
+    generate_key, load_key, public_key, save_key, Genesis, GenesisParams, GenesisValidator,
+};
 use step_io::Config;
 
 /// Applies `KEY=VALUE` overrides in order.
@@ -107,9 +109,14 @@ fn genesis(o: &Options) -> Result<Genesis, DevnetError> {
         ));
     }
     let secs = step_engine::pipeline::unix_now_ms() / 1000;
+    // The consensus-critical `--set` overrides go into the genesis (a node
+    // refuses them in its own configuration otherwise).
+    let mut c = Config::default();
+    apply_sets(&mut c, &o.sets)?;
     let g = Genesis {
         chain_id: format!("step-devnet-{secs}"),
         validators,
+        params: GenesisParams::from_config(&c),
     };
     g.save(&path)?;
     Ok(g)
@@ -142,6 +149,9 @@ fn write_config(o: &Options, g: &Genesis, i: usize) -> Result<Validator, DevnetE
     c.rate_limit.per_ip = 0;
     apply_sets(&mut c, &o.sets)?;
     c.validate()?;
+    // A kept genesis with other parameters than this run's `--set`: refused
+    // here, before any validator starts, naming the key.
+    g.params.apply(&c)?;
     let text = toml::to_string(&c).map_err(|source| DevnetError::Serialise { index: i, source })?;
     let path = dir.join("config.toml");
     std::fs::write(

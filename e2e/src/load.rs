@@ -31,6 +31,12 @@ pub fn proof(seed: &str, k: u64) -> Vec<u8> {
     )
 }
 
+/// Sender threads for `rate` proofs/s: rate × the 5 s request timeout,
+/// at least 4, at most 512.
+pub fn load_workers(rate: f64) -> usize {
+    ((rate * 5.0).ceil() as usize).clamp(4, 512)
+}
+
 /// One request's outcome.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -70,8 +76,12 @@ impl Load {
             Arc::new((0..total).map(|k| proof(&spec.seed, k)).collect());
         let results = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
         let next = Arc::new(AtomicUsize::new(0));
-        // Enough senders for a 5 s timeout at the rate, bounded.
-        let workers = ((spec.rate * 0.5) as usize).clamp(4, 64);
+        // Enough senders to keep the rate while every request waits out its
+        // 5 s timeout (a paused or cut-off target answers nothing), bounded.
+        // With rate × 0.5 (5 at 10/s) the requests to a SIGSTOPped validator
+        // held every sender, and the live ones got proofs only in bursts
+        // every 5 s (see docs/RELIABILITY.md, pause-proposer).
+        let workers = load_workers(spec.rate);
         let mut threads = Vec::new();
         for _ in 0..workers {
             let (bodies, results, next) =
@@ -146,5 +156,22 @@ impl Load {
             .iter()
             .filter(|s| s.node == node && s.status == 202)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A target that answers nothing holds a sender for the whole 5 s
+    /// timeout: at 10/s over 4 targets, 12.5 senders are held by the silent
+    /// one; the rest must still keep the live targets at their rate.
+    #[test]
+    fn senders_outlast_a_silent_target() {
+        for rate in [10.0, 30.0, 60.0] {
+            let held_by_silent = rate / 4.0 * 5.0;
+            assert!(
+                super::load_workers(rate) as f64 >= held_by_silent + rate,
+                "{rate}"
+            );
+        }
     }
 }

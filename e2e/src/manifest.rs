@@ -22,6 +22,7 @@
 //! lost_max = 0
 //! halt = { from_s = 10, to_s = 25 }
 //! resume = { after_s = 25, within_s = 10 }
+//! readiness = [{ node = 3, not_ready_within = [12, 21], ready_within = [23, 33] }]   # /status `ready`
 //! ```
 
 use serde::Deserialize;
@@ -50,6 +51,33 @@ pub struct Manifest {
     pub prometheus: bool,
     #[serde(default)]
     pub prometheus_interval_s: Option<u32>,
+    /// Validators that misbehave on purpose (`step node --byzantine KIND`;
+    /// needs a `step` built with the `byzantine` feature).
+    #[serde(default)]
+    pub byzantine: Vec<ByzantineNode>,
+}
+
+/// One byzantine validator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByzantineNode {
+    pub node: usize,
+    /// `equivocate`, `bad-signatures` or `gps-spoof`.
+    pub kind: String,
+}
+
+/// What the honest validators must have seen of a byzantine one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByzantineExpect {
+    /// The misbehaving validator.
+    pub node: usize,
+    /// `GET /evidence` on each of these names it in a double-vote record.
+    #[serde(default)]
+    pub evidence_on: Vec<usize>,
+    /// Each of these logged its batches as invalid and muted its gossip.
+    #[serde(default)]
+    pub muted_on: Vec<usize>,
 }
 
 fn default_settle() -> f64 {
@@ -177,6 +205,13 @@ pub struct Expect {
     /// Alerts of the real Prometheus (needs `prometheus = true`).
     #[serde(default)]
     pub alert: Vec<AlertExpect>,
+    /// Every validator closes its connections across each `partition`
+    /// before the following `heal` (logs `Disconnected from peer`).
+    #[serde(default)]
+    pub links_closed_before_heal: bool,
+    /// Checks of the validators named in `byzantine`.
+    #[serde(default)]
+    pub byzantine: Vec<ByzantineExpect>,
     /// What a validator's `/status` `ready` (= `/health/ready`) says when.
     #[serde(default)]
     pub readiness: Vec<ReadyExpect>,

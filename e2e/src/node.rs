@@ -56,6 +56,8 @@ pub struct Validator {
     pub starts: u32,
     /// The validator's address (40 hex), from its genesis entry.
     pub address: String,
+    /// `--byzantine KIND` for every start, if any.
+    pub byzantine: Option<String>,
 }
 
 #[derive(Debug)]
@@ -122,6 +124,7 @@ impl Cluster {
                 faketime: None,
                 starts: 0,
                 address,
+                byzantine: None,
             });
         }
         std::fs::write(dir.join("genesis.toml"), genesis)?;
@@ -178,6 +181,9 @@ impl Cluster {
             .arg(&v.config);
         for s in &self.sets {
             cmd.arg("--set").arg(s);
+        }
+        if let Some(kind) = &v.byzantine {
+            cmd.arg("--byzantine").arg(kind);
         }
         use std::os::unix::process::CommandExt;
         let child = cmd

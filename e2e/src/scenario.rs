@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod byz;
+mod links;
 mod observe;
 mod steps;
 
@@ -77,6 +79,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
             cluster.validators[p.node.unwrap_or(0)].faketime = p.offset.clone();
         }
     }
+    byz::configure(&mut cluster, &m.byzantine)?;
     let setup = Instant::now();
     for i in 0..n {
         cluster.start(&net, i)?;
@@ -139,7 +142,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     perturb.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut resumes: Vec<(Instant, usize)> = Vec::new();
     let mut applied: Vec<(f64, String)> = Vec::new();
-    let mut heal_times: Vec<(Kind, String)> = Vec::new();
+    let mut heal_times: Vec<links::Applied> = Vec::new();
     report.note(format!("t=0 is UTC {}", utc_now()));
     for p in &perturb {
         if p.kind == Kind::ClockSkew && p.at_s == 0.0 {
@@ -163,7 +166,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         }
         let t = t0.elapsed().as_secs_f64();
         applied.push((t, format!("{} (UTC {})", what.0, utc_now())));
-        heal_times.push((p.kind, utc_now()));
+        heal_times.push((p.kind, utc_now(), p.groups.clone()));
     }
     sleep_until(at(m.duration_s), &mut resumes, &mut cluster);
     while !resumes.is_empty() {
@@ -231,6 +234,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     let rec_guard = rec.lock();
     let obs = observations(&rec_guard);
     let ids = final_ids(&rec_guard);
+    byz::check_foreign(&mut report, &ids, &sent, &seed);
     let rejected: BTreeSet<&String> = rec_guard
         .blocks
         .iter()
@@ -509,9 +513,9 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     drop(rec);
     // libp2p connection events in the logs after each heal / restart /
     // resume: what reconnected, when.
-    for (kind, utc) in heal_times
+    for (kind, utc, _) in heal_times
         .iter()
-        .filter(|(k, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
+        .filter(|(k, _, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
     {
         let mut lines = Vec::new();
         for i in 0..n {
@@ -545,6 +549,10 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
             "libp2p after {kind:?} at {utc}: {}",
             lines.join("; ")
         ));
+    }
+    byz::check(&mut report, &e.byzantine, &cluster, &addrs);
+    if e.links_closed_before_heal {
+        links::check_logs(&mut report, &heal_times, &cluster);
     }
     cluster.kill_all();
     drop(net);

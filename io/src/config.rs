@@ -32,6 +32,19 @@ pub enum ConfigError {
     },
     #[error("`{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A consensus-critical key set locally to another value than the
+    /// genesis' (`io::genesis_params`).
+    #[error(
+        "`{key}` is {configured} in the configuration or environment ({env}), but the genesis \
+         sets {genesis}: consensus-critical parameters come from the genesis file only. Remove \
+         the key (or set it to the genesis value)"
+    )]
+    ConsensusParam {
+        key: &'static str,
+        env: String,
+        configured: String,
+        genesis: String,
+    },
 }
 
 /// The whole node configuration.

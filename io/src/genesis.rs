@@ -11,7 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use step_consensus::{PrivateKey, PublicKey, Validator, ValidatorAddress, ValidatorSet};
+use step_consensus::{ChainId, PrivateKey, PublicKey, Validator, ValidatorAddress, ValidatorSet};
+
+pub use crate::genesis_params::GenesisParams;
 
 /// Why a key or genesis file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,11 @@ pub enum GenesisError {
     Duplicate { path: PathBuf, address: String },
     #[error("the operating system's random source failed: {0}")]
     Random(String),
+    #[error("{path}: {source}")]
+    Params {
+        path: PathBuf,
+        source: crate::genesis_params::ParamError,
+    },
 }
 
 /// A validator's secret consensus key on disk.
@@ -148,12 +155,15 @@ impl GenesisValidator {
     }
 }
 
-/// The genesis file: the chain's name and its validator set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The genesis file: the chain's name, its validator set and its
+/// consensus-critical parameters (`[params]`, [`GenesisParams`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
     pub chain_id: String,
     pub validators: Vec<GenesisValidator>,
+    #[serde(default)]
+    pub params: GenesisParams,
 }
 
 impl Genesis {
@@ -164,7 +174,25 @@ impl Genesis {
             source,
         })?;
         g.validator_set(path)?;
+        g.params.check().map_err(|source| GenesisError::Params {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(g)
+    }
+
+    /// The chain every vote and proposal signs over: SHA-256 of the
+    /// genesis' canonical bytes ([`crate::genesis_params::canonical_bytes`]).
+    /// `path` names the file in errors.
+    pub fn chain(&self, path: &Path) -> Result<ChainId, GenesisError> {
+        let vs: Vec<(PublicKey, u64)> = self
+            .validator_set(path)?
+            .validators()
+            .iter()
+            .map(|v| (v.public_key, v.stake))
+            .collect();
+        let bytes = crate::genesis_params::canonical_bytes(&self.chain_id, &vs, &self.params);
+        Ok(crate::genesis_params::chain_of(&bytes))
     }
 
     pub fn save(&self, path: &Path) -> Result<(), GenesisError> {

@@ -3,7 +3,7 @@
 //!
 //! An append-only log in segment files `intake-<seq>.log` under one
 //! directory. A record is `len: u32 LE ‖ crc32(payload): u32 LE ‖ payload`,
-//! the payload one proof's wire bytes ([`WireProof::write`]).
+//! the payload one proof's wire bytes (`WireProof::write`, see `record.rs`).
 //!
 //! * **Group commit.** One writer thread takes appends from a channel,
 //!   gathers every append that arrives within [`LogSettings::group_commit`]
@@ -32,8 +32,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use step_consensus::block::WireProof;
 use step_engine::Proof;
+
+mod record;
+pub use record::{decode_record, encode_record};
 
 /// Most appends in one group (one write, one fsync).
 pub const GROUP_MAX: usize = 4_096;
@@ -160,46 +162,6 @@ fn sync_dir(dir: &Path) -> Result<(), IntakeLogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir, "fsync of the directory"))
-}
-
-/// Appends one record (header and payload) for `p` to `buf`.
-pub fn encode_record(p: &Proof, buf: &mut Vec<u8>) -> Option<()> {
-    let w = WireProof::of_proof(p)?;
-    let start = buf.len();
-    buf.extend_from_slice(&[0; HEADER_BYTES]);
-    w.write(buf).ok()?;
-    let payload = &buf[start + HEADER_BYTES..];
-    let len = u32::try_from(payload.len()).ok()?;
-    let crc = crc32fast::hash(payload);
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Some(())
-}
-
-/// One record read from `bytes` at `offset`: the proof and the next offset,
-/// or why it is not a whole, intact record.
-pub fn decode_record(bytes: &[u8], offset: usize) -> Result<(Proof, usize), &'static str> {
-    let rest = &bytes[offset..];
-    if rest.len() < HEADER_BYTES {
-        return Err("truncated header");
-    }
-    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    if len == 0 || len > PAYLOAD_MAX_BYTES {
-        return Err("bad length");
-    }
-    let Some(payload) = rest.get(HEADER_BYTES..HEADER_BYTES + len) else {
-        return Err("truncated payload");
-    };
-    if crc32fast::hash(payload) != crc {
-        return Err("checksum mismatch");
-    }
-    let mut r = payload;
-    let w = WireProof::read(&mut r, 0).map_err(|_| "payload is not a proof")?;
-    if !r.is_empty() {
-        return Err("trailing bytes in the payload");
-    }
-    Ok((w.to_proof(), offset + HEADER_BYTES + len))
 }
 
 /// The segments under `dir`, by sequence number.
@@ -392,27 +354,25 @@ impl<T: Send + 'static> IntakeLog<T> {
     }
 
     /// Appends `p` (its place reserved); `done` reaches the completion after
-    /// the group's fsync. Never blocks.
-    pub fn append(&self, p: &Proof, done: T) -> Result<(), (T, IntakeLogError)> {
+    /// the group's fsync. Never blocks. `Err(done)` when the writer has
+    /// stopped ([`IntakeLog::close`]): nothing was written.
+    pub fn append(&self, p: &Proof, done: T) -> Result<(), T> {
         let guard = lock(&self.tx);
         let Some(tx) = guard.as_ref() else {
-            return Err((
-                done,
-                IntakeLogError::Stopped {
-                    dir: self.dir.clone(),
-                },
-            ));
+            return Err(done);
         };
         match tx.send(Msg::Append(*p, done)) {
             Ok(()) => Ok(()),
-            Err(mpsc::SendError(Msg::Append(_, done))) => Err((
-                done,
-                IntakeLogError::Stopped {
-                    dir: self.dir.clone(),
-                },
-            )),
+            Err(mpsc::SendError(Msg::Append(_, done))) => Err(done),
             // `send` hands back the message it was given: an append.
             Err(mpsc::SendError(Msg::Forget(_))) => Ok(()),
+        }
+    }
+
+    /// The error an [`IntakeLog::append`] that came back means.
+    pub fn stopped(&self) -> IntakeLogError {
+        IntakeLogError::Stopped {
+            dir: self.dir.clone(),
         }
     }
 

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod genesis;
+pub mod genesis_params;
 pub mod http;
 pub mod intake_log;
 pub mod ledger;

@@ -19,6 +19,7 @@
 //! | `step_precheck_pending` | gauge | | proofs this validator accepted that no decided block holds yet: its pre-check's local entries (consensus backend) |
 //! | `step_gossip_batches` | gauge | | peers' gossiped batches this validator verified and took into its mempool since it started (consensus backend) |
 //! | `step_redis_errors_total` | counter | | Redis commands that failed or timed out (the node went on without Redis) |
+//! | `step_evidence_total` | counter | | misbehaviour evidence records (double votes / proposals, one per height) this validator saw since it started (`GET /evidence`) |
 //! | `step_http_requests_total` | counter | `route`, `status` | HTTP responses |
 //! | `process_resident_memory_bytes` | gauge | | resident set size, read from `/proc/self/status` at scrape time (Linux only) |
 //! | `process_threads` | gauge | | OS threads of the process (Linux only) |
@@ -86,6 +87,7 @@ pub struct Metrics {
     pub precheck_pending: Gauge,
     pub gossip_batches: Gauge,
     pub redis_errors: Counter,
+    pub evidence: Counter,
     pub state_diverged: Family<DivergedLabel, Counter>,
     pub http_requests: Family<RouteLabels, Counter>,
     registry: Registry,
@@ -117,6 +119,7 @@ impl Metrics {
             precheck_pending: Gauge::default(),
             gossip_batches: Gauge::default(),
             redis_errors: Counter::default(),
+            evidence: Counter::default(),
             state_diverged: Family::default(),
             http_requests: Family::default(),
             registry: Registry::default(),
@@ -192,6 +195,11 @@ impl Metrics {
             "step_redis_errors",
             "Redis commands that failed or timed out",
             m.redis_errors.clone(),
+        );
+        r.register(
+            "step_evidence",
+            "Misbehaviour evidence records seen (double votes or proposals, one per height)",
+            m.evidence.clone(),
         );
         r.register(
             "step_state_diverged",

@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use step_consensus::{AppConfig, NodeSettings, Timeouts, ValidatorAddress};
+use step_consensus::{AppConfig, ChainId, NodeSettings, Timeouts, ValidatorAddress};
 use step_engine::pipeline::Clock;
 
 /// Why a validator could not be opened.
@@ -42,6 +42,13 @@ pub enum OpenError {
         #[from]
         source: ConsensusLedgerError,
     },
+    /// The configuration sets a consensus-critical key the genesis sets
+    /// otherwise ([`crate::genesis_params`]).
+    #[error("{genesis_file}: {source}")]
+    Params {
+        genesis_file: PathBuf,
+        source: crate::config::ConfigError,
+    },
 }
 
 /// `path` as given if absolute, else relative to `base` (the configuration
@@ -55,10 +62,12 @@ pub fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
-/// The consensus application settings from the configuration.
-pub fn app_config(config: &Config, verifier: step_engine::Verifier) -> AppConfig {
+/// The consensus application settings from the configuration, for the
+/// chain of the genesis ([`Genesis::chain`]).
+pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: ChainId) -> AppConfig {
     let c = &config.consensus;
     AppConfig {
+        chain,
         verifier,
         timeouts: Timeouts {
             propose_ms: c.propose_timeout_ms,
@@ -84,6 +93,52 @@ pub async fn open_ledger(
     clock: Clock,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn Ledger>, OpenError> {
+    open_ledger_with(config, base, clock, metrics, |_| {}).await
+}
+
+/// How a byzantine test validator misbehaves (`step node --byzantine`).
+#[cfg(feature = "byzantine")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Byzantine {
+    /// A second, conflicting signed vote for every vote (malachite's proxy).
+    Equivocate,
+    /// Forged batches whose proofs' signatures do not verify.
+    BadSignatures,
+    /// Forged batches of correctly signed proofs outside their triangle.
+    GpsSpoof,
+}
+
+/// [`open_ledger`] for a consensus validator that misbehaves as `b` says.
+#[cfg(feature = "byzantine")]
+pub async fn open_byzantine_ledger(
+    config: &Config,
+    base: &Path,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    b: Byzantine,
+) -> Result<Arc<dyn Ledger>, OpenError> {
+    use step_consensus::{BatchFault, ByzantineConfig, Trigger};
+    tracing::warn!(behaviour = ?b, "BYZANTINE validator: misbehaving on purpose (test build)");
+    open_ledger_with(config, base, clock, metrics, move |s| match b {
+        Byzantine::Equivocate => {
+            s.byzantine = Some(ByzantineConfig {
+                equivocate_votes: Trigger::Always,
+                ..ByzantineConfig::default()
+            });
+        }
+        Byzantine::BadSignatures => s.forge_batches = Some(BatchFault::BadSignatures),
+        Byzantine::GpsSpoof => s.forge_batches = Some(BatchFault::OutsideTriangle),
+    })
+    .await
+}
+
+async fn open_ledger_with(
+    config: &Config,
+    base: &Path,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    tweak: impl FnOnce(&mut NodeSettings),
+) -> Result<Arc<dyn Ledger>, OpenError> {
     if config.node.backend == "local" {
         tracing::warn!("node.backend = \"local\": one process, in memory, NOT fault tolerant");
         return Ok(Arc::new(LocalLedger::start(config, clock, metrics)));
@@ -107,6 +162,15 @@ pub async fn open_ledger(
     let key = load_key(&key_file)?;
     let genesis = Genesis::load(&genesis_file)?;
     let validators = genesis.validator_set(&genesis_file)?;
+    // Consensus-critical parameters come from the genesis only.
+    let config = &genesis
+        .params
+        .apply(config)
+        .map_err(|source| OpenError::Params {
+            genesis_file: genesis_file.clone(),
+            source,
+        })?;
+    let chain = genesis.chain(&genesis_file)?;
     let me = ValidatorAddress::from_public_key(&public_key(&key));
     if !validators.validators().iter().any(|v| v.address == me) {
         return Err(OpenError::NotAValidator {
@@ -131,18 +195,21 @@ pub async fn open_ledger(
         n.moniker.clone()
     };
     let pc = pipeline_config(config, clock);
-    let settings = NodeSettings::new(
+    let app = app_config(config, pc.verifier, chain);
+    let mut settings = NodeSettings::new(
         moniker,
         home,
         n.p2p_listen.clone(),
         peers,
         key,
         validators,
-        app_config(config, pc.verifier),
+        app,
     );
+    tweak(&mut settings);
     tracing::info!(
         validator = %me,
-        chain_id = %genesis.chain_id,
+        chain_id = %crate::genesis_params::chain_id_text(&genesis.chain_id, &chain),
+        moratorium_ms = config.limits.moratorium.then_some(config.limits.moratorium_ms),
         validators = genesis.validators.len(),
         p2p = %n.p2p_listen,
         "starting consensus"

@@ -141,6 +141,11 @@ async fn samples_submit_query_and_error_codes() {
     assert_eq!(v["state_root"].as_str().unwrap().len(), 64);
     assert_ne!(v["state_root"], "0".repeat(64));
 
+    // GET /evidence: read-only; a local backend has no consensus, so none.
+    let v = server.get("/evidence").await.json();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["evidence"], serde_json::json!([]));
+
     // Every negative sample gets its code and Phase 2 status (the replay
     // cases need their valid line accepted first: done above).
     for (i, line) in invalid_lines().iter().enumerate() {

@@ -175,10 +175,10 @@ fn json_logs_are_one_object_per_line() {
 #[test]
 fn store_cache_is_configured_in_mib() {
     let mut c = Config::default();
-    let app = step_io::validator::app_config(&c, Default::default());
+    let app = step_io::validator::app_config(&c, Default::default(), Default::default());
     assert_eq!(app.store_cache_bytes, 64 << 20);
     c.set("consensus.store_cache_mb", "16").unwrap();
-    let app = step_io::validator::app_config(&c, Default::default());
+    let app = step_io::validator::app_config(&c, Default::default(), Default::default());
     assert_eq!(app.store_cache_bytes, 16 << 20);
     let mut e = Config::default();
     e.apply_env(|k| (k == "STEP_CONSENSUS_STORE_CACHE_MB").then(|| "8".to_string()))

@@ -322,6 +322,7 @@ fn the_alerts_cover_what_operators_need() {
         "StepFinalityP99High",
         "StepHighRejectionRate",
         "StepStateDiverged",
+        "StepEquivocationEvidence",
     ] {
         assert!(rules.contains_key(want), "alerts.yml lacks {want}");
     }

@@ -9,6 +9,7 @@
 //!   that follows each proof to finality (issue #7).
 
 pub mod corpus;
+pub mod cpu;
 pub mod engine;
 pub mod load;
 pub mod parts;
@@ -49,12 +50,18 @@ pub fn process_cpu_seconds() -> Option<f64> {
 /// children are not counted).
 pub fn process_cpu_seconds_of(pid: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat_ticks(&s)? as f64 / 100.0)
+}
+
+/// utime + stime of a `/proc/…/stat` line, in USER_HZ ticks.
+fn stat_ticks(stat: &str) -> Option<u64> {
     // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split_whitespace();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// CPU seconds used so far by this process's live threads whose name starts
@@ -62,14 +69,14 @@ pub fn process_cpu_seconds_of(pid: &str) -> Option<f64> {
 pub fn threads_cpu_seconds(prefix: &str) -> Option<f64> {
     let mut ticks = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // A thread that ended since the listing has no files: skip it.
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
         if !comm.starts_with(prefix) {
             continue;
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        ticks += stat_ticks(&std::fs::read_to_string(task.path().join("stat")).ok()?)?;
     }
     Some(ticks as f64 / 100.0)
 }
@@ -82,4 +89,15 @@ pub fn load_average() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stat_ticks_skip_the_command_name() {
+        // A command name with spaces and parentheses; utime 7, stime 5.
+        let line = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 7 5 0 0";
+        assert_eq!(super::stat_ticks(line), Some(12));
+        assert_eq!(super::stat_ticks("42 (x) S 1 2"), None);
+    }
 }

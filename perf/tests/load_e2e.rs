@@ -107,7 +107,13 @@ fn options(url: String, rate: f64, batch: usize, seed: &str) -> Options {
     o.accounts = Some(60);
     o.seed = seed.into();
     o.finality_timeout = Duration::from_secs(20);
+    // The calibration takes a second; one test below runs it.
+    o.calibrate = false;
     o
+}
+
+fn cool_sent(j: &serde_json::Value) -> u64 {
+    j["cooldown"]["sent"].as_u64().unwrap_or(0)
 }
 
 fn check_counts(o: &Options, r: &load::report::Report, server_finalized: usize) {
@@ -140,6 +146,18 @@ fn check_counts(o: &Options, r: &load::report::Report, server_finalized: usize) 
         j["generator_cpu_s"].as_f64().is_some_and(|c| c > 0.0),
         "{j}"
     );
+    // Every request of every phase is counted once, and priced.
+    let requests =
+        (n("sent") + j["warmup"]["sent"].as_u64().unwrap() + cool_sent(&j)) / o.batch as u64;
+    assert_eq!(n("generator_requests"), requests, "{j}");
+    assert!(
+        j["generator_cpu_us_per_request"]
+            .as_f64()
+            .is_some_and(|u| u > 0.0),
+        "{j}"
+    );
+    // No validators started here: no CPU per proof.
+    assert!(j["validator_cpu_us_per_proof"].is_null(), "{j}");
     // The bad proofs: every kind was sent and rejected with its own code;
     // together they are the invalid slots of the measured window.
     let params = o.params();
@@ -236,6 +254,23 @@ fn single_proofs_counts_add_up() {
     let text = r.to_text();
     assert!(text.contains("600 due, 600 sent"), "{text}");
     assert!(!text.contains("cool-down"), "{text}");
+}
+
+/// One connection takes every request: when several wait it pipelines
+/// them, and the server's in-order answers still go to the right proofs.
+#[test]
+fn pipelined_requests_get_their_own_verdicts() {
+    let server = Server::start();
+    let mut o = options(server.url(), 200.0, 1, "e2e-pipeline");
+    o.connections = 1;
+    o.pipeline = 16;
+    o.calibrate = true;
+    let r = load::run(&o).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    check_counts(&o, &r, server.finalized());
+    // The calibration ran: a recovery takes microseconds.
+    let us = r.recovery.map(|c| c.cpu_us_per_recovery()).unwrap();
+    assert!((1.0..5000.0).contains(&us), "{us}");
 }
 
 #[test]

@@ -126,6 +126,8 @@ impl Cluster {
             app: self.app,
             #[cfg(feature = "byzantine")]
             byzantine: None,
+            #[cfg(feature = "byzantine")]
+            forge_batches: None,
         }
     }
 

@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(query::ready))
         .route("/metrics", get(query::metrics))
         .route("/events", get(events::events))
+        .route("/evidence", get(query::evidence))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

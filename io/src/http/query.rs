@@ -177,6 +177,30 @@ async fn redis_state(s: &AppState) -> &'static str {
     }
 }
 
+/// `GET /evidence`: the double-sign evidence this node saw since it started
+/// (the newest `EVIDENCE_KEPT`), oldest first. Read-only.
+pub async fn evidence(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
+    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    let pairs = |list: &[([u8; 20], usize)]| -> Vec<Value> {
+        list.iter()
+            .map(|(a, n)| json!({ "validator": hex(a), "pairs": n }))
+            .collect()
+    };
+    let records: Vec<Value> = s
+        .ledger
+        .evidence()
+        .iter()
+        .map(|e| {
+            json!({
+                "height": e.height,
+                "doubleVotes": pairs(&e.double_votes),
+                "doubleProposals": pairs(&e.double_proposals),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "ok": true, "evidence": records })))
+}
+
 /// `GET /health`: liveness and readiness in one answer; 200 when ready,
 /// 503 `NOT_READY` otherwise (with `reason`). Redis being down does not
 /// make a node unready.

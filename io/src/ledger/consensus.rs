@@ -157,6 +157,7 @@ impl ConsensusLedger {
             metrics,
             clock: pc.clock.clone(),
             alive: AtomicBool::new(true),
+            evidence: Mutex::default(),
         });
         let sink = Arc::clone(&shared);
         let shards = shared.precheck.states();
@@ -266,6 +267,10 @@ impl Ledger for ConsensusLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
         self.inner.shared.events.subscribe()
+    }
+
+    fn evidence(&self) -> Vec<super::EvidenceView> {
+        lock(&self.inner.shared.evidence).iter().cloned().collect()
     }
 
     fn readiness(&self) -> Result<(), NotReady> {
@@ -382,6 +387,7 @@ mod tests {
         let genesis = Genesis {
             chain_id: "precheck-test".into(),
             validators: vec![GenesisValidator::new("v0", &public_key(&key), 1, &p2p, "")],
+            params: Default::default(),
         };
         let validators = genesis
             .validator_set(&home.join("genesis.toml"))
@@ -397,7 +403,11 @@ mod tests {
             Vec::new(),
             key,
             validators,
-            crate::validator::app_config(&config, pc.verifier),
+            crate::validator::app_config(
+                &config,
+                pc.verifier,
+                genesis.chain(&home.join("genesis.toml")).expect("chain"),
+            ),
         );
         ConsensusLedger::start(&config, settings, pc, Arc::new(Metrics::new()))
             .await

@@ -80,6 +80,7 @@ pub(super) struct Shared {
     pub clock: Clock,
     /// False once the node reported a fatal error or stopped.
     pub alive: AtomicBool,
+    pub evidence: Mutex<std::collections::VecDeque<super::EvidenceView>>, // GET /evidence
 }
 
 /// Moves the pipeline's batches into the node's proposal queue. Blocks
@@ -151,6 +152,7 @@ pub(super) async fn decision_loop(
             Ok(NodeEvent::Decided(d)) => apply_decision(&shared, &d),
             Ok(NodeEvent::Evidence(e)) => {
                 tracing::warn!(height = e.height, "misbehaviour evidence recorded: {e:?}");
+                super::evidence::record(&shared.metrics, &shared.evidence, &e);
             }
             Ok(NodeEvent::StateDiverged { error, decided }) => {
                 tracing::error!(decided, "StateDiverged: {error}");
@@ -198,10 +200,11 @@ pub(super) fn apply_decision(shared: &Shared, d: &Decision) {
         settle_block(&block, &mut finality, m, |rec| index.insert(rec))
     };
     // Decided, accepted or not: out of the intake log.
-    let ids = settled.proof_ids.iter().copied();
-    shared
-        .intake
-        .forget_decided(ids.chain(settled.rejected.iter().map(|r| r.id)).collect());
+    if shared.intake.log().is_some() {
+        let ids = settled.proof_ids.iter().copied();
+        let rejected = settled.rejected.iter().map(|r| r.id);
+        shared.intake.forget_decided(ids.chain(rejected).collect());
+    }
     // The decided part answers for the accepted proofs from now on (it
     // takes them before the local part forgets them); execution answered
     // for the rejected ones.
@@ -265,6 +268,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             clock: Clock::new(|| 1_767_225_600_000),
             alive: AtomicBool::new(true),
+            evidence: Mutex::default(),
         })
     }
 

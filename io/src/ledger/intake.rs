@@ -168,8 +168,6 @@ impl Intake {
     /// lock). An accepted proof is registered in `finality` before the
     /// submitter hears of it, so that `wait_final` right after the verdict
     /// finds it.
-    // The log hands the reply back with its error (rare) so it can still be answered.
-    #[allow(clippy::result_large_err)]
     pub fn deliver(&self, v: &Verdict, finality: &Mutex<Finality>) {
         let waiting = {
             let mut verdicts = lock(&self.verdicts);
@@ -213,7 +211,8 @@ impl Intake {
                 let proof = v.result.as_ref().map(|a| a.proof).ok();
                 match proof.map(|p| log.append(&p, LogReply { tx: w.tx, pending })) {
                     Some(Ok(())) | None => return,
-                    Some(Err((reply, e))) => {
+                    Some(Err(reply)) => {
+                        let e = log.stopped();
                         tracing::error!(error = %e, "accepted proof not logged: answered OVERLOADED");
                         log.release();
                         if reply.tx.send(Err(Reject::Overloaded)).is_err() {

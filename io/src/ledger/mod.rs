@@ -19,6 +19,7 @@
 
 mod consensus;
 mod decisions;
+mod evidence;
 mod exec;
 mod intake;
 mod local;
@@ -324,6 +325,21 @@ impl Submission {
     }
 }
 
+/// Double-sign evidence of one height (`GET /evidence`): which validators
+/// signed two conflicting votes / proposals, and how many pairs. The signed
+/// pairs themselves are in the node's store (`step_consensus::evidence`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceView {
+    pub height: u64,
+    /// (validator address, conflicting vote pairs).
+    pub double_votes: Vec<([u8; 20], usize)>,
+    /// (validator address, conflicting proposal pairs).
+    pub double_proposals: Vec<([u8; 20], usize)>,
+}
+
+/// Evidence records a node keeps in memory for `GET /evidence` (oldest dropped).
+pub const EVIDENCE_KEPT: usize = 1_000;
+
 /// What the HTTP layer calls. Object-safe, so the node holds an
 /// `Arc<dyn Ledger>` and does not know which backend it talks to.
 pub trait Ledger: Send + Sync + 'static {
@@ -363,6 +379,12 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Finalized blocks from now on.
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>>;
+
+    /// Misbehaviour evidence this node saw since it started, oldest first
+    /// (`GET /evidence`). A backend without consensus has none.
+    fn evidence(&self) -> Vec<EvidenceView> {
+        Vec::new()
+    }
 
     /// Stops taking proofs, finalizes every proof already accepted, and stops.
     fn close(&self) -> BoxFuture<'static, ()>;

@@ -11,8 +11,26 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A finalized block on `/events` (the fields the tracker needs).
+#[derive(serde::Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, default, rename = "proofIds")]
+    proof_ids: Vec<&'a str>,
+    #[serde(borrow, default)]
+    rejected: Vec<RejectedItem<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RejectedItem<'a> {
+    #[serde(borrow, rename = "proofId")]
+    proof_id: Option<&'a str>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
 
 /// `GET path` on a fresh connection to `target`: the response, its body
 /// not yet read.
@@ -62,7 +80,6 @@ pub async fn follow_events(
     let _ = ready.send(Ok(()));
     let mut events = resp.into_body().into_data_stream().eventsource();
     let mut ids = Vec::new();
-    let mut rejected: Vec<([u8; 32], String)> = Vec::new();
     loop {
         let ev = match events.next().await {
             None => {
@@ -83,24 +100,18 @@ pub async fn follow_events(
             "block" => {
                 let now = s.now_ns();
                 ids.clear();
-                rejected.clear();
-                if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
-                    if let Some(a) = v["proofIds"].as_array() {
-                        ids.extend(a.iter().filter_map(|x| x.as_str().and_then(parse_id)));
-                    }
+                let mut rejected: Vec<([u8; 32], Cow<'_, str>)> = Vec::new();
+                // Borrowed from the event's text: no string per proof id.
+                if let Ok(b) = serde_json::from_str::<Block<'_>>(&ev.data) {
+                    ids.extend(b.proof_ids.iter().filter_map(|x| parse_id(x)));
                     // Proofs execution rejected (nodes that list them).
-                    if let Some(a) = v["rejected"].as_array() {
-                        rejected.extend(a.iter().filter_map(|r| {
-                            let id = r["proofId"].as_str().and_then(parse_id)?;
-                            Some((id, r["code"].as_str().unwrap_or("UNKNOWN").to_owned()))
-                        }));
-                    }
+                    rejected.extend(b.rejected.into_iter().filter_map(|r| {
+                        let code = r.code.unwrap_or(Cow::Borrowed("UNKNOWN"));
+                        Some((parse_id(r.proof_id?)?, code))
+                    }));
                 }
-                s.tracker.block(
-                    ids.iter(),
-                    rejected.iter().map(|(id, c)| (id, c.as_str())),
-                    now,
-                );
+                s.tracker
+                    .block(ids.iter(), rejected.iter().map(|(id, c)| (id, &**c)), now);
             }
             "lagged" => {
                 let n = serde_json::from_str::<Value>(&ev.data)

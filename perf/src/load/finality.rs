@@ -57,6 +57,45 @@ struct Inner {
     /// Rejected at execution before the submit response was seen.
     early_rejects: HashMap<[u8; 32], String>,
     stats: FinalityStats,
+    /// Finality latencies (every phase) since [`Tracker::take_interval`].
+    interval: Latencies,
+}
+
+impl Inner {
+    fn verdict(&mut self, id: &[u8; 32], seq: u64, accepted: bool) {
+        let g = self;
+        let Some(e) = g.map.get_mut(id) else { return };
+        if e.seq != seq {
+            return;
+        }
+        if !accepted {
+            g.map.remove(id);
+            g.early_rejects.remove(id);
+            return;
+        }
+        if let Some(code) = g.early_rejects.remove(id) {
+            if let Some(e) = g.map.remove(id) {
+                exec_reject(&mut g.stats, &e, code);
+            }
+            return;
+        }
+        let Some(e) = g.map.get_mut(id) else { return };
+        match e.final_ns {
+            Some(f) => {
+                let e = *e;
+                g.map.remove(id);
+                record(&mut g.stats, &mut g.interval, &e, f);
+            }
+            None => {
+                e.accepted = true;
+                match e.phase {
+                    Phase::Measured => g.stats.outstanding += 1,
+                    Phase::Cooldown => g.stats.cooldown_outstanding += 1,
+                    Phase::Warmup => {}
+                }
+            }
+        }
+    }
 }
 
 /// Shared by the connection workers and the `/events` followers.
@@ -80,49 +119,39 @@ impl Tracker {
     /// Proof `seq` with id `id` is being sent. A proof with the same id
     /// already in flight (a replay of it) keeps its entry.
     pub fn sent(&self, id: &[u8; 32], seq: u64, scheduled_ns: u64, phase: Phase) {
-        self.lock().map.entry(*id).or_insert(Entry {
-            seq,
-            scheduled_ns,
-            phase,
-            accepted: false,
-            final_ns: None,
-        });
+        self.sent_many([(id, seq)], scheduled_ns, phase);
+    }
+
+    /// [`Tracker::sent`] for the proofs of one request (one lock).
+    pub fn sent_many<'a>(
+        &self,
+        proofs: impl IntoIterator<Item = (&'a [u8; 32], u64)>,
+        scheduled_ns: u64,
+        phase: Phase,
+    ) {
+        let mut g = self.lock();
+        for (id, seq) in proofs {
+            g.map.entry(*id).or_insert(Entry {
+                seq,
+                scheduled_ns,
+                phase,
+                accepted: false,
+                final_ns: None,
+            });
+        }
     }
 
     /// The submit response for proof `seq`: accepted or not (rejected, or no
     /// verdict at all: such a proof is never counted as finalized).
     pub fn verdict(&self, id: &[u8; 32], seq: u64, accepted: bool) {
+        self.verdicts([(id, seq, accepted)]);
+    }
+
+    /// [`Tracker::verdict`] for the proofs of one answer (one lock).
+    pub fn verdicts<'a>(&self, proofs: impl IntoIterator<Item = (&'a [u8; 32], u64, bool)>) {
         let mut g = self.lock();
-        let Some(e) = g.map.get_mut(id) else { return };
-        if e.seq != seq {
-            return;
-        }
-        if !accepted {
-            g.map.remove(id);
-            g.early_rejects.remove(id);
-            return;
-        }
-        if let Some(code) = g.early_rejects.remove(id) {
-            if let Some(e) = g.map.remove(id) {
-                exec_reject(&mut g.stats, &e, code);
-            }
-            return;
-        }
-        let Some(e) = g.map.get_mut(id) else { return };
-        match e.final_ns {
-            Some(f) => {
-                let e = *e;
-                g.map.remove(id);
-                record(&mut g.stats, &e, f);
-            }
-            None => {
-                e.accepted = true;
-                match e.phase {
-                    Phase::Measured => g.stats.outstanding += 1,
-                    Phase::Cooldown => g.stats.cooldown_outstanding += 1,
-                    Phase::Warmup => {}
-                }
-            }
+        for (id, seq, accepted) in proofs {
+            g.verdict(id, seq, accepted);
         }
     }
 
@@ -134,7 +163,8 @@ impl Tracker {
         rejected: impl IntoIterator<Item = (&'a [u8; 32], &'a str)>,
         now_ns: u64,
     ) {
-        let mut g = self.lock();
+        let mut guard = self.lock();
+        let g = &mut *guard;
         g.stats.blocks += 1;
         for (id, code) in rejected {
             let Some(e) = g.map.get(id).copied() else {
@@ -167,7 +197,7 @@ impl Tracker {
                 Phase::Cooldown => g.stats.cooldown_outstanding -= 1,
                 Phase::Warmup => {}
             }
-            record(&mut g.stats, &e, now_ns);
+            record(&mut g.stats, &mut g.interval, &e, now_ns);
         }
     }
 
@@ -204,6 +234,12 @@ impl Tracker {
         )
     }
 
+    /// The finality latencies recorded since the last call (every phase),
+    /// for the report's finality-over-time chart.
+    pub fn take_interval(&self) -> Latencies {
+        std::mem::take(&mut self.lock().interval)
+    }
+
     pub fn snapshot(&self) -> FinalityStats {
         self.lock().stats.clone()
     }
@@ -217,7 +253,8 @@ fn exec_reject(stats: &mut FinalityStats, e: &Entry, code: String) {
     }
 }
 
-fn record(stats: &mut FinalityStats, e: &Entry, final_ns: u64) {
+fn record(stats: &mut FinalityStats, interval: &mut Latencies, e: &Entry, final_ns: u64) {
+    interval.record_corrected(e.scheduled_ns, final_ns);
     match e.phase {
         Phase::Measured => {
             stats.finalized += 1;
@@ -273,6 +310,25 @@ mod tests {
         // A duplicate block (another validator's copy) counts nothing.
         t.block([&a, &b], [], 20_000_000);
         assert_eq!(t.finalized(), (2, 0));
+    }
+
+    /// The finality chart's per-interval histogram: every phase, emptied
+    /// by each take.
+    #[test]
+    fn interval_latencies_are_taken_and_reset() {
+        let t = Tracker::new();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        t.sent_many([(&a, 0)], 0, Phase::Warmup);
+        t.sent_many([(&b, 1)], 0, Phase::Measured);
+        t.verdicts([(&a, 0, true), (&b, 1, true)]);
+        t.block([&a], [], 5_000_000);
+        let first = t.take_interval();
+        assert_eq!(first.count(), 1);
+        assert!((first.max_ms() - 5.0).abs() < 0.1);
+        assert_eq!(t.take_interval().count(), 0);
+        t.block([&b], [], 7_000_000);
+        assert_eq!(t.take_interval().count(), 1);
+        assert_eq!(t.snapshot().latency.count(), 1);
     }
 
     #[test]

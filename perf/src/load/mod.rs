@@ -22,12 +22,14 @@ pub mod cache;
 pub mod client;
 pub mod events;
 pub mod finality;
+pub mod html;
 pub mod latency;
 pub mod prepare;
 pub mod procs;
 pub mod report;
 mod runner;
 pub mod schedule;
+pub mod wire;
 
 pub use runner::{prepare_proofs, run};
 
@@ -56,8 +58,10 @@ pub enum LoadError {
     },
     #[error("cannot start the async runtime: {source}")]
     Runtime { source: std::io::Error },
-    #[error("cannot start the sender thread: {source}")]
-    Thread { source: std::io::Error },
+    #[error("the generator's CPU time: {0}")]
+    Cpu(#[from] crate::cpu::CpuError),
+    #[error("the recovery calibration: {0}")]
+    Calibration(#[from] crate::cpu::CalibrationError),
 }
 
 /// Parses `60s`, `500ms`, `2m`, `1.5s`, `1h`, or a plain number of seconds.
@@ -105,6 +109,9 @@ pub struct Options {
     pub batch: usize,
     /// Keep-alive connections per target.
     pub connections: usize,
+    /// Most requests a connection writes before reading their answers
+    /// (HTTP/1.1 pipelining; 1: one at a time).
+    pub pipeline: usize,
     /// Requests that may wait for a connection, per target; an arrival
     /// that finds the queue full is dropped (and counted).
     pub queue: usize,
@@ -126,6 +133,9 @@ pub struct Options {
     pub threads: Option<usize>,
     /// Validators this run started (their memory and CPU are reported).
     pub validators: Vec<Validator>,
+    /// After the load, time bare recovery for a second (the report's
+    /// CPU-per-proof ratio).
+    pub calibrate: bool,
 }
 
 impl Options {
@@ -140,6 +150,7 @@ impl Options {
             cooldown_rate: None,
             batch: 1,
             connections: 64,
+            pipeline: 8,
             queue: 0,
             invalid_ratio: 0.0,
             accounts: None,
@@ -151,6 +162,7 @@ impl Options {
             progress: false,
             threads: None,
             validators: Vec::new(),
+            calibrate: true,
         }
     }
 
@@ -179,8 +191,8 @@ impl Options {
         if !(0.0..=1.0).contains(&self.invalid_ratio) {
             return bad("--invalid-ratio", "must be within 0..=1");
         }
-        if self.batch == 0 || self.connections == 0 {
-            return bad("--batch/--connections", "must be at least 1");
+        if self.batch == 0 || self.connections == 0 || self.pipeline == 0 {
+            return bad("--batch/--connections/--pipeline", "must be at least 1");
         }
         if self.accounts == Some(0) {
             return bad("--accounts", "must be at least 1");

@@ -8,6 +8,9 @@
 
 use super::client::Tally;
 use super::finality::FinalityStats;
+use super::latency::Latencies;
+use super::procs::ProcSample;
+use crate::cpu::RecoveryCalibration;
 use serde_json::{json, Value};
 
 /// One validator process the run started.
@@ -25,19 +28,46 @@ pub struct ValidatorReport {
     pub cpu_s: Option<f64>,
 }
 
+/// Finality percentiles of one interval, in ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub count: u64,
+}
+
+impl Percentiles {
+    /// `None` for an empty histogram.
+    pub fn of(l: &Latencies) -> Option<Percentiles> {
+        (l.count() > 0).then(|| Percentiles {
+            p50_ms: l.quantile_ms(0.5),
+            p90_ms: l.quantile_ms(0.9),
+            p99_ms: l.quantile_ms(0.99),
+            max_ms: l.max_ms(),
+            count: l.count(),
+        })
+    }
+}
+
 /// Cumulative counts at one moment of the run (all proofs, warm-up included).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TimelinePoint {
     /// Seconds after the first send was due.
     pub t_s: f64,
+    /// Proofs the schedule made due so far (sent, queued or dropped).
+    pub scheduled: u64,
     pub sent: u64,
     pub accepted: u64,
     pub rejected: u64,
     pub errors: u64,
     pub dropped: u64,
     pub finalized: u64,
-    /// Sum of the started validators' resident sets.
-    pub validators_rss_bytes: Option<u64>,
+    /// Finality latencies of the proofs finalized since the previous point.
+    pub finality: Option<Percentiles>,
+    /// Each started validator's RSS and CPU seconds so far.
+    pub validators: Vec<ProcSample>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,8 +104,16 @@ pub struct Report {
     pub timeline: Vec<TimelinePoint>,
     /// What `GET /proof/{id}` said of up to 16 accepted proofs never seen final.
     pub unfinalized_probe: std::collections::BTreeMap<String, u64>,
-    /// CPU seconds the generator itself used while sending and waiting.
-    pub generator_cpu_s: Option<f64>,
+    /// CPU seconds the generator itself used while sending and waiting
+    /// (`getrusage` of its process, whose one load thread does it all).
+    pub generator_cpu_s: f64,
+    /// Requests it wrote, every phase.
+    pub generator_requests: u64,
+    /// Accepted proofs of every phase seen final (what the validators'
+    /// CPU over the load went to).
+    pub finalized_all_phases: u64,
+    /// Bare recovery timed in this process after the load.
+    pub recovery: Option<RecoveryCalibration>,
 }
 
 impl Report {
@@ -123,6 +161,47 @@ impl Report {
             .max()
     }
 
+    /// The generator's CPU µs per request written.
+    pub fn generator_cpu_us_per_request(&self) -> Option<f64> {
+        (self.generator_requests > 0)
+            .then(|| self.generator_cpu_s * 1e6 / self.generator_requests as f64)
+    }
+
+    /// The started validators' CPU seconds during the load, summed.
+    pub fn validator_cpu_s(&self) -> Option<f64> {
+        if self.validators.is_empty() {
+            return None;
+        }
+        self.validators.iter().map(|v| v.cpu_s).sum()
+    }
+
+    /// The validators' CPU µs (all of them together) per finalized proof.
+    pub fn validator_cpu_us_per_proof(&self) -> Option<f64> {
+        let cpu = self.validator_cpu_s()?;
+        (self.finalized_all_phases > 0).then(|| cpu * 1e6 / self.finalized_all_phases as f64)
+    }
+
+    /// [`Report::validator_cpu_us_per_proof`] in recoveries' time, measured
+    /// in the same run.
+    pub fn cpu_per_proof_in_recoveries(&self) -> Option<f64> {
+        let us = self.recovery?.cpu_us_per_recovery();
+        Some(self.validator_cpu_us_per_proof()? / us)
+    }
+
+    fn cpu_json(&self) -> Value {
+        json!({
+            "generator_cpu_s": round3(self.generator_cpu_s),
+            "generator_requests": self.generator_requests,
+            "generator_cpu_us_per_request": self.generator_cpu_us_per_request().map(round1),
+            "finalized_all_phases": self.finalized_all_phases,
+            "validator_cpu_us_per_proof": self.validator_cpu_us_per_proof().map(round1),
+            "recovery_cpu_us": self.recovery.map(|r| round3(r.cpu_us_per_recovery())),
+            "recovery_wall_us": self.recovery.map(|r| round3(r.wall_us_per_recovery())),
+            "recoveries_timed": self.recovery.map(|r| r.recoveries),
+            "cpu_per_proof_in_recoveries": self.cpu_per_proof_in_recoveries().map(|x| (x * 100.0).round() / 100.0),
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         let t = &self.tally;
         let validators: Vec<Value> = self
@@ -136,11 +215,12 @@ impl Report {
                 })
             })
             .collect();
-        let cpu_total: Option<f64> = if self.validators.is_empty() {
-            None
-        } else {
-            self.validators.iter().map(|v| v.cpu_s).sum()
-        };
+        let cpu_total = self.validator_cpu_s();
+        let errors_by_kind: std::collections::BTreeMap<String, u64> = t
+            .errors_by_kind
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         let mut v = json!({
             "bench": "load",
             "targets": self.targets,
@@ -161,7 +241,7 @@ impl Report {
             "rejected": t.rejected(),
             "rejected_by_code": t.rejected_by_code,
             "errors": t.errors(),
-            "errors_by_kind": t.errors_by_kind,
+            "errors_by_kind": errors_by_kind,
             "unexpected_verdicts": t.unexpected,
             "unexpected_examples": t.unexpected_examples,
         });
@@ -192,12 +272,13 @@ impl Report {
             "prepared_proofs": self.prepared_proofs,
             "prepared_from_cache": self.prepared_from_cache,
             "prepare_s": round1(self.prepare_s),
-            "generator_cpu_s": self.generator_cpu_s,
             "load_average_1m": crate::load_average(),
             "timeline": self.timeline_json(),
         });
-        if let (Some(a), Value::Object(b)) = (v.as_object_mut(), more) {
-            a.extend(b);
+        for more in [more, self.cpu_json()] {
+            if let (Some(a), Value::Object(b)) = (v.as_object_mut(), more) {
+                a.extend(b);
+            }
         }
         v
     }
@@ -243,15 +324,21 @@ impl Report {
             .map(|p| {
                 let v = json!({
                     "t_s": round1(p.t_s),
+                    "scheduled": p.scheduled - prev.scheduled,
                     "sent": p.sent - prev.sent,
                     "accepted": p.accepted - prev.accepted,
                     "rejected": p.rejected - prev.rejected,
                     "errors": p.errors - prev.errors,
                     "dropped": p.dropped - prev.dropped,
                     "finalized": p.finalized - prev.finalized,
-                    "validators_rss_bytes": p.validators_rss_bytes,
+                    "finality_ms": p.finality.map(|f| json!({
+                        "p50": f.p50_ms, "p90": f.p90_ms, "p99": f.p99_ms, "max": f.max_ms, "count": f.count,
+                    })),
+                    "validators": p.validators.iter().map(|v| json!({
+                        "rss_bytes": v.rss_bytes, "cpu_s": v.cpu_s,
+                    })).collect::<Vec<_>>(),
                 });
-                prev = *p;
+                prev = p.clone();
                 v
             })
             .collect()
@@ -364,8 +451,30 @@ impl Report {
                 self.finality.cooldown_latency.summary_text()
             ));
         }
-        if let Some(cpu) = self.generator_cpu_s {
-            line(format!("generator CPU: {cpu:.1} s"));
+        line(format!(
+            "generator CPU: {:.2} s for {} requests = {} µs per request",
+            self.generator_cpu_s,
+            self.generator_requests,
+            self.generator_cpu_us_per_request()
+                .map_or("?".into(), |u| format!("{u:.1}"))
+        ));
+        if let Some(cpu) = self.validator_cpu_s() {
+            let per = self.validator_cpu_us_per_proof();
+            line(format!(
+                "validators' CPU: {cpu:.1} s for {} finalized proofs (every phase) = {} µs per proof",
+                self.finalized_all_phases,
+                per.map_or("?".into(), |u| format!("{u:.1}"))
+            ));
+        }
+        if let Some(r) = self.recovery {
+            line(format!(
+                "one recovery (bare libsecp256k1, 1 thread, {} timed after the load): {:.1} µs CPU ({:.1} µs wall); CPU per finalized proof = {} recoveries",
+                r.recoveries,
+                r.cpu_us_per_recovery(),
+                r.wall_us_per_recovery(),
+                self.cpu_per_proof_in_recoveries()
+                    .map_or("?".into(), |x| format!("{x:.2}"))
+            ));
         }
         for v in &self.validators {
             line(format!(
@@ -391,6 +500,10 @@ fn mib(b: Option<u64>) -> String {
     b.map_or("?".into(), |b| {
         format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
     })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn round1(x: f64) -> f64 {

@@ -8,7 +8,7 @@ use super::events;
 use super::finality::Tracker;
 use super::prepare::{self, Params, Prepared};
 use super::procs::ProcSample;
-use super::report::{Report, TimelinePoint, ValidatorReport};
+use super::report::{Percentiles, Report, TimelinePoint, ValidatorReport};
 use super::schedule::{Phase, Schedule};
 use super::{LoadError, Options, PhasePlan};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,12 +83,22 @@ pub fn run(o: &Options) -> Result<Report, LoadError> {
             o.invalid_ratio
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.max(2))
+    // One thread sends, reads the answers and follows `/events`: no wake-ups
+    // across threads, and its CPU is all the generator's.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| LoadError::Runtime { source })?;
     let mut report = rt.block_on(drive(o, targets, Arc::new(prepared), &plans, &params))?;
+    drop(rt);
+    if o.calibrate {
+        // After the load, so that it takes nothing from the validators.
+        let corpus = crate::corpus::sign("step-bench-calibration", 256, 64, 1, &|_| {});
+        report.recovery = Some(crate::cpu::calibrate_recovery(
+            &corpus,
+            Duration::from_secs(1),
+        )?);
+    }
     report.prepared_proofs = n as u64;
     report.prepared_from_cache = cached;
     report.prepare_s = prepare_s;
@@ -105,16 +115,16 @@ struct Sent {
 }
 
 /// The sender: hands every due request to its target's queue.
-fn send_loop(
-    plans: &[PhasePlan],
+async fn send_loop(
+    plans: Vec<PhasePlan>,
     queues: Vec<async_channel::Sender<Job>>,
     per_request: u64,
     (start, offset_ns): (Instant, u64),
-    live: &Live,
+    live: Arc<Live>,
 ) -> Sent {
     let mut out = Sent::default();
     let targets = queues.len() as u64;
-    for plan in plans {
+    for plan in &plans {
         let mut sched = Schedule::new(plan.rate_per_s, plan.requests);
         let phase_offset_ns = offset_ns + plan.start_ns;
         let phase_start = start + Duration::from_nanos(plan.start_ns);
@@ -122,12 +132,13 @@ fn send_loop(
             // Never early: before the phase starts there is no elapsed time.
             let at = Instant::now();
             let Some(elapsed) = at.checked_duration_since(phase_start) else {
-                std::thread::sleep((phase_start - at).min(Duration::from_millis(2)));
+                tokio::time::sleep_until(phase_start.into()).await;
                 continue;
             };
             let now = elapsed.as_nanos() as u64;
             if now < next {
-                std::thread::sleep(Duration::from_nanos((next - now).min(2_000_000)));
+                // The timer's resolution is 1 ms: what is due by then goes together.
+                tokio::time::sleep_until((phase_start + Duration::from_nanos(next)).into()).await;
                 continue;
             }
             for j in sched.due_by(now) {
@@ -138,6 +149,7 @@ fn send_loop(
                     scheduled_ns: phase_offset_ns + sched.due_ns(j),
                     phase: plan.phase,
                 };
+                live.scheduled.fetch_add(per_request, Ordering::Relaxed);
                 if queues[(request % targets) as usize].try_send(job).is_err() {
                     live.dropped.fetch_add(per_request, Ordering::Relaxed);
                     *match plan.phase {
@@ -147,6 +159,8 @@ fn send_loop(
                     } += per_request;
                 }
             }
+            // Let the connection workers write what was just queued.
+            tokio::task::yield_now().await;
         }
     }
     out
@@ -171,6 +185,7 @@ async fn drive(
         live: Arc::clone(&live),
         epoch: Instant::now(),
         batch: o.batch > 1,
+        pipeline: o.pipeline,
         request_timeout: o.request_timeout,
     });
     let mut followers = Vec::new();
@@ -196,7 +211,7 @@ async fn drive(
     }
     let finality_tracked = o.track_finality && events_errors.len() < targets.len();
 
-    let generator_cpu_before = crate::process_cpu_seconds();
+    let generator_cpu_before = crate::cpu::process_cpu_s()?;
     let validators_before: Vec<ProcSample> =
         o.validators.iter().map(|v| ProcSample::of(v.pid)).collect();
 
@@ -213,10 +228,13 @@ async fn drive(
     for t in &targets {
         let (tx, rx) = async_channel::bounded::<Job>(queue);
         queues.push(tx);
+        // How many of this target's connections wait for a job.
+        let idle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for _ in 0..o.connections {
             workers.push(tokio::spawn(client::worker(
                 Arc::clone(t),
                 rx.clone(),
+                Arc::clone(&idle),
                 Arc::clone(&shared),
             )));
         }
@@ -228,19 +246,13 @@ async fn drive(
     tokio::time::sleep_until(tokio::time::Instant::from_std(start)).await;
     let plans_owned = plans.to_vec();
     let per_request = o.batch as u64;
-    let sender_live = Arc::clone(&live);
-    let sender = std::thread::Builder::new()
-        .name("step-bench-sender".into())
-        .spawn(move || {
-            send_loop(
-                &plans_owned,
-                queues,
-                per_request,
-                (start, offset_ns),
-                &sender_live,
-            )
-        })
-        .map_err(|source| LoadError::Thread { source })?;
+    let sender = tokio::spawn(send_loop(
+        plans_owned,
+        queues,
+        per_request,
+        (start, offset_ns),
+        Arc::clone(&live),
+    ));
 
     let total_s = (o.warmup + o.duration + o.cooldown).as_secs_f64();
     let bar = if o.progress {
@@ -262,23 +274,17 @@ async fn drive(
         }
         next_point += Duration::from_secs(1);
         let (fin, fin_w) = tracker.finalized();
-        let rss: Option<u64> = if o.validators.is_empty() {
-            None
-        } else {
-            o.validators
-                .iter()
-                .map(|v| ProcSample::of(v.pid).rss_bytes)
-                .sum()
-        };
         timeline.push(TimelinePoint {
             t_s: now.saturating_duration_since(start).as_secs_f64(),
+            scheduled: live.scheduled.load(Ordering::Relaxed),
             sent: live.sent.load(Ordering::Relaxed),
             accepted: live.accepted.load(Ordering::Relaxed),
             rejected: live.rejected.load(Ordering::Relaxed),
             errors: live.errors.load(Ordering::Relaxed),
             dropped: live.dropped.load(Ordering::Relaxed),
             finalized: fin + fin_w,
-            validators_rss_bytes: rss,
+            finality: Percentiles::of(&tracker.take_interval()),
+            validators: o.validators.iter().map(|v| ProcSample::of(v.pid)).collect(),
         });
     };
     let progress = |phase: &str| {
@@ -299,9 +305,10 @@ async fn drive(
         progress("sending");
         sample(&mut timeline, false);
     }
-    let sent_stats = sender
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let sent_stats = match sender.await {
+        Ok(s) => s,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
     let mut tally = Tally::default();
     for w in workers {
         // A worker only ends by panicking if the runtime is shutting down.
@@ -339,14 +346,12 @@ async fn drive(
             *unfinalized_probe.entry(word).or_default() += 1;
         }
     }
-    let generator_cpu_s = match (generator_cpu_before, crate::process_cpu_seconds()) {
-        (Some(b), Some(a)) => Some(a - b),
-        _ => None,
-    };
+    let generator_cpu_s = crate::cpu::process_cpu_s()? - generator_cpu_before;
     bar.finish_and_clear();
     // The last point: whatever the last interval held.
     sample(&mut timeline, true);
     let fin = tracker.snapshot();
+    let finalized_all_phases = fin.finalized + fin.finalized_warmup + fin.finalized_cooldown;
 
     let validators = o
         .validators
@@ -405,5 +410,8 @@ async fn drive(
         timeline,
         unfinalized_probe,
         generator_cpu_s,
+        generator_requests: live.requests.load(Ordering::Relaxed),
+        finalized_all_phases,
+        recovery: None,
     })
 }

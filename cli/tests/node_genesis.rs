@@ -1,0 +1,128 @@
+//! `step node` takes the consensus-critical parameters from the genesis: a
+//! configuration or environment that sets another moratorium is refused at
+//! start, naming the key; one that repeats the genesis value starts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use step_testkit::cluster::{tail, wait_until, Proc};
+
+const STEP: &str = env!("CARGO_BIN_EXE_step");
+
+/// A one-validator chain in `dir`: key, genesis (with `params`), config
+/// (with `limits`). Returns the config path.
+fn chain(dir: &Path, params: &str, limits: &str) -> std::path::PathBuf {
+    let out = Command::new(STEP)
+        .args(["keys", "generate", "--name", "v0", "--out"])
+        .arg(dir.join("validator_key.toml"))
+        .output()
+        .expect("step keys generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry = String::from_utf8(out.stdout).expect("utf-8");
+    let genesis = format!("chain_id = \"step-param-test\"\n\n{entry}\n[params]\n{params}\n");
+    std::fs::write(dir.join("genesis.toml"), genesis).expect("genesis");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[node]\nhome = \".\"\np2p_listen = \"/ip4/127.0.0.1/tcp/{port}\"\n[limits]\n{limits}\n"
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).expect("config");
+    path
+}
+
+/// A fresh directory for one test.
+fn test_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-genesis-{name}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clear test dir");
+    }
+    std::fs::create_dir_all(&dir).expect("test dir");
+    dir
+}
+
+/// Runs `step node` until it exits (at most 60 s: a node that starts
+/// instead of refusing fails the test, it does not hang it). Returns
+/// whether it succeeded and its output.
+fn node(dir: &Path, config: &Path, env: &[(&str, &str)]) -> (bool, String) {
+    let log = dir.join("node.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(STEP);
+    cmd.arg("node")
+        .arg("--config")
+        .arg(config)
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = Proc::spawn("step node", &mut cmd);
+    let status = p.wait_exit(Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let status = status.unwrap_or_else(|| panic!("step node did not refuse to start:\n{text}"));
+    (status.success(), text)
+}
+
+#[test]
+fn a_config_that_sets_another_moratorium_is_refused_at_start() {
+    let dir = test_dir("moratorium");
+    let config = chain(&dir, "moratorium_ms = 10000", "moratorium_ms = 12000");
+    let (ok, stderr) = node(&dir, &config, &[]);
+    assert!(!ok, "started: {stderr}");
+    for want in [
+        "`limits.moratorium_ms` is 12000",
+        "STEP_LIMITS_MORATORIUM_MS",
+        "the genesis sets 10000",
+        "genesis.toml",
+    ] {
+        assert!(stderr.contains(want), "no {want:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn an_environment_that_switches_the_speed_gate_off_is_refused_at_start() {
+    let dir = test_dir("speed-gate");
+    let config = chain(&dir, "", "");
+    let (ok, stderr) = node(&dir, &config, &[("STEP_LIMITS_SPEED_GATE", "false")]);
+    assert!(!ok, "started: {stderr}");
+    assert!(
+        stderr.contains("`limits.speed_gate` is false"),
+        "stderr: {stderr}"
+    );
+}
+
+/// The control: the genesis' own value in the configuration starts the node,
+/// which logs the chain id and the genesis' moratorium.
+#[test]
+fn a_config_that_repeats_the_genesis_value_starts() {
+    let dir = test_dir("repeat");
+    let config = chain(&dir, "moratorium_ms = 12000", "moratorium_ms = 12000");
+    let log = dir.join("node.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(STEP);
+    cmd.arg("node")
+        .arg("--config")
+        .arg(&config)
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file);
+    let mut p = Proc::spawn("step node", &mut cmd);
+    wait_until("the node starts consensus", Duration::from_secs(60), || {
+        assert!(
+            p.child.try_wait().expect("try_wait").is_none(),
+            "step node exited:\n{}",
+            tail(&log, 20)
+        );
+        tail(&log, 50).contains("starting consensus")
+    });
+    let text = tail(&log, 50);
+    assert!(text.contains("chain_id=step-param-test-"), "{text}");
+    assert!(text.contains("moratorium_ms=12000"), "{text}");
+}
