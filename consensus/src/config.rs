@@ -80,6 +80,13 @@ pub const DEFAULT_MAX_IDLE_BLOCK_INTERVAL: Duration = Duration::from_secs(10);
 /// [`AppConfig::store_cache_bytes`]'s default.
 pub const DEFAULT_STORE_CACHE_BYTES: usize = 64 << 20;
 
+impl AppConfig {
+    /// The state caches' byte bounds, from [`AppConfig::state_cache_bytes`].
+    pub fn state_cache(&self) -> crate::execution::CacheBytes {
+        crate::execution::CacheBytes::split(self.state_cache_bytes as u64)
+    }
+}
+
 /// [`AppConfig::state_cache_bytes`]'s default.
 pub const DEFAULT_STATE_CACHE_BYTES: usize = 64 << 20;
 

@@ -171,7 +171,6 @@ pub struct Node {
     /// The app's store, shared: `stop` closes it once the app and its
     /// blocking store calls are done with it.
     store: std::sync::Arc<std::sync::Mutex<RedbStore>>,
-    reader: crate::store::StoreReader,
 }
 
 impl std::fmt::Debug for Node {
@@ -244,16 +243,13 @@ impl Node {
             source,
         })?;
         check_wal_patiently(&wal_path).await?;
-        let (path, cache) = (s.store_path(), s.app.store_cache_bytes);
-        let state_cache = crate::execution::CacheBytes::split(s.app.state_cache_bytes as u64);
-        let store = tokio::task::spawn_blocking(move || {
-            RedbStore::open_with_cache(&path, cache, state_cache)
-        })
-        .await
-        .map_err(|e| crate::error::AppError::Task {
-            what: "open store",
-            reason: e.to_string(),
-        })??;
+        let (path, c, sc) = (s.store_path(), s.app.store_cache_bytes, s.app.state_cache());
+        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, c, sc))
+            .await
+            .map_err(|e| crate::error::AppError::Task {
+                what: "open store",
+                reason: e.to_string(),
+            })??;
 
         let signer = StepSigner::new(s.key.clone(), s.app.chain);
         let pk = signer.public_key();
@@ -329,7 +325,6 @@ impl Node {
             address,
         );
         let (submit, batches) = mpsc::channel(SUBMIT_QUEUE);
-        let reader = store.reader();
         #[cfg(feature = "byzantine")]
         if let Some(fault) = s.forge_batches {
             // Stops by itself when the app's queue closes.
@@ -365,7 +360,6 @@ impl Node {
             watcher,
             wal_path,
             store,
-            reader,
         })
     }
 
@@ -395,11 +389,6 @@ impl Node {
     /// The executed state (read-only; the app writes it after each decision).
     pub fn state(&self) -> SharedState {
         self.state.clone()
-    }
-
-    /// Reads finalized proofs from the store, from any thread.
-    pub fn store_reader(&self) -> crate::store::StoreReader {
-        self.reader.clone()
     }
 
     /// The decided record of `height` from the store (block bytes,

@@ -167,6 +167,16 @@ impl DecidedReader {
         self.read(move |s| s.decided(height)).await
     }
 
+    /// A reader of finalized proofs (`None` once the node stopped).
+    pub fn proofs(&self) -> Option<StoreReader> {
+        let store = self.store.upgrade()?;
+        let reader = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reader();
+        Some(reader)
+    }
+
     /// The height whose block used (account, nonce), from the store's index.
     pub async fn nonce_height(
         &self,

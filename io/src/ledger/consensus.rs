@@ -129,7 +129,10 @@ impl ConsensusLedger {
         };
         let node = Node::start(settings).await?;
         let state = node.state();
-        let reader = node.store_reader();
+        let reader = node
+            .decided_reader()
+            .proofs()
+            .ok_or(step_consensus::ConsensusNodeError::Stopped)?;
         {
             let s = state.read();
             metrics
