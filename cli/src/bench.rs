@@ -286,6 +286,7 @@ impl BenchDevnet {
             base_port: a.base_port,
             data_dir,
             sets,
+            initial_state: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

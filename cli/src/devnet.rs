@@ -41,6 +41,10 @@ pub struct Args {
     /// `--set limits.speed_gate=false` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Start the chain from this initial state (`step migrate import --out`);
+    /// first run only (a later run checks that it is the same state).
+    #[arg(long, value_name = "STATE")]
+    initial_state: Option<PathBuf>,
     /// Give up if the validators are not all healthy within this many seconds.
     #[arg(long, default_value_t = 120)]
     ready_timeout: u64,
@@ -77,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         base_port: args.base_port,
         data_dir: args.data_dir.clone(),
         sets: args.set.clone(),
+        initial_state: args.initial_state.clone(),
     };
     // Current-thread: the validators are spawned from the main thread, which
     // lives as long as they do (their parent-death signal follows the thread).

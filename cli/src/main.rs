@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod bench;
 mod devnet;
 mod keys;
+mod migrate;
 mod node;
 mod verify;
 
@@ -38,6 +39,8 @@ enum Command {
     Devnet(devnet::Args),
     /// Validator keys (`step keys generate`).
     Keys(keys::Args),
+    /// Phase 2 → Phase 3: `step migrate import (--export-dir DIR | --mongo-uri URI) --out STATE`.
+    Migrate(migrate::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Devnet(args) => devnet::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -77,6 +77,7 @@ async fn main() {
             key: keys[i].clone(),
             validators: validators.clone(),
             app: AppConfig::default(),
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
             #[cfg(feature = "byzantine")]

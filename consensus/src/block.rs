@@ -25,6 +25,7 @@ use step_engine::proof::{Nonce, Proof, Timestamp, NONCE_MAX_LEN};
 use step_engine::triangle::ID_MAX_LEN;
 use step_engine::{Address, TriangleId};
 
+use crate::attest::{Attestation, MAX_ATTESTATIONS_PER_BLOCK};
 use crate::context::{Value, ValueId};
 
 /// Most proofs one batch may carry on the wire.
@@ -86,6 +87,12 @@ pub enum WireError {
     Field { index: usize, field: &'static str },
     #[error("proof {index} has no valid signature and cannot be in a batch")]
     MissingSignature { index: usize },
+    #[error("{what} carries {attestations} attestations, more than the limit of {max}")]
+    TooManyAttestations {
+        what: &'static str,
+        attestations: usize,
+        max: usize,
+    },
     #[error("{what}: {left} bytes left over after the value")]
     TrailingBytes { what: &'static str, left: usize },
     #[error("{what}: malformed bytes: {reason}")]
@@ -289,21 +296,7 @@ impl WireBatch {
             .proofs
             .iter()
             .enumerate()
-            .map(|(index, p)| {
-                let signature = p
-                    .signature
-                    .map_err(|_| WireError::MissingSignature { index })?;
-                Ok(WireProof {
-                    account: p.account.0,
-                    triangle: p.triangle,
-                    lat_bits: p.lat.to_bits(),
-                    lon_bits: p.lon.to_bits(),
-                    accuracy_m_bits: p.accuracy_m.to_bits(),
-                    timestamp: p.timestamp,
-                    nonce: p.nonce,
-                    signature,
-                })
-            })
+            .map(|(index, p)| WireProof::of_proof(p).ok_or(WireError::MissingSignature { index }))
             .collect::<Result<_, _>>()?;
         Ok(WireBatch {
             proofs,
@@ -371,6 +364,10 @@ impl WireBatch {
 pub struct BlockData {
     pub value: Value,
     pub batches: Vec<Arc<WireBatch>>,
+    /// The batches' validity attestations (`consensus.validity =
+    /// "attested"`; empty under `"all"`). Not part of the value id: any
+    /// quorum of valid attestations makes the same batches valid.
+    pub attestations: Vec<Attestation>,
     id: ValueId,
 }
 
@@ -392,7 +389,22 @@ impl BlockData {
             batch_digests: batches.iter().map(|b| b.digest).collect(),
             prev_root,
         };
-        BlockData::with_value(value, batches)
+        BlockData::with_value(value, batches, Vec::new())
+    }
+
+    /// A block of `batches` on the empty state's root with their
+    /// attestations (tests; a proposer uses [`BlockData::with_attestations`]).
+    pub fn attested<B: Into<Arc<WireBatch>>>(
+        batches: impl IntoIterator<Item = B>,
+        attestations: Vec<Attestation>,
+    ) -> BlockData {
+        BlockData::new(batches).with_attestations(attestations)
+    }
+
+    /// This block carrying `attestations` (they are not part of the id).
+    pub fn with_attestations(mut self, attestations: Vec<Attestation>) -> BlockData {
+        self.attestations = attestations;
+        self
     }
 
     /// The state root its proposer computed for the previous height.
@@ -400,9 +412,18 @@ impl BlockData {
         self.value.prev_root
     }
 
-    fn with_value(value: Value, batches: Vec<Arc<WireBatch>>) -> BlockData {
+    fn with_value(
+        value: Value,
+        batches: Vec<Arc<WireBatch>>,
+        attestations: Vec<Attestation>,
+    ) -> BlockData {
         let id = value.id();
-        BlockData { value, batches, id }
+        BlockData {
+            value,
+            batches,
+            attestations,
+            id,
+        }
     }
 
     /// The value id (hashed once).
@@ -465,10 +486,31 @@ pub(crate) fn read_batches<R: Read>(
     Ok(out)
 }
 
+/// Reads a borsh vector of at most [`MAX_ATTESTATIONS_PER_BLOCK`]
+/// attestations (fixed size each), checked before allocating.
+pub(crate) fn read_attestations<R: Read>(
+    r: &mut R,
+    what: &'static str,
+) -> std::io::Result<Vec<Attestation>> {
+    let n = read_count(r, MAX_ATTESTATIONS_PER_BLOCK, |attestations| {
+        WireError::TooManyAttestations {
+            what,
+            attestations,
+            max: MAX_ATTESTATIONS_PER_BLOCK,
+        }
+    })?;
+    let mut out = Vec::with_capacity(n.min(1_024));
+    for _ in 0..n {
+        out.push(Attestation::deserialize_reader(r)?);
+    }
+    Ok(out)
+}
+
 impl BorshSerialize for BlockData {
     fn serialize<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
         self.value.serialize(w)?;
-        write_batches(w, &self.batches)
+        write_batches(w, &self.batches)?;
+        self.attestations.serialize(w)
     }
 }
 
@@ -476,7 +518,8 @@ impl BorshDeserialize for BlockData {
     fn deserialize_reader<R: Read>(r: &mut R) -> std::io::Result<Self> {
         let value = Value::deserialize_reader(r)?;
         let batches = read_batches(r, "block")?;
-        Ok(BlockData::with_value(value, batches))
+        let attestations = read_attestations(r, "block")?;
+        Ok(BlockData::with_value(value, batches, attestations))
     }
 }
 

@@ -72,7 +72,22 @@ pub struct AppConfig {
     /// (a node sets it from its genesis file; all zeros by default, for
     /// tests and benches that build this by hand).
     pub chain: crate::signing::ChainId,
+    /// What makes a batch valid in a block (`consensus.validity`, ADR 0046):
+    /// attestations of > 1/3 of the power (default) or every validator's
+    /// own verification.
+    pub validity: crate::attest::ValidityMode,
+    /// Attested proofs each validator re-verifies, per million (default
+    /// 30,000: 3 %).
+    pub attest_sample_ppm: u32,
+    /// A validator beyond the designated attesters verifies and attests a
+    /// batch still short of a quorum after (rank − f) × this (default 500 ms).
+    pub attest_fallback: Duration,
 }
+
+/// [`AppConfig::attest_sample_ppm`]'s default.
+pub const DEFAULT_ATTEST_SAMPLE_PPM: u32 = 30_000;
+/// [`AppConfig::attest_fallback`]'s default.
+pub const DEFAULT_ATTEST_FALLBACK: Duration = Duration::from_millis(500);
 
 /// [`AppConfig::max_idle_block_interval`]'s default.
 pub const DEFAULT_MAX_IDLE_BLOCK_INTERVAL: Duration = Duration::from_secs(10);
@@ -102,6 +117,9 @@ impl Default for AppConfig {
             state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
             max_idle_block_interval: DEFAULT_MAX_IDLE_BLOCK_INTERVAL,
             chain: crate::signing::ChainId::default(),
+            validity: crate::attest::ValidityMode::default(),
+            attest_sample_ppm: DEFAULT_ATTEST_SAMPLE_PPM,
+            attest_fallback: DEFAULT_ATTEST_FALLBACK,
         }
     }
 }

@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
-use crate::block::{read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
+use crate::attest::Attestation;
+use crate::block::{
+    read_attestations, read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK,
+};
 
 /// Domain separator of a block's value id.
 pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v2\n";
@@ -353,7 +356,7 @@ impl mc::Vote<StepContext> for Vote {
 /// `Gossip` is not part of a proposal: it carries one pre-validated batch to
 /// every validator ahead of proposals, on the same authenticated channel
 /// (`docs/P2P_PROTOCOL.md`, "Batch gossip"). Batches are shared with the
-/// block they belong to. Borsh by hand (tags 0–3, as derived), so that a
+/// block they belong to. Borsh by hand (tags 0–5), so that a
 /// `Batches` part is bounded like a block.
 ///
 /// The decoder is strict: what decodes re-encodes byte for byte. The
@@ -374,7 +377,14 @@ pub enum ProposalPart {
     Fin {
         value_id: ValueId,
     },
-    Gossip(Arc<WireBatch>),
+    /// A batch and its ingester's attestation (the ingester is the
+    /// attestation's validator).
+    Gossip(Arc<WireBatch>, Attestation),
+    /// A validator's attestation of a gossiped batch (`crate::attest`).
+    Attest(Attestation),
+    /// The attestations of a proposal's batches (after its `Batches`
+    /// parts, before `Fin`).
+    Attestations(Vec<Attestation>),
     /// Never sent, never decoded by borsh: what the network codec delivers
     /// for a `Gossip` part whose batch bytes are not a batch, with the
     /// decoder's error.
@@ -402,9 +412,18 @@ impl BorshSerialize for ProposalPart {
                 2u8.serialize(w)?;
                 value_id.serialize(w)
             }
-            ProposalPart::Gossip(b) => {
+            ProposalPart::Gossip(b, a) => {
                 3u8.serialize(w)?;
-                b.serialize(w)
+                b.serialize(w)?;
+                a.serialize(w)
+            }
+            ProposalPart::Attest(a) => {
+                4u8.serialize(w)?;
+                a.serialize(w)
+            }
+            ProposalPart::Attestations(v) => {
+                5u8.serialize(w)?;
+                v.serialize(w)
             }
             ProposalPart::GossipUndecodable(e) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -432,7 +451,12 @@ impl BorshDeserialize for ProposalPart {
             2 => ProposalPart::Fin {
                 value_id: ValueId::deserialize_reader(r)?,
             },
-            3 => ProposalPart::Gossip(Arc::new(WireBatch::deserialize_reader(r)?)),
+            3 => ProposalPart::Gossip(
+                Arc::new(WireBatch::deserialize_reader(r)?),
+                Attestation::deserialize_reader(r)?,
+            ),
+            4 => ProposalPart::Attest(Attestation::deserialize_reader(r)?),
+            5 => ProposalPart::Attestations(read_attestations(r, "proposal part")?),
             tag => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -118,13 +118,29 @@ impl ChainState {
         source: Arc<dyn StateSource>,
         cache: CacheBytes,
     ) -> ChainState {
+        ChainState::at(height, root, accepted_total, Tables::stored(source, cache))
+    }
+
+    fn at(height: u64, root: StateRoot, accepted_total: u64, tables: Tables) -> ChainState {
         ChainState {
             height,
             root,
             accepted_total,
             journal: ResultJournal::default(),
-            tables: Tables::stored(source, cache),
+            tables,
         }
+    }
+
+    /// The state at `height` (root `root`, `accepted_total` proofs) whose
+    /// rows are `tables`, in memory (an initial state, or a chain without a
+    /// store).
+    pub fn in_memory(
+        height: u64,
+        root: StateRoot,
+        accepted_total: u64,
+        tables: MemoryTables,
+    ) -> ChainState {
+        ChainState::at(height, root, accepted_total, Tables::Memory(tables))
     }
 
     /// Every row, for a state kept in memory (`None` in front of a store).

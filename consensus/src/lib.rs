@@ -9,13 +9,14 @@
 //! decided block ([`execution::ChainState::apply_block`]) → [`store::Store`]
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
-//! Pure modules: [`context`], [`block`] (the one bounded wire form),
+//! Pure modules: [`context`], [`block`] (the one bounded wire form), [`attest`],
 //! [`execution`], [`streaming`], [`evidence`], and the app's core
 //! ([`app::machine`]: inputs in, effects out). I/O: [`store`] (redb),
 //! [`node`] (engine, sockets, tasks) and the app's shell ([`app::App`], the
 //! tokio loop that performs the core's effects).
 
 pub mod app;
+pub mod attest;
 pub mod block;
 #[cfg(feature = "byzantine")]
 mod byzantine;
@@ -25,6 +26,7 @@ pub mod context;
 pub mod error;
 pub mod evidence;
 pub mod execution;
+pub mod initial;
 pub mod node;
 pub mod signing;
 pub mod store;
@@ -37,6 +39,7 @@ pub use context::{
     Height, PrivateKey, PublicKey, StepContext, Validator, ValidatorAddress, ValidatorSet,
 };
 pub use error::{AppError, ConsensusNodeError, StateDiverged};
+pub use initial::{InitialStateError, InitialStateFile};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
 pub use signing::ChainId;

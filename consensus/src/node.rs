@@ -1,7 +1,7 @@
 //! One validator: malachite's engine plus the STEP app, started and stopped
 //! as a unit. This is the I/O edge of the crate (sockets, files, tasks).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use malachitebft_app_channel::app::config::{ConsensusConfig, NodeConfig, ValueSyncConfig};
 use malachitebft_app_channel::app::engine::util::events::Event;
@@ -21,6 +21,7 @@ use crate::codec::BorshCodec;
 use crate::config::AppConfig;
 use crate::context::{PrivateKey, StepContext, ValidatorAddress, ValidatorSet};
 use crate::error::ConsensusNodeError;
+use crate::execution::ChainState;
 use crate::signing::{StepSigner, StepVerifier};
 use crate::store::RedbStore;
 
@@ -45,6 +46,8 @@ pub struct NodeSettings {
     pub key: PrivateKey,
     pub validators: ValidatorSet,
     pub app: AppConfig,
+    /// The chain's state at height 0 (`ChainState::from_initial`); `None`: empty.
+    pub initial: Option<std::sync::Arc<ChainState>>,
     /// Test hook: run malachite's byzantine network proxy (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<malachitebft_engine_byzantine::ByzantineConfig>,
@@ -84,6 +87,7 @@ impl NodeSettings {
             key,
             validators,
             app,
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
             #[cfg(feature = "byzantine")]
@@ -181,50 +185,10 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Reads every WAL entry; a bad checksum is a [`ConsensusNodeError::WalCorrupted`].
-/// A torn entry at the tail (a crash mid-write) is dropped by the WAL itself.
-/// A WAL that cannot be opened (still locked by a stopping engine, or
-/// unreadable) is a [`ConsensusNodeError::WalUnavailable`].
-pub fn check_wal(path: &Path) -> Result<usize, ConsensusNodeError> {
-    if !path.exists() {
-        return Ok(0);
-    }
-    let mut log =
-        malachitebft_wal::Log::open(path).map_err(|e| ConsensusNodeError::WalUnavailable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let corrupted = |entry, reason: String| ConsensusNodeError::WalCorrupted {
-        path: path.to_owned(),
-        entry,
-        reason,
-    };
-    let mut n = 0;
-    for entry in log.iter().map_err(|e| corrupted(0, e.to_string()))? {
-        entry.map_err(|e| corrupted(n, e.to_string()))?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// How long `start` and `stop` wait for a stopping engine to release its WAL.
-pub const WAL_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// [`check_wal`], retrying while the WAL cannot be opened (a previous engine
-/// of this node may still be closing it).
-async fn check_wal_patiently(path: &Path) -> Result<usize, ConsensusNodeError> {
-    let start = std::time::Instant::now();
-    loop {
-        match check_wal(path) {
-            Err(ConsensusNodeError::WalUnavailable { .. })
-                if start.elapsed() < WAL_RELEASE_TIMEOUT =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            other => return other,
-        }
-    }
-}
+#[path = "node_wal.rs"]
+mod wal;
+use wal::check_wal_patiently;
+pub use wal::{check_wal, WAL_RELEASE_TIMEOUT};
 
 fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, ConsensusNodeError> {
     s.parse().map_err(|e| ConsensusNodeError::NetworkAddress {
@@ -334,7 +298,12 @@ impl Node {
                 format!("forged-{}", s.moniker),
             ));
         }
-        let app = App::open(s.app, address, s.validators.clone(), store, events.clone()).await?;
+        let base = s
+            .initial
+            .as_deref()
+            .map_or_else(ChainState::default, Clone::clone);
+        let (vs, ev) = (s.validators.clone(), events.clone());
+        let app = App::open(s.app, s.key.clone(), vs, store, ev, base).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
         let store = app.store_handle();

@@ -19,9 +19,13 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::execution::{CacheBytes, ChainState, ChangeSet, StateRoot};
 
+mod error;
 mod migrate;
 mod reader;
+mod seed;
 mod tables;
+
+pub use error::StoreError;
 
 pub use reader::StoreReader;
 
@@ -52,72 +56,6 @@ pub struct UndecidedRecord {
     pub block: Vec<u8>,
 }
 
-/// A store failure, with the file it concerns.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store {path}: cannot open: {source}")]
-    Open {
-        path: PathBuf,
-        source: Box<redb::DatabaseError>,
-    },
-    #[error("store {path}: {operation} failed: {reason}")]
-    Backend {
-        path: PathBuf,
-        operation: &'static str,
-        reason: String,
-    },
-    #[error("store {path}: ({account}, nonce {nonce:?}) was already used at height {first}; height {height} uses it again")]
-    NonceReused {
-        path: PathBuf,
-        account: String,
-        nonce: String,
-        first: u64,
-        height: u64,
-    },
-    #[error("store {path}: record {what} at height {height} does not encode: {reason}")]
-    Encode {
-        path: PathBuf,
-        what: &'static str,
-        height: u64,
-        reason: String,
-    },
-    #[error("store {path}: record {what} at height {height} does not decode: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        what: &'static str,
-        height: u64,
-        reason: String,
-    },
-    #[error("store {path} has schema version {found}; this step binary reads versions up to {supported}. Run a step release that supports schema {found}, or restore a backup this release wrote")]
-    SchemaTooNew {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
-    #[error("store {path}: the state tables at height {height} do not match their checksum (stored {stored}, computed {computed}): the store is corrupt; restore a backup or sync a fresh store from the network")]
-    StateChecksum {
-        path: PathBuf,
-        height: u64,
-        stored: String,
-        computed: String,
-    },
-    #[error("store {path}: the state head (height {head_height}, root {head_root}) is not the last decided height's ({decided_height}, root {decided_root}): the store is corrupt")]
-    HeadMismatch {
-        path: PathBuf,
-        head_height: u64,
-        head_root: String,
-        decided_height: u64,
-        decided_root: String,
-    },
-    #[error("store {path}: the change set of height {height} gives root {computed}, the stored root is {stored}")]
-    RootMismatch {
-        path: PathBuf,
-        height: u64,
-        stored: String,
-        computed: String,
-    },
-}
-
 /// What the app needs from durable storage.
 pub trait Store: Send + 'static {
     /// Writes one decided height atomically: its record, the state rows and
@@ -136,11 +74,21 @@ pub trait Store: Send + 'static {
     /// The lowest and highest decided heights, if any.
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
     /// The application state at the last committed height (its rows stay
-    /// in the store, read through caches).
-    fn load_state(&self) -> Result<ChainState, StoreError>;
+    /// in the store, read through caches). An empty store is first seeded,
+    /// in one transaction, with `base` (the chain's initial state:
+    /// [`ChainState::default`], or [`ChainState::from_initial`]'s) as its
+    /// height 0; a store seeded before must have been seeded with a state
+    /// of `base`'s root ([`StoreError::InitialStateMismatch`]).
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError>;
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
     fn evidence(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keeps evidence that validators attested the invalid batch `digest`
+    /// (borsh `AttestEvidence`).
+    fn put_attest_evidence(&mut self, digest: &[u8; 32], evidence: &[u8])
+        -> Result<(), StoreError>;
+    /// Every attestation evidence record kept, in digest order.
+    fn attest_evidence(&self) -> Result<Vec<Vec<u8>>, StoreError>;
     fn put_undecided(&mut self, record: &UndecidedRecord) -> Result<(), StoreError>;
     /// Undecided proposals at `height` (every round).
     fn undecided(&self, height: u64) -> Result<Vec<UndecidedRecord>, StoreError>;
@@ -207,6 +155,8 @@ impl DecidedReader {
 
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
+/// Attestation evidence, keyed by the invalid batch's digest.
+const ATTEST_EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("attest_evidence");
 /// Key: height (8 bytes BE) ‖ round (8 bytes BE, offset) ‖ value id.
 const UNDECIDED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("undecided");
 
@@ -302,6 +252,7 @@ impl RedbStore {
         self.write("open schema", |tx| {
             tx.open_table(DECIDED)?;
             tx.open_table(EVIDENCE)?;
+            tx.open_table(ATTEST_EVIDENCE)?;
             tx.open_table(UNDECIDED)?;
             tx.open_table(NONCES)?;
             tx.open_table(tables::ACCOUNTS)?;
@@ -519,15 +470,8 @@ impl Store for RedbStore {
         })
     }
 
-    fn load_state(&self) -> Result<ChainState, StoreError> {
-        let head = self.read("read head", |tx| {
-            let t = tx.open_table(META)?;
-            let v = t.get("head")?;
-            Ok(match v {
-                Some(v) => borsh::from_slice::<Head>(v.value())?,
-                None => Head::default(),
-            })
-        })?;
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
+        let head = self.seed(&base)?;
         let source = Arc::new(RedbSource {
             db: self.db.clone(),
         });
@@ -551,6 +495,29 @@ impl Store for RedbStore {
         self.read("read evidence", |tx| {
             let t = tx.open_table(EVIDENCE)?;
             Ok(t.get(height)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn put_attest_evidence(
+        &mut self,
+        digest: &[u8; 32],
+        evidence: &[u8],
+    ) -> Result<(), StoreError> {
+        self.write("put attestation evidence", |tx| {
+            tx.open_table(ATTEST_EVIDENCE)?
+                .insert(digest.as_slice(), evidence)?;
+            Ok(())
+        })
+    }
+
+    fn attest_evidence(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read("read attestation evidence", |tx| {
+            let t = tx.open_table(ATTEST_EVIDENCE)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                out.push(row?.1.value().to_vec());
+            }
+            Ok(out)
         })
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use malachitebft_engine::util::streaming::{StreamContent, StreamId, StreamMessage};
 pub use malachitebft_peer::PeerId;
 
+use crate::attest::{Attestation, ATTESTATION_LEN, MAX_ATTESTATIONS_PER_BLOCK};
 use crate::block::{BlockData, WireBatch, WireError};
 use crate::context::{Height, ProposalPart, ValidatorAddress, ValueId};
 use malachitebft_core_types::Round;
@@ -30,6 +31,8 @@ pub const MAX_STREAM_BYTES: usize = crate::node::RPC_MAX_BYTES;
 /// Bytes all open streams may hold together; the oldest streams are
 /// dropped to make room.
 pub const MAX_REASSEMBLY_BYTES: usize = 4 * MAX_STREAM_BYTES;
+/// Attestations per proposal part (about 464 KiB).
+pub const ATTESTATIONS_PER_PART: usize = 4_096;
 /// Bytes counted for a part without batches (`Init`, `Fin`).
 const SMALL_PART_BYTES: usize = 64;
 
@@ -86,21 +89,44 @@ pub fn stream_id(height: Height, round: Round) -> StreamId {
 
 /// The one-message stream that gossips `batch`: stream id `G` ‖ digest
 /// (33 bytes; proposal stream ids are 16), sequence 0, no stream `Fin`.
-pub fn gossip(batch: &Arc<WireBatch>) -> StreamMessage<ProposalPart> {
+pub fn gossip(batch: &Arc<WireBatch>, attestation: Attestation) -> StreamMessage<ProposalPart> {
     let mut b = Vec::with_capacity(33);
     b.push(b'G');
     b.extend_from_slice(&batch.digest);
     StreamMessage::new(
         StreamId::new(bytes::Bytes::from(b)),
         0,
-        StreamContent::Data(ProposalPart::Gossip(Arc::clone(batch))),
+        StreamContent::Data(ProposalPart::Gossip(Arc::clone(batch), attestation)),
     )
 }
 
-/// The batch of a gossip message; `None` for proposal parts.
-pub fn gossiped(msg: &StreamMessage<ProposalPart>) -> Option<&Arc<WireBatch>> {
+/// The one-message stream that gossips an attestation: stream id `A` ‖
+/// digest ‖ validator (53 bytes), sequence 0.
+pub fn gossip_attestation(att: Attestation) -> StreamMessage<ProposalPart> {
+    let mut b = Vec::with_capacity(53);
+    b.push(b'A');
+    b.extend_from_slice(&att.digest);
+    b.extend_from_slice(&att.validator.0);
+    StreamMessage::new(
+        StreamId::new(bytes::Bytes::from(b)),
+        0,
+        StreamContent::Data(ProposalPart::Attest(att)),
+    )
+}
+
+/// The batch and ingester attestation of a gossip message; `None` for
+/// proposal parts.
+pub fn gossiped(msg: &StreamMessage<ProposalPart>) -> Option<(&Arc<WireBatch>, &Attestation)> {
     match &msg.content {
-        StreamContent::Data(ProposalPart::Gossip(b)) => Some(b),
+        StreamContent::Data(ProposalPart::Gossip(b, a)) => Some((b, a)),
+        _ => None,
+    }
+}
+
+/// The attestation of an attestation message; `None` for anything else.
+pub fn attestation(msg: &StreamMessage<ProposalPart>) -> Option<&Attestation> {
+    match &msg.content {
+        StreamContent::Data(ProposalPart::Attest(a)) => Some(a),
         _ => None,
     }
 }
@@ -135,6 +161,9 @@ pub fn split(
     for chunk in block.batches.chunks(batches_per_part.max(1)) {
         parts.push(ProposalPart::Batches(chunk.to_vec()));
     }
+    for chunk in block.attestations.chunks(ATTESTATIONS_PER_PART) {
+        parts.push(ProposalPart::Attestations(chunk.to_vec()));
+    }
     parts.push(ProposalPart::Fin {
         value_id: block.id(),
     });
@@ -150,7 +179,9 @@ pub fn split(
 fn part_bytes(p: &ProposalPart) -> usize {
     match p {
         ProposalPart::Batches(b) => b.iter().map(|b| b.encoded_len()).sum::<usize>() + 5,
-        ProposalPart::Gossip(b) => b.encoded_len() + 1,
+        ProposalPart::Gossip(b, _) => b.encoded_len() + 1 + ATTESTATION_LEN,
+        ProposalPart::Attestations(v) => v.len() * ATTESTATION_LEN + 5,
+        ProposalPart::Attest(_) => ATTESTATION_LEN + 1,
         ProposalPart::Init { .. }
         | ProposalPart::Fin { .. }
         | ProposalPart::GossipUndecodable(_) => SMALL_PART_BYTES,
@@ -310,6 +341,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
         return Err(StreamError::NoInit);
     };
     let mut batches: Vec<Arc<WireBatch>> = Vec::new();
+    let mut attestations: Vec<Attestation> = Vec::new();
     let mut announced = None;
     for (i, p) in it {
         let sequence = i as u64;
@@ -321,6 +353,15 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
                 })
             }
             ProposalPart::Batches(b) => batches.extend(b),
+            ProposalPart::Attestations(a) => {
+                if attestations.len() + a.len() > MAX_ATTESTATIONS_PER_BLOCK {
+                    return Err(StreamError::UnexpectedPart {
+                        sequence,
+                        kind: "Attestations past the block's limit",
+                    });
+                }
+                attestations.extend(a)
+            }
             ProposalPart::Fin { value_id } => announced = Some(value_id),
             ProposalPart::Init { .. } => {
                 return Err(StreamError::UnexpectedPart {
@@ -328,7 +369,9 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
                     kind: "Init",
                 })
             }
-            ProposalPart::Gossip(_) | ProposalPart::GossipUndecodable(_) => {
+            ProposalPart::Gossip(..)
+            | ProposalPart::Attest(_)
+            | ProposalPart::GossipUndecodable(_) => {
                 return Err(StreamError::UnexpectedPart {
                     sequence,
                     kind: "Gossip",
@@ -343,7 +386,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
         valid_round,
         proposer,
         announced_id,
-        block: BlockData::on_root(prev_root, batches),
+        block: BlockData::on_root(prev_root, batches).with_attestations(attestations),
     })
 }
 

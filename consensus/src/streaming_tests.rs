@@ -142,8 +142,21 @@ fn parts_past_the_end_or_out_of_place_are_named() {
         prev_root: [0; 32],
     };
     r.try_insert(peer(), data(1, 0, init)).expect("init");
-    r.try_insert(peer(), data(1, 1, ProposalPart::Gossip(batch(1, 1))))
-        .expect("part");
+    r.try_insert(
+        peer(),
+        data(
+            1,
+            1,
+            ProposalPart::Gossip(
+                batch(1, 1),
+                crate::attest::Attestation::sign(
+                    &crate::context::PrivateKey::from([1; 32]),
+                    [1; 32],
+                ),
+            ),
+        ),
+    )
+    .expect("part");
     assert_eq!(
         r.try_insert(peer(), StreamMessage::new(id, 2, StreamContent::Fin)),
         Err(StreamError::UnexpectedPart {

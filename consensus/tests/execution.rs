@@ -229,7 +229,7 @@ fn store_survives_reopen_and_rebuilds_the_state() {
         }
     }
     let mut store = RedbStore::open(&path).expect("reopen");
-    assert_eq!(store.load_state().expect("load"), s);
+    assert_eq!(store.load_state(ChainState::default()).expect("load"), s);
     assert_eq!(store.decided_range().expect("range"), Some((1, 3)));
     assert_eq!(
         store.decided(2).expect("read").map(|r| r.block),
@@ -345,7 +345,7 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
         commit(&mut store, out, vec![]);
     }
     let store = RedbStore::open(&path).expect("reopen");
-    let r = store.load_state().expect("load");
+    let r = store.load_state(ChainState::default()).expect("load");
     assert_eq!(r, s);
     assert_eq!(
         r.account(&Address([1; 20])).expect("read"),

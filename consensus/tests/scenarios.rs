@@ -235,6 +235,8 @@ async fn tampered_batch_is_never_finalized() {
     let _serial = SERIAL.lock().await;
     let seed = seed("tampered_batch");
     let mut c = Cluster::new(4, seed);
+    // Every validator verifies every proof ("all", the default);
+    // `tests/attest.rs` has the attested case.
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 1, DEADLINE).await;
     // node0 proposes a batch whose proof was altered after signing; the

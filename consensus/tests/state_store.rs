@@ -67,7 +67,7 @@ fn build(
 ) -> ChainState {
     let mut mem = ChainState::default();
     let mut store = RedbStore::open(path).expect("open");
-    let mut on_store = store.load_state().expect("load");
+    let mut on_store = store.load_state(ChainState::default()).expect("load");
     let mut k = 0;
     while k < proofs {
         let n = per_block.min(proofs - k);
@@ -168,7 +168,7 @@ fn a_restart_opens_at_the_head_without_replay_and_reads_the_same_state() {
     assert_eq!(report.head.height, 12);
     // The head row, the last decided row, 20 accounts and 40 triangles.
     assert_eq!(report.rows_read, 2 + 20 + 40);
-    let state = store.load_state().expect("load");
+    let state = store.load_state(ChainState::default()).expect("load");
     assert_eq!(state, mem);
     assert_eq!(state.pending_heights(), 0);
     same_rows(&state, &mem, 20, 40);
@@ -283,7 +283,7 @@ fn a_schema_1_store_is_migrated_once_to_the_same_state() {
     let store = RedbStore::open(&path).expect("a schema-1 store opens");
     let report = store.open_report();
     assert_eq!((report.schema_found, report.migrated_heights), (1, 8));
-    let state = store.load_state().expect("load");
+    let state = store.load_state(ChainState::default()).expect("load");
     assert_eq!(state, mem);
     for i in 0..7 {
         let addr = Address([i as u8 + 1; 20]);
@@ -382,7 +382,7 @@ fn opening_a_10x_longer_chain_reads_the_same_rows_within_the_cache_bound() {
         build(&path, proofs, 100, 800, 500);
         let bound = CacheBytes::split(32 << 10);
         let store = RedbStore::open_with_cache(&path, 1 << 20, bound).expect("reopen");
-        let state = store.load_state().expect("load");
+        let state = store.load_state(ChainState::default()).expect("load");
         for i in 0..100 {
             state.account(&Address([i as u8 + 1; 20])).expect("read");
         }

@@ -5,6 +5,8 @@
 
 use crate::{DevnetError, Options, Validator, MAX_VALIDATORS};
 use std::path::{Path, PathBuf};
+use step_consensus::execution::ChainState;
+use step_consensus::InitialStateFile;
 use step_io::genesis::{
     generate_key, load_key, public_key, save_key, Genesis, GenesisParams, GenesisValidator,
 };
@@ -85,6 +87,15 @@ fn genesis(o: &Options) -> Result<Genesis, DevnetError> {
                 asked: o.validators,
             });
         }
+        if let Some(given) = &o.initial_state {
+            let (_, root) = initial_state(given)?;
+            if root != g.initial_state_root {
+                return Err(DevnetError::InitialStateMismatch {
+                    data_dir: o.data_dir.clone(),
+                    given: given.clone(),
+                });
+            }
+        }
         return Ok(g);
     }
     let mut validators = Vec::with_capacity(o.validators);
@@ -108,6 +119,19 @@ fn genesis(o: &Options) -> Result<Genesis, DevnetError> {
             &format!("http://127.0.0.1:{http}"),
         ));
     }
+    let (initial_state, initial_state_root) = match &o.initial_state {
+        Some(given) => {
+            let (bytes, root) = initial_state(given)?;
+            let copy = o.data_dir.join(INITIAL_STATE_FILE);
+            std::fs::write(&copy, bytes).map_err(|source| DevnetError::Io {
+                what: "writing",
+                path: copy,
+                source,
+            })?;
+            (INITIAL_STATE_FILE.to_owned(), root)
+        }
+        None => (String::new(), String::new()),
+    };
     let secs = step_engine::pipeline::unix_now_ms() / 1000;
     // The consensus-critical `--set` overrides go into the genesis (a node
     // refuses them in its own configuration otherwise).
@@ -115,11 +139,32 @@ fn genesis(o: &Options) -> Result<Genesis, DevnetError> {
     apply_sets(&mut c, &o.sets)?;
     let g = Genesis {
         chain_id: format!("step-devnet-{secs}"),
+        initial_state,
+        initial_state_root,
         validators,
         params: GenesisParams::from_config(&c),
     };
     g.save(&path)?;
     Ok(g)
+}
+
+/// The initial state's copy in the data dir, as the genesis names it.
+pub const INITIAL_STATE_FILE: &str = "initial_state.json";
+
+/// An initial-state file's bytes and its root at height 0 (64 hex).
+fn initial_state(path: &Path) -> Result<(Vec<u8>, String), DevnetError> {
+    let bytes = std::fs::read(path).map_err(|source| DevnetError::Io {
+        what: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |source| DevnetError::InitialState {
+        path: path.to_owned(),
+        source,
+    };
+    let file = InitialStateFile::from_json(&bytes).map_err(bad)?;
+    let state = ChainState::from_initial(&file).map_err(bad)?;
+    Ok((bytes, hex::encode(state.root)))
 }
 
 /// Writes `node-<i>/config.toml` for this run.

@@ -64,6 +64,13 @@ pub enum DevnetError {
         holds: usize,
         asked: usize,
     },
+    #[error("{data_dir} holds a chain started from another initial state than {given}; use another --data-dir")]
+    InitialStateMismatch { data_dir: PathBuf, given: PathBuf },
+    #[error("initial state {path}: {source}")]
+    InitialState {
+        path: PathBuf,
+        source: step_consensus::InitialStateError,
+    },
     #[error("starting validator {index} ({exe}): {source}")]
     Spawn {
         index: usize,
@@ -104,6 +111,9 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// `KEY=VALUE` configuration overrides for every validator.
     pub sets: Vec<String>,
+    /// Start the chain from this initial state (`step migrate import`): on
+    /// the first run it is copied into the data dir and named by the genesis.
+    pub initial_state: Option<PathBuf>,
 }
 
 /// One validator of the devnet.

@@ -23,6 +23,7 @@ fn setup(test: &str, script: &str) -> (PathBuf, Options) {
         base_port: 29_400,
         data_dir: dir.join("data"),
         sets: Vec::new(),
+        initial_state: None,
     };
     (dir, o)
 }

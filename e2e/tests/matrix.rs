@@ -86,28 +86,16 @@ fn kill_after_accept() {
 
 /// Needs `step` built with the `byzantine` feature (`--all-features`).
 #[test]
-#[ignore = "issue #17, not yet seen passing: only run on a machine at load average 20-27 (eight builds on 2 cores), where \
-            the safety checks held (evidence / invalid batches dropped and muted on every honest validator, no foreign \
-            proof final, one root) but the liveness checks failed (0-1 heights in 18 s, as for every scenario then); \
-            run it on a quiet machine before un-ignoring. See docs/RELIABILITY.md"]
 fn byzantine_equivocation() {
     scenario("byzantine-equivocation");
 }
 
 #[test]
-#[ignore = "issue #17, not yet seen passing: only run on a machine at load average 20-27 (eight builds on 2 cores), where \
-            the safety checks held (evidence / invalid batches dropped and muted on every honest validator, no foreign \
-            proof final, one root) but the liveness checks failed (0-1 heights in 18 s, as for every scenario then); \
-            run it on a quiet machine before un-ignoring. See docs/RELIABILITY.md"]
 fn byzantine_bad_signatures() {
     scenario("byzantine-bad-signatures");
 }
 
 #[test]
-#[ignore = "issue #17, not yet seen passing: only run on a machine at load average 20-27 (eight builds on 2 cores), where \
-            the safety checks held (evidence / invalid batches dropped and muted on every honest validator, no foreign \
-            proof final, one root) but the liveness checks failed (0-1 heights in 18 s, as for every scenario then); \
-            run it on a quiet machine before un-ignoring. See docs/RELIABILITY.md"]
 fn byzantine_gps_spoof() {
     scenario("byzantine-gps-spoof");
 }

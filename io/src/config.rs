@@ -175,6 +175,15 @@ pub struct ConsensusConfig {
     pub state_cache_mb: u64,
     /// An idle network decides at most one block per this interval (0: no wait).
     pub max_idle_block_interval_ms: u64,
+    /// What makes a batch valid in a block: `"attested"` (f+1 validators
+    /// verify it and sign attestations; the others check those and a
+    /// sample) or `"all"` (every validator verifies every proof).
+    pub validity: String,
+    /// Attested proofs each validator re-verifies, per million.
+    pub attest_sample_ppm: u32,
+    /// A validator beyond the designated attesters verifies a batch still
+    /// short of attestations after (rank − f) × this.
+    pub attest_fallback_ms: u64,
 }
 
 impl Default for ConsensusConfig {
@@ -194,6 +203,9 @@ impl Default for ConsensusConfig {
             state_cache_mb: (a.state_cache_bytes >> 20) as u64,
             max_idle_block_interval_ms: u64::try_from(a.max_idle_block_interval.as_millis())
                 .unwrap_or(u64::MAX),
+            validity: "all".into(),
+            attest_sample_ppm: a.attest_sample_ppm,
+            attest_fallback_ms: u64::try_from(a.attest_fallback.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -523,6 +535,12 @@ impl Config {
                 "consensus",
                 "max_batches_per_block and batches_per_part must be > 0",
             );
+        }
+        if !matches!(self.consensus.validity.as_str(), "attested" | "all") {
+            return invalid("consensus.validity", "must be \"attested\" or \"all\"");
+        }
+        if self.consensus.attest_sample_ppm > 1_000_000 {
+            return invalid("consensus.attest_sample_ppm", "must be ≤ 1,000,000");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");

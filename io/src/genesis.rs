@@ -8,10 +8,17 @@
 //!   validator with `name`, `public_key` (64 hex), `address` (40 hex, derived
 //!   from the key and checked), `power`, `p2p` (multiaddr, may be empty) and
 //!   `http` (informational, may be empty).
+//! * Optionally `initial_state` (a file `step migrate import` wrote, relative
+//!   to the genesis file) and `initial_state_root` (its root at height 0, 64
+//!   hex): the chain starts from that state; a validator whose file gives
+//!   another root refuses to start.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use step_consensus::{ChainId, PrivateKey, PublicKey, Validator, ValidatorAddress, ValidatorSet};
+use step_consensus::execution::ChainState;
+use step_consensus::{
+    ChainId, InitialStateFile, PrivateKey, PublicKey, Validator, ValidatorAddress, ValidatorSet,
+};
 
 pub use crate::genesis_params::GenesisParams;
 
@@ -52,6 +59,19 @@ pub enum GenesisError {
     Duplicate { path: PathBuf, address: String },
     #[error("the operating system's random source failed: {0}")]
     Random(String),
+    #[error("{path}: `initial_state` and `initial_state_root` go together")]
+    InitialStateHalf { path: PathBuf },
+    #[error("initial state {path}: {source}")]
+    InitialState {
+        path: PathBuf,
+        source: step_consensus::InitialStateError,
+    },
+    #[error("initial state {path} has root {derived}, but the genesis names {stated}")]
+    InitialRootMismatch {
+        path: PathBuf,
+        stated: String,
+        derived: String,
+    },
     #[error("{path}: {source}")]
     Params {
         path: PathBuf,
@@ -161,6 +181,13 @@ impl GenesisValidator {
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
     pub chain_id: String,
+    /// The chain's state at height 0 (`step migrate import`), relative to
+    /// the genesis file; empty: the chain starts empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub initial_state: String,
+    /// That state's root at height 0 (64 hex).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub initial_state_root: String,
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
     pub params: GenesisParams,
@@ -249,6 +276,44 @@ impl Genesis {
             out.push(Validator::new(pk, v.power));
         }
         Ok(ValidatorSet::new(out))
+    }
+
+    /// The chain's initial state, checked against `initial_state_root`;
+    /// `None` when the genesis names none. `path` is the genesis file's.
+    pub fn initial_state(&self, path: &Path) -> Result<Option<ChainState>, GenesisError> {
+        match (
+            self.initial_state.is_empty(),
+            self.initial_state_root.is_empty(),
+        ) {
+            (true, true) => return Ok(None),
+            (false, false) => {}
+            _ => {
+                return Err(GenesisError::InitialStateHalf {
+                    path: path.to_owned(),
+                })
+            }
+        }
+        let file =
+            crate::validator::resolve(path.parent().unwrap_or(Path::new(".")), &self.initial_state);
+        let bytes = std::fs::read(&file).map_err(|source| GenesisError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let ierr = |source| GenesisError::InitialState {
+            path: file.clone(),
+            source,
+        };
+        let state = ChainState::from_initial(&InitialStateFile::from_json(&bytes).map_err(ierr)?)
+            .map_err(ierr)?;
+        let derived = crate::ledger::hex(&state.root);
+        if !derived.eq_ignore_ascii_case(self.initial_state_root.trim_start_matches("0x")) {
+            return Err(GenesisError::InitialRootMismatch {
+                path: file,
+                stated: self.initial_state_root.clone(),
+                derived,
+            });
+        }
+        Ok(Some(state))
     }
 
     /// Every other validator's non-empty `p2p` address.

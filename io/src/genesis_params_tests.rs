@@ -11,6 +11,8 @@ fn genesis(params: GenesisParams) -> Genesis {
         .collect();
     Genesis {
         chain_id: "step-test".into(),
+        initial_state: String::new(),
+        initial_state_root: String::new(),
         validators: keys
             .iter()
             .enumerate()

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use step_consensus::attest::ValidityMode;
 use step_consensus::{AppConfig, ChainId, NodeSettings, Timeouts, ValidatorAddress};
 use step_engine::pipeline::Clock;
 
@@ -83,6 +84,14 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: Chain
         state_cache_bytes: usize::try_from(c.state_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         max_idle_block_interval: Duration::from_millis(c.max_idle_block_interval_ms),
+        // `Config::validate` admits "attested" and "all" only.
+        validity: if c.validity == "all" {
+            ValidityMode::All
+        } else {
+            ValidityMode::Attested
+        },
+        attest_sample_ppm: c.attest_sample_ppm,
+        attest_fallback: Duration::from_millis(c.attest_fallback_ms),
     }
 }
 
@@ -195,6 +204,7 @@ async fn open_ledger_with(
         n.moniker.clone()
     };
     let pc = pipeline_config(config, clock);
+    let initial = genesis.initial_state(&genesis_file)?;
     let app = app_config(config, pc.verifier, chain);
     let mut settings = NodeSettings::new(
         moniker,
@@ -205,6 +215,19 @@ async fn open_ledger_with(
         validators,
         app,
     );
+    if let Some(state) = initial {
+        if let Some(rows) = state.memory() {
+            tracing::info!(
+                file = %genesis.initial_state,
+                root = %genesis.initial_state_root,
+                accounts = rows.accounts.len(),
+                triangles = rows.triangles.len(),
+                nonces = rows.nonces.len(),
+                "starting from the genesis' initial state"
+            );
+        }
+        settings.initial = Some(Arc::new(state));
+    }
     tweak(&mut settings);
     tracing::info!(
         validator = %me,

@@ -7,6 +7,9 @@
 
 pub mod cluster;
 pub mod http;
+pub mod phase2;
+pub mod phase2_history;
+pub mod phase2_http;
 pub mod report;
 pub mod sse;
 

@@ -93,6 +93,11 @@ impl Devnet {
 
     /// Starts `step devnet` and waits for `devnet ready`.
     pub fn start(dir: &Path, n: usize, base: u16) -> Devnet {
+        Devnet::start_with(dir, n, base, &[])
+    }
+
+    /// [`Devnet::start`] with more `step devnet` arguments.
+    pub fn start_with(dir: &Path, n: usize, base: u16, extra: &[&str]) -> Devnet {
         let t0 = Instant::now();
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -107,6 +112,7 @@ impl Devnet {
         for s in SETS {
             cmd.args(["--set", s]);
         }
+        cmd.args(extra);
         cmd.stdout(Stdio::piped()).stderr(stderr);
         let mut proc = Proc::spawn("step devnet", &mut cmd);
         let out = proc.child.stdout.take().unwrap();

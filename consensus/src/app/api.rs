@@ -36,6 +36,9 @@ pub enum NodeEvent {
     Decided(Decision),
     /// Misbehaviour seen while finalizing `height` (already stored).
     Evidence(EvidenceRecord),
+    /// Validators attested a batch holding an invalid proof (already
+    /// stored).
+    AttestEvidence(crate::attest::AttestEvidence),
     /// A block carried another state root than this validator's: a refused
     /// proposal (`decided: false`; this validator prevoted nil), or a
     /// decided block (`decided: true`, followed by [`NodeEvent::Fatal`]:

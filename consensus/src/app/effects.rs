@@ -7,10 +7,12 @@ use std::sync::Arc;
 use malachitebft_app_channel::app::types::core::Round;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
 use malachitebft_engine::util::streaming::StreamMessage;
-use step_engine::pipeline::{reverify_batch, Batch};
+use step_engine::pipeline::{reverify_batch, reverify_sampled, Batch};
 use step_engine::Verifier;
 
 use super::api::NodeEvent;
+use super::machine::VerifyFault;
+use crate::attest::{AttestEvidence, AttestFault};
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValueId};
 use crate::error::StateDiverged;
@@ -27,6 +29,8 @@ pub enum Effect {
     Commit(DecidedRecord, BlockRows),
     /// Store the evidence seen when finalizing `height`.
     PutEvidence { height: u64, bytes: Vec<u8> },
+    /// Store evidence that validators attested an invalid batch.
+    PutAttestEvidence(AttestEvidence),
     /// Publish a proposal's stream messages, in order.
     Publish(Vec<StreamMessage<ProposalPart>>),
     /// Gossip one of our own batches.
@@ -57,7 +61,7 @@ pub struct Held {
 }
 
 /// Why a block is invalid before any signature is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockFault {
     /// Its previous root is not this validator's root for that height.
     StateDiverged(StateDiverged),
@@ -68,6 +72,9 @@ pub enum BlockFault {
         max: usize,
     },
     DuplicateBatches,
+    /// Under `"attested"`: an attestation is invalid, stray, or a batch
+    /// lacks a quorum.
+    Attestation(AttestFault),
 }
 
 /// What [`Core::check_block`] found.
@@ -78,6 +85,9 @@ pub enum BlockCheck {
     Valid,
     /// These batches still need [`verify_batches`].
     Verify(Vec<Arc<WireBatch>>),
+    /// Under `"attested"`: these attested batches need their digest checked
+    /// and the listed proofs re-verified ([`sample_batches`]).
+    Sample(Vec<(Arc<WireBatch>, Vec<usize>)>),
 }
 
 /// A decided block ready to execute.
@@ -108,6 +118,29 @@ pub fn verify_batches(verifier: &Verifier, batches: &[Arc<WireBatch>]) -> bool {
         w.to_batch()
             .is_ok_and(|b| reverify_batch(verifier, &b).is_ok())
     })
+}
+
+/// Checks each attested batch against its digest and re-verifies its
+/// sampled proofs (no state: runs on any thread). The first failure names
+/// the batch and why.
+pub fn sample_batches(
+    verifier: &Verifier,
+    todo: &[(Arc<WireBatch>, Vec<usize>)],
+) -> Result<(), (Arc<WireBatch>, VerifyFault)> {
+    for (w, picks) in todo {
+        let b = w
+            .to_batch()
+            .map_err(|e| (Arc::clone(w), VerifyFault::from_wire_error(&e)))?;
+        reverify_sampled(verifier, &b, |i| picks.binary_search(&i).is_ok())
+            .map_err(|e| (Arc::clone(w), VerifyFault::from_batch_error(&e)))?;
+    }
+    Ok(())
+}
+
+/// Verifies one batch; why it is invalid, if it is.
+pub fn verify_batch(verifier: &Verifier, w: &WireBatch) -> Result<(), VerifyFault> {
+    let b = w.to_batch().map_err(|e| VerifyFault::from_wire_error(&e))?;
+    reverify_batch(verifier, &b).map_err(|e| VerifyFault::from_batch_error(&e))
 }
 
 /// The proposals stored for `round` (what `StartedRound` replays).

@@ -111,7 +111,8 @@ pub(crate) struct GossipSched<P> {
     busy: HashSet<P>,
     decided: RecentDigests,
     scores: PeerScores<P>,
-    /// Peers' batches verified and taken into the mempool since start
+    /// Peers' batches taken into the mempool since start, verified (or,
+    /// under attestations, kept to be attested by others)
     /// (`Node::live().gossip_batches`).
     accepted: Arc<AtomicU64>,
 }
@@ -204,6 +205,17 @@ impl<P: Hash + Eq + Clone> GossipSched<P> {
     /// invalid batch. True if it is muted from now.
     pub(crate) fn strike(&mut self, from: &P, now: Instant) -> bool {
         self.scores.strike(from, now)
+    }
+
+    /// True when `digest` was decided recently.
+    pub(crate) fn is_decided(&self, digest: &[u8; 32]) -> bool {
+        self.decided.contains(digest)
+    }
+
+    /// Counts a peer's batch taken into the mempool without verification
+    /// (an attested batch this validator does not attest).
+    pub(crate) fn taken(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Remembers decided digests: late gossip of them is ignored.

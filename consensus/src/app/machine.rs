@@ -20,21 +20,29 @@ use malachitebft_engine::util::streaming::StreamMessage;
 
 use super::api::{Decision, NodeEvent};
 pub use super::effects::{
-    own_stored_proposal, seen_in_round, verify_batches, BlockCheck, BlockFault, Decide, Effect,
-    ExecJob, Held,
+    own_stored_proposal, sample_batches, seen_in_round, verify_batch, verify_batches, BlockCheck,
+    BlockFault, Decide, Effect, ExecJob, Held,
 };
 use super::gossip::{GossipSched, Verdict, GOSSIP_MUTE, GOSSIP_STRIKES};
 use super::mempool::Mempool;
+use crate::attest::Attestation;
 use crate::block::{decode_block, BlockData, WireBatch, WireError, MAX_BATCHES_PER_BLOCK};
 use crate::config::AppConfig;
-use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValidatorSet, ValueId};
+use crate::context::{
+    Height, PrivateKey, ProposalPart, PublicKey, StepContext, ValidatorAddress, ValidatorSet,
+    ValueId,
+};
 use crate::error::{AppError, StateDiverged};
 use crate::evidence::EvidenceRecord;
 use crate::execution::BlockOutcome;
 use crate::store::{BlockRows, DecidedRecord, StoredProof, UndecidedRecord};
 use crate::streaming::{split, Assembled, PeerId, Reassembler};
 
+mod attest;
+mod blocks;
 mod decide;
+
+pub use attest::VerifyFault;
 
 /// Heights an own batch may wait in the mempool, undecided, before it is
 /// gossiped again: a batch gossiped while this validator was cut off (a
@@ -55,6 +63,10 @@ struct Pending {
     height: Height,
     round: Round,
     deadline: Instant,
+    /// The end of `propose_wait`.
+    first: Instant,
+    /// The latest it may wait for attestations (half the propose timeout).
+    latest: Instant,
     /// Our own proposal for this (height, round), stored before a restart.
     reuse: Option<Held>,
 }
@@ -105,17 +117,24 @@ pub struct Core {
     /// finalized since they were last gossiped ([`Core::finalized`]
     /// re-gossips one that waited [`REGOSSIP_AFTER_HEIGHTS`]).
     own: BTreeMap<[u8; 32], u32>,
+    /// Validity attestations (`machine/attest.rs`).
+    attesting: attest::Attesting,
 }
 
 impl Core {
+    /// The core of the validator with this consensus key (it signs the
+    /// validity attestations), at `height` with state `root`.
     pub fn new(
         cfg: AppConfig,
-        address: ValidatorAddress,
+        key: PrivateKey,
         validators: ValidatorSet,
         height: u64,
         root: [u8; 32],
     ) -> Core {
+        let address =
+            ValidatorAddress::from_public_key(&PublicKey(key.verification_key().to_bytes()));
         Core {
+            attesting: attest::Attesting::new(key, cfg.attest_sample_ppm),
             cfg,
             address,
             validators,
@@ -202,10 +221,15 @@ impl Core {
     pub fn deadline(&self) -> Option<Instant> {
         let propose = self.pending.as_ref().map(|p| p.deadline);
         let start = self.start_wait.map(|w| w.until);
-        match (propose, start) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            propose,
+            start,
+            self.fallback_deadline(),
+            self.own_regossip_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next height, if the idle rule holds it back.
@@ -229,9 +253,16 @@ impl Core {
 
     /// A batch from this validator's own pipeline: gossip it at once (peers
     /// verify it while it waits here) and queue it.
-    pub fn local_batch(&mut self, batch: WireBatch, fx: &mut Vec<Effect>) -> Result<(), AppError> {
+    pub fn local_batch(
+        &mut self,
+        batch: WireBatch,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AppError> {
         let batch = Arc::new(batch);
-        fx.push(Effect::Gossip(crate::streaming::gossip(&batch)));
+        let att = self.attest_own(batch.digest);
+        self.await_own_quorum(batch.digest, now);
+        fx.push(Effect::Gossip(crate::streaming::gossip(&batch, att)));
         self.mark_verified([batch.digest]);
         if self.mempool.push(Arc::clone(&batch)) {
             self.own.insert(batch.digest, 0);
@@ -241,14 +272,37 @@ impl Core {
         self.propose_if_full(fx)
     }
 
-    /// A peer's gossiped batch: verify it off the loop unless known.
+    /// A peer's gossiped batch with its ingester's attestation. Under
+    /// `"attested"` ([`attest`]) the attestation is checked and counted, and
+    /// only the designated attesters verify the batch; under `"all"` every
+    /// validator verifies it off the loop unless known.
     pub fn gossip_batch(
         &mut self,
         batch: Arc<WireBatch>,
+        att: &Attestation,
         from: PeerId,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        if self.attested_mode() {
+            let checked = if att.digest == batch.digest {
+                att.check(&self.validators).map_err(|e| e.to_string())
+            } else {
+                Err("the attestation names another digest".to_owned())
+            };
+            match checked {
+                Ok(power) => {
+                    self.attesting_pool_add(att.clone(), power);
+                    self.gossip_attested(batch, &att.validator, from, now, fx);
+                }
+                Err(error) => {
+                    tracing::warn!(%from, %error, "peer gossiped a batch with a bad attestation; dropped");
+                    let muted = self.gossip.strike(&from, now);
+                    report_mute(from, muted);
+                }
+            }
+            return;
+        }
         let known = self.mempool.contains(&batch.digest);
         let room = self.has_room();
         if let Some(batch) = self.gossip.offer(batch, from, now, known, room) {
@@ -256,15 +310,16 @@ impl Core {
         }
     }
 
-    /// A gossip verification ended.
+    /// A gossip verification ended (`Err`: the batch is invalid, and why).
     pub fn gossip_verdict(
         &mut self,
         batch: Arc<WireBatch>,
         from: PeerId,
-        valid: bool,
+        result: Result<(), VerifyFault>,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AppError> {
+        let valid = result.is_ok();
         let (verdict, next) = self.gossip.verdict(&batch.digest, from, valid, now);
         if let Some(next) = next {
             fx.push(Effect::VerifyGossip { from, batch: next });
@@ -272,6 +327,9 @@ impl Core {
         match verdict {
             Verdict::Accept => {
                 self.mark_verified([batch.digest]);
+                if self.attested_mode() {
+                    self.attest_verified(batch.digest, fx);
+                }
                 self.mempool.push(batch);
                 self.start_now(fx);
             }
@@ -280,6 +338,9 @@ impl Core {
                 // validator; an invalid batch from one is misbehaviour.
                 tracing::warn!(%from, digest = ?batch.digest, "peer gossiped an invalid batch; dropped");
                 report_mute(from, muted);
+                if let Err(fault) = &result {
+                    self.gossip_invalid(&batch, fault, fx);
+                }
             }
             Verdict::Decided => {}
         }
@@ -303,6 +364,8 @@ impl Core {
             height,
             round,
             deadline: now + wait,
+            first: now + wait,
+            latest: now + timeout / 2,
             reuse: own_stored_proposal(stored, round, self.address),
         });
         self.propose_if_full(fx)
@@ -312,7 +375,21 @@ impl Core {
     /// held-back height when its interval has.
     pub fn timer(&mut self, now: Instant, fx: &mut Vec<Effect>) -> Result<(), AppError> {
         if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
-            self.propose(fx)?;
+            // Under "attested", batches waiting only for their attestations
+            // are worth up to half the propose timeout: an empty block
+            // would cost a whole height.
+            let waiting =
+                self.attested_mode() && self.ready_batches() == 0 && !self.mempool.is_empty();
+            match self.pending.as_mut() {
+                Some(p) if waiting && now < p.latest => p.deadline = p.latest,
+                _ => self.propose(fx)?,
+            }
+        }
+        if self.fallback_deadline().is_some_and(|d| d <= now) {
+            self.fallback_due(now, fx);
+        }
+        if self.own_regossip_deadline().is_some_and(|d| d <= now) {
+            self.regossip_unattested(now, fx);
         }
         if self.start_wait.is_some_and(|w| w.until <= now) {
             self.start_now(fx);
@@ -321,7 +398,7 @@ impl Core {
     }
 
     fn propose_if_full(&mut self, fx: &mut Vec<Effect>) -> Result<(), AppError> {
-        if self.mempool.len() >= self.cfg.max_batches_per_block {
+        if self.ready_batches() >= self.cfg.max_batches_per_block {
             self.propose(fx)?;
         }
         Ok(())
@@ -335,6 +412,7 @@ impl Core {
         };
         let (block, bytes) = match p.reuse {
             Some(h) => (h.block, Some(h.bytes)),
+            None if self.attested_mode() => (Arc::new(self.attested_block()), None),
             None => (
                 Arc::new(BlockData::on_root(
                     self.root,
@@ -366,81 +444,6 @@ impl Core {
             self.cfg.batches_per_part,
         )));
         Ok(())
-    }
-
-    /// A proposal part (or a gossip message) from a peer. Returns a
-    /// complete proposal of a height not executed yet whose value id is the
-    /// announced one; validate it, then call [`Core::accept`].
-    pub fn received_part(
-        &mut self,
-        from: PeerId,
-        published_by: Option<PeerId>,
-        part: StreamMessage<ProposalPart>,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) -> Option<Assembled> {
-        // Group by the publisher: relays may deliver parts of one stream
-        // through different neighbours.
-        let publisher = published_by.unwrap_or(from);
-        if let Some(error) = crate::streaming::undecodable_gossip(&part) {
-            // Bytes that are not a batch are an invalid batch: a strike
-            // against the authenticated publisher.
-            tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
-            let muted = self.gossip.strike(&publisher, now);
-            report_mute(publisher, muted);
-            return None;
-        }
-        if let Some(batch) = crate::streaming::gossiped(&part) {
-            let batch = Arc::clone(batch);
-            self.gossip_batch(batch, publisher, now, fx);
-            return None;
-        }
-        let a = match self.streams.try_insert(publisher, part) {
-            Ok(a) => a?,
-            Err(e) => {
-                tracing::debug!(%publisher, error = %e, "proposal stream dropped");
-                return None;
-            }
-        };
-        (a.height.0 > self.height && a.block.id() == a.announced_id).then_some(a)
-    }
-
-    /// The checks of a block of `height` before any signature:
-    /// consistency, the previous root ([`Core::check_root`]), size,
-    /// duplicates; then the batches not verified yet.
-    pub fn check_block(&self, height: Height, block: &BlockData) -> BlockCheck {
-        if !block.is_consistent() {
-            return BlockCheck::Invalid(BlockFault::Inconsistent);
-        }
-        if let Err(d) = self.check_root(height, block) {
-            return BlockCheck::Invalid(BlockFault::StateDiverged(d));
-        }
-        if block.batches.len() > self.block_max() {
-            return BlockCheck::Invalid(BlockFault::TooManyBatches {
-                batches: block.batches.len(),
-                max: self.block_max(),
-            });
-        }
-        let distinct: HashSet<_> = block.value.batch_digests.iter().collect();
-        if distinct.len() != block.batches.len() {
-            return BlockCheck::Invalid(BlockFault::DuplicateBatches);
-        }
-        let todo: Vec<_> = block
-            .batches
-            .iter()
-            .filter(|b| !self.verified.contains(&b.digest))
-            .cloned()
-            .collect();
-        if todo.is_empty() {
-            BlockCheck::Valid
-        } else {
-            BlockCheck::Verify(todo)
-        }
-    }
-
-    /// [`verify_batches`] found these batches valid.
-    pub fn batches_verified(&mut self, batches: &[Arc<WireBatch>]) {
-        self.mark_verified(batches.iter().map(|b| b.digest));
     }
 
     /// A validated proposal (received or synced): store it and hold its

@@ -79,10 +79,10 @@ fn a_batch_arriving_starts_the_waiting_height_at_once() {
     // A peer's gossiped batch, once verified; an invalid one starts nothing.
     let mut c = idle_core(IDLE);
     let mut fx = finalize(&mut c, 1, now);
-    c.gossip_verdict(Arc::new(batch(5)), peer(1), false, now, &mut fx)
+    c.gossip_verdict(Arc::new(batch(5)), peer(1), bad("test"), now, &mut fx)
         .expect("verdict");
     assert!(started(&fx).is_empty(), "invalid: still idle: {fx:?}");
-    c.gossip_verdict(Arc::new(batch(6)), peer(1), true, now, &mut fx)
+    c.gossip_verdict(Arc::new(batch(6)), peer(1), Ok(()), now, &mut fx)
         .expect("verdict");
     assert_eq!(started(&fx), [2], "{fx:?}");
 }

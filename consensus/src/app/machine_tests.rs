@@ -7,8 +7,24 @@ use crate::streaming::split;
 
 const T: Duration = Duration::from_secs(5);
 
+fn my_key() -> PrivateKey {
+    PrivateKey::from([1; 32])
+}
+
 fn me() -> ValidatorAddress {
-    ValidatorAddress([1; 20])
+    ValidatorAddress::from_public_key(&PublicKey(my_key().verification_key().to_bytes()))
+}
+
+/// Any attestation: under `"all"` a gossip's attestation is not checked.
+fn any_att(tag: u8) -> Attestation {
+    Attestation::sign(&my_key(), [tag; 32])
+}
+
+fn bad(reason: &str) -> Result<(), VerifyFault> {
+    Err(VerifyFault {
+        index: None,
+        reason: reason.into(),
+    })
 }
 
 fn peer(k: u8) -> PeerId {
@@ -21,10 +37,13 @@ fn core(max_batches: usize) -> Core {
     let cfg = AppConfig {
         max_batches_per_block: max_batches,
         propose_wait: Duration::from_millis(200),
+        // These are the rules of `"all"`; `machine_attest_tests.rs` has
+        // the attested ones.
+        validity: crate::attest::ValidityMode::All,
         ..AppConfig::default()
     };
     let validators = ValidatorSet::new(vec![Validator::new(PublicKey([3; 32]), 1)]);
-    Core::new(cfg, me(), validators, 0, [0; 32])
+    Core::new(cfg, my_key(), validators, 0, [0; 32])
 }
 
 /// A batch with no proofs whose carried digest is `[tag; 32]` (it fails
@@ -69,7 +88,8 @@ fn proposed(fx: &[Effect]) -> Option<(Height, Round, ValueId)> {
 fn local(c: &mut Core, tags: impl IntoIterator<Item = u8>) -> Vec<Effect> {
     let mut fx = Vec::new();
     for t in tags {
-        c.local_batch(batch(t), &mut fx).expect("local batch");
+        c.local_batch(batch(t), Instant::now(), &mut fx)
+            .expect("local batch");
     }
     fx
 }
@@ -241,21 +261,21 @@ fn gossip_is_verified_off_the_loop_and_only_valid_batches_enter_the_mempool() {
     let mut c = core(3);
     let now = Instant::now();
     let mut fx = Vec::new();
-    c.gossip_batch(Arc::new(batch(1)), peer(1), now, &mut fx);
-    c.gossip_batch(Arc::new(batch(2)), peer(1), now, &mut fx);
+    c.gossip_batch(Arc::new(batch(1)), &any_att(1), peer(1), now, &mut fx);
+    c.gossip_batch(Arc::new(batch(2)), &any_att(2), peer(1), now, &mut fx);
     assert!(
         matches!(fx.as_slice(), [Effect::VerifyGossip { batch, .. }] if batch.digest == [1; 32]),
         "one in flight per publisher: {fx:?}"
     );
     let mut fx = Vec::new();
-    c.gossip_verdict(Arc::new(batch(1)), peer(1), false, now, &mut fx)
+    c.gossip_verdict(Arc::new(batch(1)), peer(1), bad("test"), now, &mut fx)
         .expect("verdict");
     assert!(!c.mempool().contains(&[1; 32]), "invalid: dropped");
     assert!(
         matches!(fx.as_slice(), [Effect::VerifyGossip { batch, .. }] if batch.digest == [2; 32]),
         "the next one starts: {fx:?}"
     );
-    c.gossip_verdict(Arc::new(batch(2)), peer(1), true, now, &mut fx)
+    c.gossip_verdict(Arc::new(batch(2)), peer(1), Ok(()), now, &mut fx)
         .expect("verdict");
     assert!(c.mempool().contains(&[2; 32]), "valid: queued");
     assert_eq!(
@@ -264,7 +284,7 @@ fn gossip_is_verified_off_the_loop_and_only_valid_batches_enter_the_mempool() {
         1
     );
     let mut fx = Vec::new();
-    c.gossip_batch(Arc::new(batch(2)), peer(2), now, &mut fx);
+    c.gossip_batch(Arc::new(batch(2)), &any_att(2), peer(2), now, &mut fx);
     assert!(fx.is_empty(), "already in the mempool");
 }
 
@@ -275,7 +295,13 @@ fn gossip_is_dropped_when_the_mempool_is_full() {
     local(&mut c, 0..max);
     assert!(!c.has_room());
     let mut fx = Vec::new();
-    c.gossip_batch(Arc::new(batch(250)), peer(1), Instant::now(), &mut fx);
+    c.gossip_batch(
+        Arc::new(batch(250)),
+        &any_att(250),
+        peer(1),
+        Instant::now(),
+        &mut fx,
+    );
     assert!(fx.is_empty(), "{fx:?}");
 }
 
@@ -389,7 +415,13 @@ fn the_decided_block_executes_from_the_held_block_and_its_stored_bytes() {
     ));
     // A late gossip of a decided batch is not verified.
     let mut fx = Vec::new();
-    c.gossip_batch(Arc::new(batch(1)), peer(1), Instant::now(), &mut fx);
+    c.gossip_batch(
+        Arc::new(batch(1)),
+        &any_att(1),
+        peer(1),
+        Instant::now(),
+        &mut fx,
+    );
     assert!(fx.is_empty());
 }
 
@@ -436,7 +468,7 @@ fn wire_gossip_with_bad_triangle() -> bytes::Bytes {
         pubkeys: vec![[7; 64]],
         digest: [7; 32],
     };
-    let msg = crate::streaming::gossip(&Arc::new(good));
+    let msg = crate::streaming::gossip(&Arc::new(good), any_att(7));
     let mut bytes = crate::codec::BorshCodec
         .encode(&msg)
         .expect("encode")
@@ -493,7 +525,7 @@ fn undecodable_gossip_is_a_strike_against_its_publisher() {
             .is_none());
     }
     assert!(fx.is_empty(), "nothing to verify: {fx:?}");
-    let good = crate::streaming::gossip(&Arc::new(batch(9)));
+    let good = crate::streaming::gossip(&Arc::new(batch(9)), any_att(0));
     c.received_part(peer(2), Some(peer(3)), good.clone(), now, &mut fx);
     assert!(fx.is_empty(), "the publisher is muted: {fx:?}");
     c.received_part(peer(3), Some(peer(2)), good, now, &mut fx);
@@ -505,6 +537,9 @@ fn undecodable_gossip_is_a_strike_against_its_publisher() {
 
 #[path = "machine_idle_tests.rs"]
 mod idle;
+
+#[path = "machine_attest_tests.rs"]
+mod attested;
 
 #[path = "machine_root_tests.rs"]
 mod root;

@@ -45,6 +45,11 @@ impl Mempool {
         self.queue.iter().find(|b| b.digest == *digest)
     }
 
+    /// The batches, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<WireBatch>> {
+        self.queue.iter()
+    }
+
     /// The first `max` batches, oldest first (they stay until decided).
     pub fn peek_block(&self, max: usize) -> Vec<Arc<WireBatch>> {
         self.queue.iter().take(max).cloned().collect()

@@ -18,11 +18,14 @@ use malachitebft_engine::util::streaming::StreamMessage;
 use tokio::sync::{broadcast, mpsc};
 
 use super::api::{NodeEvent, SharedState};
-use super::machine::{seen_in_round, verify_batches, BlockCheck, BlockFault, Core, Decide, Effect};
+use super::machine::{
+    sample_batches, seen_in_round, verify_batch, verify_batches, BlockCheck, BlockFault, Core,
+    Decide, Effect, VerifyFault,
+};
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::codec::{certificate_from_wire, certificate_to_wire};
 use crate::config::AppConfig;
-use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValidatorSet, ValueId};
+use crate::context::{Height, PrivateKey, ProposalPart, StepContext, ValidatorSet, ValueId};
 use crate::error::{AppError, StateDiverged};
 use crate::store::{Store, StoreError};
 use crate::streaming::{split, PeerId};
@@ -32,7 +35,7 @@ use crate::streaming::{split, PeerId};
 struct GossipVerdict {
     batch: Arc<WireBatch>,
     from: PeerId,
-    valid: bool,
+    result: Result<(), VerifyFault>,
 }
 
 /// The answer to a pending `GetValue`.
@@ -80,24 +83,25 @@ fn task_error(what: &'static str) -> impl Fn(tokio::task::JoinError) -> AppError
 }
 
 impl<S: Store> App<S> {
-    /// Opens the app: the state is rebuilt from the store on a blocking thread.
+    /// Opens the app: the state is rebuilt from the store onto `base`, on a blocking thread.
     pub async fn open(
         cfg: AppConfig,
-        address: ValidatorAddress,
+        key: PrivateKey,
         validators: ValidatorSet,
         store: S,
         events: broadcast::Sender<NodeEvent>,
+        base: crate::execution::ChainState,
     ) -> Result<Self, AppError> {
         let store = Arc::new(Mutex::new(store));
         let s = Arc::clone(&store);
         let state = tokio::task::spawn_blocking(move || {
             s.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .load_state()
+                .load_state(base)
         })
         .await
         .map_err(task_error("load state"))??;
-        let core = Core::new(cfg, address, validators, state.height, state.state_root());
+        let core = Core::new(cfg, key, validators, state.height, state.state_root());
         let (verdicts_tx, verdicts_rx) = mpsc::channel(super::gossip::GOSSIP_VERIFYING_MAX);
         Ok(App {
             core,
@@ -161,10 +165,10 @@ impl<S: Store> App<S> {
                     self.handle(&channels, msg).await?;
                 }
                 Some(batch) = batches.recv(), if room => {
-                    self.core.local_batch(batch, &mut fx)?;
+                    self.core.local_batch(batch, Instant::now(), &mut fx)?;
                 }
                 Some(v) = verdicts.recv() => {
-                    self.core.gossip_verdict(v.batch, v.from, v.valid, Instant::now(), &mut fx)?;
+                    self.core.gossip_verdict(v.batch, v.from, v.result, Instant::now(), &mut fx)?;
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                     self.core.timer(Instant::now(), &mut fx)?;
@@ -200,6 +204,16 @@ impl<S: Store> App<S> {
                 Effect::PutEvidence { height, bytes } => {
                     self.store("put evidence", move |s| s.put_evidence(height, &bytes))
                         .await?;
+                }
+                Effect::PutAttestEvidence(e) => {
+                    let bytes = borsh::to_vec(&e).map_err(|err| AppError::Encode {
+                        what: "attestation evidence",
+                        reason: err.to_string(),
+                    })?;
+                    self.store("put attestation evidence", move |s| {
+                        s.put_attest_evidence(&e.digest, &bytes)
+                    })
+                    .await?;
                 }
                 Effect::Publish(msgs) => {
                     for m in msgs {
@@ -320,7 +334,7 @@ impl<S: Store> App<S> {
                         None => None,
                         Some(a) => {
                             let t0 = Instant::now();
-                            let validity = self.validate(a.height, &a.block).await;
+                            let validity = self.validate(ch, a.height, &a.block).await?;
                             tracing::debug!(
                                 height = a.height.0,
                                 round = a.round.as_i64(),
@@ -437,7 +451,7 @@ impl<S: Store> App<S> {
             } => {
                 let out = match decode_block(&value_bytes) {
                     Ok(block) => {
-                        let validity = self.validate(height, &block).await;
+                        let validity = self.validate(ch, height, &block).await?;
                         let bytes = Some(value_bytes.to_vec());
                         let pv = self.core.accept(
                             height,
@@ -565,8 +579,7 @@ async fn publish(ch: &Channels<StepContext>, part: StreamMessage<ProposalPart>) 
     sent.is_ok()
 }
 
-#[path = "shell_checks.rs"]
-mod checks;
+mod verify;
 
 #[cfg(test)]
 #[path = "shell_tests.rs"]

@@ -39,14 +39,18 @@ fn channels() -> (Channels<StepContext>, mpsc::Receiver<WireBatch>, Fake) {
 }
 
 async fn open<S: Store>(store: S) -> App<S> {
-    let validators = ValidatorSet::new(vec![Validator::new(PublicKey([3; 32]), 1)]);
+    // One validator, this one: its own attestation is a quorum.
+    let key = PrivateKey::from([1; 32]);
+    let pk = PublicKey(key.verification_key().to_bytes());
+    let validators = ValidatorSet::new(vec![Validator::new(pk, 1)]);
     let (events, _) = broadcast::channel(16);
     App::open(
         AppConfig::default(),
-        ValidatorAddress([1; 20]),
+        key,
         validators,
         store,
         events,
+        ChainState::default(),
     )
     .await
     .expect("open")
@@ -98,7 +102,8 @@ async fn a_get_value_is_stored_answered_and_published() {
     fake.batches.send(batch(7)).await.expect("submit");
     let gossip = fake.network.recv().await.expect("gossiped");
     let NetworkMsg::PublishProposalPart(m) = gossip;
-    assert!(crate::streaming::gossiped(&m).is_some_and(|b| b.digest == [7; 32]));
+    assert!(crate::streaming::gossiped(&m)
+        .is_some_and(|(b, a)| b.digest == [7; 32] && a.digest == [7; 32]));
     let (msg, answer) = get_value(Duration::from_secs(5));
     fake.consensus.send(msg).await.expect("send");
     let value = within_5s(answer, "answered within the propose wait").await;
@@ -149,14 +154,20 @@ impl Store for BrokenStore {
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(None)
     }
-    fn load_state(&self) -> Result<ChainState, StoreError> {
-        Ok(ChainState::default())
+    fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
+        Ok(base)
     }
     fn put_evidence(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
         Err(broken())
     }
     fn evidence(&self, _: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
+    }
+    fn put_attest_evidence(&mut self, _: &[u8; 32], _: &[u8]) -> Result<(), StoreError> {
+        Err(broken())
+    }
+    fn attest_evidence(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(Vec::new())
     }
     fn put_undecided(&mut self, _: &UndecidedRecord) -> Result<(), StoreError> {
         Err(broken())
@@ -223,10 +234,11 @@ async fn finalized_is_answered_when_the_idle_wait_ends_or_at_once_when_a_batch_a
             max_idle_block_interval: interval,
             ..AppConfig::default()
         },
-        ValidatorAddress([1; 20]),
+        PrivateKey::from([1; 32]),
         validators,
         RedbStore::open(&dir.path().join("store.redb")).expect("store"),
         events,
+        ChainState::default(),
     )
     .await
     .expect("open");

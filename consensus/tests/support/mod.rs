@@ -57,6 +57,7 @@ pub struct Log {
     /// (node, height) → decision
     pub decided: BTreeMap<(usize, u64), Decision>,
     pub evidence: Vec<(usize, EvidenceRecord)>,
+    pub attest_evidence: Vec<(usize, step_consensus::attest::AttestEvidence)>,
     pub fatal: Vec<(usize, String)>,
     /// (node, error, decided): blocks refused for another state root.
     pub diverged: Vec<(usize, StateDiverged, bool)>,
@@ -124,6 +125,7 @@ impl Cluster {
             key: self.keys[i].clone(),
             validators: self.validators.clone(),
             app: self.app,
+            initial: None,
             #[cfg(feature = "byzantine")]
             byzantine: None,
             #[cfg(feature = "byzantine")]
@@ -159,6 +161,7 @@ impl Cluster {
                         log.decided.insert((i, d.height), d);
                     }
                     NodeEvent::Evidence(e) => log.evidence.push((i, e)),
+                    NodeEvent::AttestEvidence(e) => log.attest_evidence.push((i, e)),
                     NodeEvent::Fatal(f) => log.fatal.push((i, f)),
                     NodeEvent::StateDiverged { error, decided } => {
                         log.diverged.push((i, error, decided))

@@ -161,11 +161,30 @@ fn check_shape(batch: &Batch) -> Result<(), BatchError> {
 /// proofs were made) and the stateful checks (nonce, speed gate, moratorium),
 /// which the receiver applies when it commits the batch to its own state.
 pub fn reverify_batch(verifier: &Verifier, batch: &Batch) -> Result<(), BatchError> {
+    reverify_sampled(verifier, batch, |_| true)
+}
+
+/// [`reverify_batch`] for the proofs `sampled` selects; the others only
+/// enter the batch digest (canonical message, keccak, signature bytes and
+/// key), so the digest check still binds every proof's content. Validity
+/// attestations use it: a batch that f+1 validators attested is checked
+/// against its digest and on a sample of its proofs.
+pub fn reverify_sampled(
+    verifier: &Verifier,
+    batch: &Batch,
+    sampled: impl Fn(usize) -> bool,
+) -> Result<(), BatchError> {
     check_shape(batch)?;
     let mut hasher = BatchHasher::default();
     let mut msg = MessageBuf::default();
     for (index, (p, key)) in batch.proofs.iter().zip(&batch.pubkeys).enumerate() {
         let fail = |reason: Reject| BatchError::Proof { index, reason };
+        if !sampled(index) {
+            let raw = p.signature.map_err(|e| fail(e.into()))?;
+            msg.build(p);
+            hasher.push(&eip191_digest(msg.as_bytes()), &raw, key);
+            continue;
+        }
         verifier.limits.check_accuracy(p.accuracy_m).map_err(fail)?;
         let raw = p.signature.map_err(|e| fail(e.into()))?;
         let sig = check_policy(&raw).map_err(|e| fail(e.into()))?;

@@ -88,7 +88,9 @@ mod commit;
 mod config;
 mod worker;
 
-pub use batch::{reverify_batch, write_canonical, Batch, BatchError, BATCH_DOMAIN, ENTRY_LEN};
+pub use batch::{
+    reverify_batch, reverify_sampled, write_canonical, Batch, BatchError, BATCH_DOMAIN, ENTRY_LEN,
+};
 pub use commit::VerdictSink;
 pub use config::{unix_now_ms, Clock, Hook, PipelineConfig};
 

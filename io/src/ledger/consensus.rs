@@ -389,6 +389,8 @@ mod tests {
         let p2p = format!("/ip4/127.0.0.1/tcp/{port}");
         let genesis = Genesis {
             chain_id: "precheck-test".into(),
+            initial_state: String::new(),
+            initial_state_root: String::new(),
             validators: vec![GenesisValidator::new("v0", &public_key(&key), 1, &p2p, "")],
             params: Default::default(),
         };

@@ -76,6 +76,7 @@ impl Core {
         let mempool = &self.mempool;
         self.own.retain(|d, _| mempool.contains(d));
         self.gossip.decided(digests);
+        self.attest_decided(digests);
         self.height = height;
         self.root = outcome.root;
         self.held.retain(|(h, _), _| *h > height);
@@ -142,6 +143,7 @@ impl Core {
     /// Counts one more finalized height for each own batch still waiting,
     /// and gossips again those that waited [`REGOSSIP_AFTER_HEIGHTS`].
     fn regossip_waiting(&mut self, fx: &mut Vec<Effect>) {
+        let mut again = Vec::new();
         for (digest, heights) in &mut self.own {
             *heights += 1;
             if *heights < REGOSSIP_AFTER_HEIGHTS {
@@ -149,9 +151,13 @@ impl Core {
             }
             if let Some(batch) = self.mempool.get(digest) {
                 tracing::debug!(digest = ?digest, "own batch undecided for {heights} heights: gossiped again");
-                fx.push(Effect::Gossip(crate::streaming::gossip(batch)));
+                again.push(Arc::clone(batch));
                 *heights = 0;
             }
+        }
+        for batch in again {
+            let att = self.attest_own(batch.digest);
+            fx.push(Effect::Gossip(crate::streaming::gossip(&batch, att)));
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The shell's signature checks off the loop: a peer's gossiped batch, and
-//! the batches of a block the core has not verified (with the state-root
-//! report when a block carries another root than ours).
+//! The shell's signature work, off the app loop: a gossiped batch's
+//! verification, and a received block's checks (full re-verification under
+//! `"all"`, digest and sampled proofs under `"attested"`).
 
 use super::*;
 
@@ -9,9 +9,13 @@ impl<S: Store> App<S> {
         let verifier = self.core.cfg().verifier;
         let tx = self.verdicts_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let valid = verify_batches(&verifier, std::slice::from_ref(&batch));
+            let result = verify_batch(&verifier, &batch);
             if tx
-                .blocking_send(GossipVerdict { batch, from, valid })
+                .blocking_send(GossipVerdict {
+                    batch,
+                    from,
+                    result,
+                })
                 .is_err()
             {
                 tracing::debug!("gossip verdict after the app stopped");
@@ -35,9 +39,15 @@ impl<S: Store> App<S> {
     }
 
     /// Validates a block of `height`: the core's checks, then the
-    /// unverified batches' signatures on a blocking thread.
-    pub(super) async fn validate(&mut self, height: Height, block: &BlockData) -> Validity {
-        match self.core.check_block(height, block) {
+    /// unverified batches' signatures (or, attested, their digests and
+    /// samples) on a blocking thread.
+    pub(super) async fn validate(
+        &mut self,
+        ch: &Channels<StepContext>,
+        height: Height,
+        block: &BlockData,
+    ) -> Result<Validity, AppError> {
+        Ok(match self.core.check_block(height, block) {
             BlockCheck::Invalid(BlockFault::StateDiverged(d)) => {
                 self.report_diverged(d, false);
                 Validity::Invalid
@@ -45,6 +55,24 @@ impl<S: Store> App<S> {
             BlockCheck::Invalid(fault) => {
                 tracing::debug!(?fault, "invalid block");
                 Validity::Invalid
+            }
+            BlockCheck::Sample(todo) => {
+                let verifier = self.core.cfg().verifier;
+                let out =
+                    tokio::task::spawn_blocking(move || sample_batches(&verifier, &todo)).await;
+                match out {
+                    Ok(Ok(())) => Validity::Valid,
+                    Ok(Err((batch, fault))) => {
+                        let mut fx = Vec::new();
+                        self.core.sample_failed(block, &batch, &fault, &mut fx);
+                        self.perform(ch, fx).await?;
+                        Validity::Invalid
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "block sampling task failed");
+                        Validity::Invalid
+                    }
+                }
             }
             BlockCheck::Valid => Validity::Valid,
             BlockCheck::Verify(todo) => {
@@ -65,6 +93,6 @@ impl<S: Store> App<S> {
                     }
                 }
             }
-        }
+        })
     }
 }
