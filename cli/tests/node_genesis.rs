@@ -126,3 +126,44 @@ fn a_config_that_repeats_the_genesis_value_starts() {
     assert!(text.contains("chain_id=step-param-test-"), "{text}");
     assert!(text.contains("moratorium_ms=12000"), "{text}");
 }
+
+/// `step keys generate` writes a P2P key beside the consensus key; a home
+/// made before that (only `validator_key.toml`) is refused, saying what to do.
+#[test]
+fn a_home_without_a_p2p_key_is_refused_with_what_to_do() {
+    let dir = test_dir("no-p2p-key");
+    let config = chain(&dir, "", "");
+    assert!(
+        dir.join("p2p_key.toml").exists(),
+        "keys generate wrote no P2P key"
+    );
+    std::fs::remove_file(dir.join("p2p_key.toml")).expect("remove the P2P key");
+    let (ok, stderr) = node(&dir, &config, &[]);
+    assert!(!ok, "started: {stderr}");
+    for want in ["no P2P key at", "p2p_key.toml", "step keys p2p --out"] {
+        assert!(stderr.contains(want), "no {want:?} in: {stderr}");
+    }
+}
+
+/// A key file the group or others may read is refused at start, naming the
+/// file and the fix.
+#[cfg(unix)]
+#[test]
+fn a_key_file_readable_by_others_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["validator_key.toml", "p2p_key.toml"] {
+        let dir = test_dir(&format!("mode-{file}"));
+        let config = chain(&dir, "", "");
+        let key = dir.join(file);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (ok, stderr) = node(&dir, &config, &[]);
+        assert!(!ok, "started: {stderr}");
+        for want in [
+            format!("{file} may be read by group or others (mode 644)"),
+            format!("run `chmod 600 {}", dir.display()),
+            format!("/{file}`"),
+        ] {
+            assert!(stderr.contains(&want), "no {want:?} in: {stderr}");
+        }
+    }
+}

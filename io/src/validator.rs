@@ -1,8 +1,8 @@
 //! Opening the ledger a configuration names: what `step node --config FILE`
 //! runs before it serves the HTTP API.
 //!
-//! `node.backend = "consensus"` (the default) reads the key and genesis
-//! files, checks that the key is one of the genesis validators, and starts a
+//! `node.backend = "consensus"` (the default) reads the consensus key, the
+//! P2P key and the genesis files, checks that the key is one of the genesis validators, and starts a
 //! [`ConsensusLedger`]; `"local"` starts a [`LocalLedger`] (one process, not
 //! fault tolerant).
 
@@ -32,6 +32,14 @@ pub enum OpenError {
         key_file: PathBuf,
         genesis_file: PathBuf,
         address: String,
+    },
+    /// A home made before validators had a P2P key of their own.
+    #[error(
+        "no P2P key at {p2p_key_file}: this home has only a consensus key ({key_file}), from before the P2P identity became a key of its own. Create one with `step keys p2p --out {p2p_key_file}` (mode 0600) and start again; the node's libp2p peer id changes"
+    )]
+    NoP2pKey {
+        key_file: PathBuf,
+        p2p_key_file: PathBuf,
     },
     #[error("cannot create the data directory {path}: {source}")]
     Home {
@@ -166,7 +174,19 @@ async fn open_ledger_with(
     } else {
         resolve(base, &n.genesis_file)
     };
+    let p2p_key_file = if n.p2p_key_file.is_empty() {
+        home.join(crate::keyfile::P2P_KEY_FILE)
+    } else {
+        resolve(base, &n.p2p_key_file)
+    };
     let key = load_key(&key_file)?;
+    if !p2p_key_file.exists() {
+        return Err(OpenError::NoP2pKey {
+            key_file,
+            p2p_key_file,
+        });
+    }
+    let p2p_key = crate::keyfile::load_p2p_key(&p2p_key_file)?;
     let genesis = Genesis::load(&genesis_file)?;
     let validators = genesis.validator_set(&genesis_file)?;
     // Consensus-critical parameters come from the genesis only.
@@ -212,7 +232,8 @@ async fn open_ledger_with(
         key,
         validators,
         app,
-    );
+    )
+    .with_p2p_key(p2p_key);
     if let Some(state) = initial {
         tracing::info!(
             file = %genesis.initial_state,
