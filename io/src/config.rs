@@ -12,6 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 use step_engine::{AgeWindow, Backend, Limits};
 
+mod choice;
+pub use choice::{LedgerKind, RENAMED};
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -118,8 +121,9 @@ impl Default for HealthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// "consensus" (BFT, the default) or "local" (one process, in memory,
-    /// not fault tolerant: for development only).
-    pub backend: String,
+    /// not fault tolerant: for development only). Was `node.backend`.
+    #[serde(alias = "backend")]
+    pub ledger: LedgerKind,
     /// Data directory: the consensus WAL and the redb store. Relative paths
     /// are taken from the configuration file's directory.
     pub home: String,
@@ -143,7 +147,7 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            backend: "consensus".into(),
+            ledger: LedgerKind::Consensus,
             home: "step-home".into(),
             key_file: String::new(),
             p2p_key_file: String::new(),
@@ -311,8 +315,10 @@ impl LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSettings {
-    /// Recovery backend: "secp256k1" or "k256" (if compiled in).
-    pub backend: String,
+    /// Recovery backend: "secp256k1" or "k256" (if compiled in). Was
+    /// `pipeline.backend`.
+    #[serde(alias = "backend", with = "choice::recovery")]
+    pub recovery: Backend,
     /// Stateless workers; 0 = one per core.
     pub workers: usize,
     /// Most proofs between submission and verdict; beyond it, OVERLOADED.
@@ -329,7 +335,7 @@ pub struct PipelineSettings {
 impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
-            backend: Backend::default().name().into(),
+            recovery: Backend::default(),
             workers: 0,
             capacity: 1024,
             batch_size: 100,
@@ -411,6 +417,7 @@ impl Default for LogConfig {
 impl Config {
     /// Parses TOML text (missing keys take their defaults; unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        choice::warn_renamed_in(text);
         toml::from_str(text).map_err(|source| ConfigError::Toml { source })
     }
 
@@ -450,6 +457,13 @@ impl Config {
 
     /// Applies `STEP_<SECTION>_<KEY>` variables read through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (old, new) in RENAMED {
+            let (old_env, new_env) = (env_name(old), env_name(new));
+            if let (Some(v), None) = (get(&old_env), get(&new_env)) {
+                tracing::warn!("{old_env} is now {new_env}: rename it");
+                self.set(new, &v)?;
+            }
+        }
         for (path, env) in Config::keys() {
             if let Some(v) = get(&env) {
                 self.set(&path, &v)?;
@@ -462,6 +476,10 @@ impl Config {
     /// `set("redis.url", "redis://127.0.0.1:6379")`, `set("limits.speed_gate", "false")`.
     /// The text is read according to the key's type.
     pub fn set(&mut self, path: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(new) = choice::renamed(path) {
+            tracing::warn!("configuration key `{path}` is now `{new}`: rename it");
+            return self.set(new, value);
+        }
         let unknown = || ConfigError::UnknownKey { key: path.into() };
         let mut tree = toml::Value::try_from(&*self).map_err(|_| unknown())?;
         let (section, key) = path.split_once('.').ok_or_else(unknown)?;
@@ -509,12 +527,6 @@ impl Config {
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("http.listen", "must be an IP:port socket address");
         }
-        if Backend::from_name(&self.pipeline.backend).is_none() {
-            return invalid(
-                "pipeline.backend",
-                "unknown or not compiled-in recovery backend",
-            );
-        }
         if self.limits.accuracy_m_max.is_nan() || self.limits.accuracy_m_max <= 0.0 {
             return invalid("limits.accuracy_m_max", "must be > 0");
         }
@@ -525,9 +537,6 @@ impl Config {
         }
         if self.rate_limit.window_ms == 0 {
             return invalid("rate_limit.window_ms", "must be > 0");
-        }
-        if !matches!(self.node.backend.as_str(), "consensus" | "local") {
-            return invalid("node.backend", "must be \"consensus\" or \"local\"");
         }
         if self.consensus.max_batches_per_block == 0 || self.consensus.batches_per_part == 0 {
             return invalid(
@@ -558,10 +567,9 @@ impl Config {
         Ok(())
     }
 
-    /// The recovery backend named by `pipeline.backend` (the default if unknown;
-    /// [`Config::validate`] rejects unknown names).
+    /// The recovery backend `pipeline.recovery` names.
     pub fn recovery_backend(&self) -> Backend {
-        Backend::from_name(&self.pipeline.backend).unwrap_or_default()
+        self.pipeline.recovery
     }
 
     pub fn finality_timeout(&self) -> Duration {

@@ -1,8 +1,9 @@
 //! Opening the ledger a configuration names: what `step node --config FILE`
 //! runs before it serves the HTTP API.
 //!
-//! `node.backend = "consensus"` (the default) reads the consensus key, the
-//! P2P key and the genesis files, checks that the key is one of the genesis validators, and starts a
+//! `node.ledger = "consensus"` (the default) reads the consensus key, the
+//! P2P key and the genesis files, checks that the key is one of the genesis
+//! validators, and starts a
 //! [`ConsensusLedger`]; `"local"` starts a [`LocalLedger`] (one process, not
 //! fault tolerant).
 
@@ -154,8 +155,8 @@ async fn open_ledger_with(
     metrics: Arc<Metrics>,
     tweak: impl FnOnce(&mut NodeSettings),
 ) -> Result<Arc<dyn Ledger>, OpenError> {
-    if config.node.backend == "local" {
-        tracing::warn!("node.backend = \"local\": one process, in memory, NOT fault tolerant");
+    if config.node.ledger == crate::config::LedgerKind::Local {
+        tracing::warn!("node.ledger = \"local\": one process, in memory, NOT fault tolerant");
         return Ok(Arc::new(LocalLedger::start(config, clock, metrics)));
     }
     let n = &config.node;

@@ -12,7 +12,7 @@ use step_consensus::BlockData;
 use step_engine::heuristics::LastProof;
 use step_engine::proof::{Nonce, Proof, Timestamp};
 use step_engine::signing::unsigned_proof;
-use step_engine::{Address, Limits, ProofState, TriangleId};
+use step_engine::{Address, Limits, ProofState};
 
 fn shared() -> Arc<Shared> {
     let (events, _) = broadcast::channel(16);
@@ -32,7 +32,7 @@ fn shared() -> Arc<Shared> {
 }
 
 fn proof(k: u8) -> Proof {
-    let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+    let t = step_engine::signing::root_triangle();
     let centroid = step_engine::mesh::centroid_lat_lon(&t);
     let nonce = format!("n{k}");
     Proof {
@@ -308,18 +308,11 @@ fn a_batch_that_cannot_be_forwarded_fails_its_proofs() {
         .enable_time()
         .build()
         .expect("runtime");
-    let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+    let t = step_engine::signing::root_triangle();
     let waits: Vec<_> = (0..2u64)
         .map(|k| {
             let key = step_engine::signing::key("forward", k);
-            let body = step_engine::signing::signed_body(
-                &key,
-                &t,
-                step_engine::signing::point_in(&t),
-                5.0,
-                1_767_225_600_000,
-                "n",
-            );
+            let body = step_engine::signing::simple_body(&key, &t, "n");
             let submission = shared
                 .intake
                 .submit(
