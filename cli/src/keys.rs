@@ -43,11 +43,13 @@ enum What {
     },
 }
 
-fn write_p2p(out: &std::path::Path) -> anyhow::Result<()> {
+/// Writes a new P2P key to `out`; returns its peer id.
+fn write_p2p(out: &std::path::Path) -> anyhow::Result<String> {
     let key = generate_p2p_key()?;
     save_p2p_key(out, &key)?;
-    eprintln!("wrote {} (peer id {})", out.display(), key.peer_id()?);
-    Ok(())
+    let peer_id = key.peer_id()?;
+    eprintln!("wrote {} (peer id {peer_id})", out.display());
+    Ok(peer_id)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -67,8 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let key = generate_key()?;
             save_key(&out, &key)?;
             eprintln!("wrote {}", out.display());
-            write_p2p(&p2p_out)?;
-            let entry = GenesisValidator::new(&name, &public_key(&key), power, &p2p, "");
+            let peer_id = write_p2p(&p2p_out)?;
+            let mut entry = GenesisValidator::new(&name, &public_key(&key), power, &p2p, "");
+            entry.p2p_id = peer_id;
             println!("[[validators]]");
             print!(
                 "{}",
@@ -77,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         What::P2p { out } => {
-            write_p2p(&out)?;
+            println!("{}", write_p2p(&out)?);
             Ok(ExitCode::SUCCESS)
         }
     }

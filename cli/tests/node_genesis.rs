@@ -167,3 +167,31 @@ fn a_key_file_readable_by_others_is_refused_at_start() {
         }
     }
 }
+
+/// Under a `[registry]` the genesis names each validator's P2P id; a node
+/// whose P2P key has another is refused, naming both.
+#[test]
+fn a_p2p_key_other_than_the_genesis_registry_names_is_refused() {
+    let dir = test_dir("registry-p2p-id");
+    let config = chain(&dir, "", "");
+    let path = dir.join("genesis.toml");
+    let text = std::fs::read_to_string(&path).expect("genesis");
+    let (head, params) = text.split_once("[params]").expect("params table");
+    let mine = head
+        .lines()
+        .find_map(|l| l.strip_prefix("p2p_id = "))
+        .expect("keys generate prints p2p_id")
+        .trim_matches('"')
+        .to_owned();
+    let other = "12D3KooWLRPJAA5o6Z6iNqNZWtd1oUwRPLBzpgb4xPMaeBVGWkS3";
+    let head = head
+        .replace(&mine, other)
+        .replace("power = 1", "power = 1\noperator = \"0x1111111111111111111111111111111111111111\"\nstake_micro = 1000000");
+    let registry = "[registry]\nmin_stake_micro = 1000000\nslash_destination = \"0x2222222222222222222222222222222222222222\"\n";
+    std::fs::write(&path, format!("{head}{registry}\n[params]{params}")).expect("genesis");
+    let (ok, stderr) = node(&dir, &config, &[]);
+    assert!(!ok, "started: {stderr}");
+    for want in [mine.as_str(), other, "names", "p2p_key.toml"] {
+        assert!(stderr.contains(want), "no {want:?} in: {stderr}");
+    }
+}

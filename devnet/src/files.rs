@@ -144,6 +144,7 @@ fn genesis(o: &Options) -> Result<Genesis, DevnetError> {
         initial_state_root,
         validators,
         params: GenesisParams::from_config(&c),
+        registry: None,
     };
     g.save(&path)?;
     Ok(g)

@@ -75,6 +75,11 @@ pub enum GenesisError {
         stated: String,
         derived: String,
     },
+    #[error("{path}: registry: {source}")]
+    Registry {
+        path: PathBuf,
+        source: step_consensus::registry::GenesisSetError,
+    },
     #[error("{path}: {source}")]
     Params {
         path: PathBuf,
@@ -150,6 +155,19 @@ pub struct GenesisValidator {
     pub p2p: String,
     #[serde(default)]
     pub http: String,
+    /// Under a `[registry]`: the operator's Ethereum address (0x + 40 hex).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub operator: String,
+    /// Under a `[registry]`: the bonded stake in micro-STEP.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stake_micro: u64,
+    /// Under a `[registry]`: the node's libp2p peer id (`step keys`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub p2p_id: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl GenesisValidator {
@@ -161,6 +179,9 @@ impl GenesisValidator {
             power,
             p2p: p2p.into(),
             http: http.into(),
+            operator: String::new(),
+            stake_micro: 0,
+            p2p_id: String::new(),
         }
     }
 }
@@ -181,6 +202,10 @@ pub struct Genesis {
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
     pub params: GenesisParams,
+    /// The validator registry's parameters; `None`: no registry
+    /// ([`crate::genesis_registry`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::genesis_registry::GenesisRegistry>,
 }
 
 impl Genesis {
@@ -191,6 +216,7 @@ impl Genesis {
             source,
         })?;
         g.validator_set(path)?;
+        g.registry(path)?;
         g.params.check().map_err(|source| GenesisError::Params {
             path: path.to_owned(),
             source,
@@ -208,7 +234,13 @@ impl Genesis {
             .iter()
             .map(|v| (v.public_key, v.stake))
             .collect();
-        let bytes = crate::genesis_params::canonical_bytes(&self.chain_id, &vs, &self.params);
+        let mut bytes = crate::genesis_params::canonical_bytes(&self.chain_id, &vs, &self.params);
+        // A registry commits by its root; a genesis without one keeps the
+        // chain id it had before registries existed.
+        if let Some(registry) = self.registry(path)? {
+            bytes.extend_from_slice(b"registry");
+            bytes.extend_from_slice(&registry.root());
+        }
         Ok(crate::genesis_params::chain_of(&bytes))
     }
 

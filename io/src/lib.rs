@@ -24,6 +24,7 @@
 pub mod config;
 pub mod genesis;
 pub mod genesis_params;
+pub mod genesis_registry;
 pub mod http;
 pub mod intake_log;
 pub mod keyfile;

@@ -42,6 +42,21 @@ pub enum OpenError {
         key_file: PathBuf,
         p2p_key_file: PathBuf,
     },
+    #[error("{p2p_key_file}: {source}")]
+    P2pKey {
+        p2p_key_file: PathBuf,
+        source: step_consensus::ConsensusNodeError,
+    },
+    /// The genesis' registry names another P2P id for this validator.
+    #[error(
+        "the P2P key in {p2p_key_file} has peer id {derived}, but {genesis_file} names {named} for this validator"
+    )]
+    P2pIdMismatch {
+        p2p_key_file: PathBuf,
+        genesis_file: PathBuf,
+        named: String,
+        derived: String,
+    },
     #[error("cannot create the data directory {path}: {source}")]
     Home {
         path: PathBuf,
@@ -206,6 +221,34 @@ async fn open_ledger_with(
             genesis_file,
             address: crate::ledger::hex(&me.0),
         });
+    }
+    // Under a registry the genesis names each validator's P2P id: this
+    // node's P2P key must be the one it names.
+    if let Some(registry) = genesis.registry(&genesis_file)? {
+        let mine = p2p_key.peer_id().map_err(|source| OpenError::P2pKey {
+            p2p_key_file: p2p_key_file.clone(),
+            source,
+        })?;
+        let pk = public_key(&key);
+        let named = registry
+            .validators
+            .values()
+            .find(|v| v.consensus_key == pk)
+            .map(|v| v.p2p_id.clone());
+        if let Some(named) = named.filter(|n| *n != mine) {
+            return Err(OpenError::P2pIdMismatch {
+                p2p_key_file,
+                genesis_file,
+                named,
+                derived: mine,
+            });
+        }
+        tracing::info!(
+            validators = registry.validators.len(),
+            epoch_length_proofs = registry.params.epoch_length_proofs,
+            min_stake_micro = registry.params.min_stake_micro,
+            "genesis registry"
+        );
     }
     let peers = if n.peers.trim().is_empty() {
         genesis.peers_of(&me)

@@ -109,6 +109,39 @@ impl ValidatorRecord {
     }
 }
 
+/// Slash fractions in parts per million of stake (`[registry.slash]` of
+/// the genesis).
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlashFractions {
+    pub double_sign_ppm: u32,
+    pub invalid_attestation_ppm: u32,
+    pub offline_ppm: u32,
+    pub collusion_ppm: u32,
+}
+
+impl Default for SlashFractions {
+    /// The plan's 50 / 30 / 10 / 100 %.
+    fn default() -> Self {
+        SlashFractions {
+            double_sign_ppm: 500_000,
+            invalid_attestation_ppm: 300_000,
+            offline_ppm: 100_000,
+            collusion_ppm: 1_000_000,
+        }
+    }
+}
+
 /// The registry's genesis parameters (`[params.registry]` of the genesis).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
 pub struct RegistryParams {
@@ -117,11 +150,7 @@ pub struct RegistryParams {
     /// Finalized proofs per epoch.
     pub epoch_length_proofs: u64,
     pub max_validators: u32,
-    /// Slash fractions in parts per million of stake.
-    pub slash_double_sign_ppm: u32,
-    pub slash_invalid_attestation_ppm: u32,
-    pub slash_offline_ppm: u32,
-    pub slash_collusion_ppm: u32,
+    pub slash: SlashFractions,
     pub jail_ms: u64,
     /// No commit signature for longer than this (block time): offline.
     pub offline_window_ms: u64,
@@ -140,10 +169,7 @@ impl Default for RegistryParams {
             unbonding_ms: 7 * 24 * 3_600_000,
             epoch_length_proofs: 1_000,
             max_validators: 50,
-            slash_double_sign_ppm: 500_000,
-            slash_invalid_attestation_ppm: 300_000,
-            slash_offline_ppm: 100_000,
-            slash_collusion_ppm: 1_000_000,
+            slash: SlashFractions::default(),
             jail_ms: 24 * 3_600_000,
             offline_window_ms: 24 * 3_600_000,
             reward_per_proof_micro: 10_000,

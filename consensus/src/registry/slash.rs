@@ -178,10 +178,10 @@ impl Registry {
     ) -> SlashOutcome {
         let p = self.params;
         let ppm = match kind {
-            OffenceKind::DoubleSign => p.slash_double_sign_ppm,
-            OffenceKind::InvalidAttestation => p.slash_invalid_attestation_ppm,
-            OffenceKind::Offline => p.slash_offline_ppm,
-            OffenceKind::Collusion => p.slash_collusion_ppm,
+            OffenceKind::DoubleSign => p.slash.double_sign_ppm,
+            OffenceKind::InvalidAttestation => p.slash.invalid_attestation_ppm,
+            OffenceKind::Offline => p.slash.offline_ppm,
+            OffenceKind::Collusion => p.slash.collusion_ppm,
         };
         let mut slashed: u64 = 0;
         let status = {
