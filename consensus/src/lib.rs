@@ -10,7 +10,7 @@
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
 //! Pure modules: [`context`], [`block`] (the one bounded wire form), [`attest`],
-//! [`execution`], [`streaming`], [`evidence`], and the app's core
+//! [`execution`], [`streaming`], [`evidence`], [`registry`], and the app's core
 //! ([`app::machine`]: inputs in, effects out). I/O: [`store`] (redb),
 //! [`node`] (engine, sockets, tasks) and the app's shell ([`app::App`], the
 //! tokio loop that performs the core's effects).
