@@ -10,6 +10,7 @@
 //!   history that checks certificates of old heights against their epoch.
 //! * [`slash`]: offences (double-sign, invalid attestation, offline,
 //!   collusion), each counted once, and the per-height rewards.
+//! * [`wire`]: the JSON form of a signed transaction.
 //!
 //! Amounts are micro-STEP (`u64`, as balances are); power is whole STEP of
 //! stake. Balances are the chain's accounts, reached through [`Balances`].
@@ -18,6 +19,7 @@ pub mod apply;
 pub mod epoch;
 pub mod slash;
 pub mod tx;
+pub mod wire;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use sha2::{Digest, Sha256};

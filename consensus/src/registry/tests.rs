@@ -621,3 +621,74 @@ fn the_signed_text_is_readable() {
     )));
     assert!(text.ends_with(&format!("p2p_id: {PEER}\nstake_micro: {MIN}")));
 }
+
+#[test]
+fn the_json_form_round_trips_every_kind_and_refuses_bad_input() {
+    for tx in [
+        register(9, 0, 10, MIN),
+        add(9, 1, 5),
+        signed(9, 2, TxKind::Unbond { amount_micro: 7 }),
+        signed(
+            9,
+            3,
+            TxKind::RotateKey {
+                consensus_key: hot(11),
+            },
+        ),
+        signed(9, 4, TxKind::Withdraw),
+        signed(9, 5, TxKind::Unjail),
+    ] {
+        let json = tx.to_json();
+        assert_eq!(
+            ValidatorTx::from_json(json.as_bytes()).unwrap(),
+            tx,
+            "{json}"
+        );
+        tx.verify_signature(&CHAIN).unwrap();
+    }
+    let ok = add(9, 1, 5).to_json();
+    let bad = |from: &str, to: &str| {
+        let j = ok.replace(from, to);
+        assert_ne!(j, ok, "{from}");
+        ValidatorTx::from_json(j.as_bytes()).unwrap_err()
+    };
+    assert!(matches!(
+        bad("\"5\"", "\"-5\""),
+        wire::TxWireError::BadField {
+            field: "amount_micro",
+            ..
+        }
+    ));
+    assert!(matches!(
+        bad("\"5\"", "\"99999999999999999999\""),
+        wire::TxWireError::BadField { .. }
+    ));
+    assert!(matches!(
+        bad("\"stake\"", "\"mint\""),
+        wire::TxWireError::UnknownKind { .. }
+    ));
+    assert!(matches!(
+        bad("\"nonce\"", "\"nonse\""),
+        wire::TxWireError::Json { .. }
+    ));
+    assert!(matches!(
+        bad("\"signature\":\"0x", "\"signature\":\"0xzz"),
+        wire::TxWireError::BadField {
+            field: "signature",
+            ..
+        }
+    ));
+    let big = vec![b' '; wire::TX_JSON_MAX_BYTES + 1];
+    assert_eq!(
+        ValidatorTx::from_json(&big).unwrap_err().code(),
+        "PAYLOAD_TOO_LARGE"
+    );
+    let no_amount = ok.replace(",\"amount_micro\":\"5\"", "");
+    assert!(matches!(
+        ValidatorTx::from_json(no_amount.as_bytes()),
+        Err(wire::TxWireError::BadField {
+            field: "amount_micro",
+            ..
+        })
+    ));
+}
