@@ -105,6 +105,8 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: Chain
         propose_wait: Duration::from_millis(c.propose_wait_ms),
         store_cache_bytes: usize::try_from(c.store_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
+        state_cache_bytes: usize::try_from(c.state_cache_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         max_idle_block_interval: Duration::from_millis(c.max_idle_block_interval_ms),
         // `Config::validate` admits "attested" and "all" only.
         validity: if c.validity == "all" {
@@ -279,14 +281,16 @@ async fn open_ledger_with(
     )
     .with_p2p_key(p2p_key);
     if let Some(state) = initial {
-        tracing::info!(
-            file = %genesis.initial_state,
-            root = %genesis.initial_state_root,
-            accounts = state.balances.len(),
-            triangles = state.triangles.len(),
-            nonces = state.nonces.len(),
-            "starting from the genesis' initial state"
-        );
+        if let Some(rows) = state.memory() {
+            tracing::info!(
+                file = %genesis.initial_state,
+                root = %genesis.initial_state_root,
+                accounts = rows.accounts.len(),
+                triangles = rows.triangles.len(),
+                nonces = rows.nonces.len(),
+                "starting from the genesis' initial state"
+            );
+        }
         settings.initial = Some(Arc::new(state));
     }
     tweak(&mut settings);

@@ -69,6 +69,11 @@ pub fn js_number(x: f64) -> Value {
     }
 }
 
+/// A state or store read failed: 500 INTERNAL_ERROR with the reason.
+fn unreadable(e: crate::ledger::LedgerReadError) -> ApiError {
+    ApiError::engine(Code::InternalError, e.to_string())
+}
+
 /// `GET /proof/{id}`.
 pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let id =
@@ -76,6 +81,7 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let rec = s
         .ledger
         .proof(&id)
+        .map_err(unreadable)?
         .ok_or_else(|| ApiError::not_found(format!("no accepted proof {id}")))?;
     let mut body = match rec.status {
         ProofStatus::Final(f) => final_json(&f),
@@ -103,7 +109,7 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
 pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let address = Address::parse(&raw)
         .ok_or_else(|| ApiError::invalid("an account is 0x followed by 40 hex characters"))?;
-    let a = s.ledger.account(&address);
+    let a = s.ledger.account(&address).map_err(unreadable)?;
     Ok(Json(json!({
         "ok": true,
         "account": a.address.to_string(),
@@ -121,7 +127,7 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError
     let id = TriangleId::parse(&raw).map_err(|e| {
         ApiError::engine(Code::TriangleNotFound, format!("no triangle {raw:?}: {e}"))
     })?;
-    let t = s.ledger.triangle(&id);
+    let t = s.ledger.triangle(&id).map_err(unreadable)?;
     let (lat, lon) = centroid_lat_lon(&id);
     let polygon: Vec<[f64; 2]> = triangle_vertices(&id)
         .iter()
