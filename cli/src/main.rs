@@ -9,6 +9,7 @@ mod devnet;
 mod keys;
 mod migrate;
 mod node;
+mod validator;
 mod verify;
 
 #[global_allocator]
@@ -39,6 +40,9 @@ enum Command {
     Devnet(devnet::Args),
     /// Validator keys (`step keys generate`).
     Keys(keys::Args),
+    /// Validator transactions signed by the operator's Ethereum key
+    /// (`step validator --operator-key FILE|- --genesis FILE --nonce N register|stake|…`).
+    Validator(validator::Args),
     /// Phase 2 → Phase 3: `step migrate import (--export-dir DIR | --mongo-uri URI) --out STATE`.
     Migrate(migrate::Args),
 }
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Devnet(args) => devnet::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Validator(args) => validator::run(args),
     };
     match result {
         Ok(code) => code,

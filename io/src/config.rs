@@ -130,6 +130,9 @@ pub struct NodeConfig {
     /// The validator's consensus key (`step keys generate`); empty =
     /// `<home>/validator_key.toml`.
     pub key_file: String,
+    /// The validator's libp2p identity key, separate from the consensus key
+    /// (`step keys generate` writes both); empty = `<home>/p2p_key.toml`.
+    pub p2p_key_file: String,
     /// The genesis / validator-set file; empty = `<home>/genesis.toml`.
     pub genesis_file: String,
     /// Name in logs; empty = the validator address.
@@ -147,6 +150,7 @@ impl Default for NodeConfig {
             ledger: LedgerKind::Consensus,
             home: "step-home".into(),
             key_file: String::new(),
+            p2p_key_file: String::new(),
             genesis_file: String::new(),
             moniker: String::new(),
             p2p_listen: "/ip4/127.0.0.1/tcp/27100".into(),
@@ -167,10 +171,14 @@ pub struct ConsensusConfig {
     pub max_batches_per_block: usize,
     /// How long a proposer waits for a full block before proposing what it has.
     pub propose_wait_ms: u64,
-    /// Finalized proofs `GET /proof/{id}` remembers (oldest forgotten first).
+    /// Finalized proofs kept in memory in front of the store for
+    /// `GET /proof/{id}` (oldest forgotten first; 0: the store answers all).
     pub proof_index_max: usize,
     /// The embedded store's page cache, in MiB.
     pub store_cache_mb: u64,
+    /// The caches of state rows (accounts, triangles, used nonces) in front
+    /// of the store, in MiB in all.
+    pub state_cache_mb: u64,
     /// An idle network decides at most one block per this interval (0: no wait).
     pub max_idle_block_interval_ms: u64,
     /// What makes a batch valid in a block: `"attested"` (f+1 validators
@@ -195,8 +203,9 @@ impl Default for ConsensusConfig {
             rebroadcast_ms: t.rebroadcast_ms,
             max_batches_per_block: a.max_batches_per_block,
             propose_wait_ms: u64::try_from(a.propose_wait.as_millis()).unwrap_or(u64::MAX),
-            proof_index_max: 1_000_000,
+            proof_index_max: 0,
             store_cache_mb: (a.store_cache_bytes >> 20) as u64,
+            state_cache_mb: (a.state_cache_bytes >> 20) as u64,
             max_idle_block_interval_ms: u64::try_from(a.max_idle_block_interval.as_millis())
                 .unwrap_or(u64::MAX),
             validity: "all".into(),

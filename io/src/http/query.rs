@@ -28,7 +28,7 @@ impl FromRequestParts<AppState> for Lookup {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         let Ok(ip) = ClientIp::from_request_parts(parts, s).await;
-        s.limit(LimitKey::Ip(ip.0), 1).await?;
+        s.limit(LimitKey::client(ip.0), 1).await?;
         let raw = Path::<String>::from_request_parts(parts, s)
             .await
             .map(|Path(raw)| raw)
@@ -48,7 +48,7 @@ impl std::fmt::Debug for Lookup {
 /// `GET /proof/config`: the limits in Phase 2's shape (`null` for a check
 /// that is switched off).
 pub async fn proof_config(State(s): State<AppState>, ip: ClientIp) -> Result<Response, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let l = s.ledger.limits();
     // Written by hand to keep Phase 2's key order.
     let body = format!(
@@ -69,6 +69,11 @@ pub fn js_number(x: f64) -> Value {
     }
 }
 
+/// A state or store read failed: 500 INTERNAL_ERROR with the reason.
+fn unreadable(e: crate::ledger::LedgerReadError) -> ApiError {
+    ApiError::engine(Code::InternalError, e.to_string())
+}
+
 /// `GET /proof/{id}`.
 pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let id =
@@ -76,6 +81,7 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let rec = s
         .ledger
         .proof(&id)
+        .map_err(unreadable)?
         .ok_or_else(|| ApiError::not_found(format!("no accepted proof {id}")))?;
     let mut body = match rec.status {
         ProofStatus::Final(f) => final_json(&f),
@@ -103,7 +109,7 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
 pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let address = Address::parse(&raw)
         .ok_or_else(|| ApiError::invalid("an account is 0x followed by 40 hex characters"))?;
-    let a = s.ledger.account(&address);
+    let a = s.ledger.account(&address).map_err(unreadable)?;
     Ok(Json(json!({
         "ok": true,
         "account": a.address.to_string(),
@@ -121,7 +127,7 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError
     let id = TriangleId::parse(&raw).map_err(|e| {
         ApiError::engine(Code::TriangleNotFound, format!("no triangle {raw:?}: {e}"))
     })?;
-    let t = s.ledger.triangle(&id);
+    let t = s.ledger.triangle(&id).map_err(unreadable)?;
     let (lat, lon) = centroid_lat_lon(&id);
     let polygon: Vec<[f64; 2]> = triangle_vertices(&id)
         .iter()
@@ -144,7 +150,7 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError
 
 /// `GET /status`.
 pub async fn status(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let st = s.ledger.status();
     Ok(Json(json!({
         "ok": true,
@@ -174,7 +180,7 @@ async fn redis_state(s: &AppState) -> &'static str {
 /// `GET /evidence`: the double-sign evidence this node saw since it started
 /// (the newest `EVIDENCE_KEPT`), oldest first. Read-only.
 pub async fn evidence(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let pairs = |list: &[([u8; 20], usize)]| -> Vec<Value> {
         list.iter()
             .map(|(a, n)| json!({ "validator": hex(a), "pairs": n }))

@@ -82,12 +82,14 @@ fn execute_stored(state: &mut ChainState, proofs: &[Proof], stored: &Stored) -> 
                 pubkeys: vec![[0; 64]],
                 digest: [h as u8; 32],
             };
-            let out = state.apply_block(
-                &Limits::default(),
-                Height(h),
-                ValueId([h as u8; 32]),
-                std::slice::from_ref(&batch),
-            );
+            let out = state
+                .apply_block(
+                    &Limits::default(),
+                    Height(h),
+                    ValueId([h as u8; 32]),
+                    std::slice::from_ref(&batch),
+                )
+                .expect("in-memory state");
             let wire = WireBatch::from_batch(&batch).expect("wire");
             lock(&stored.0).insert(
                 h,
@@ -203,10 +205,7 @@ async fn a_lagged_decision_stream_is_recovered_from_the_journal() {
 async fn heights_beyond_the_journal_are_recovered_from_the_store() {
     let shared = shared();
     let proofs: Vec<Proof> = (1..=3).map(proof).collect();
-    let chain = ChainState {
-        journal: ResultJournal::with_capacity(1),
-        ..ChainState::default()
-    };
+    let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
     let results = lag_past(&shared, chain, &proofs, true).await;
     for (k, r) in results.iter().enumerate() {
         let f = r.as_ref().expect("final, not Unrecovered");
@@ -218,10 +217,7 @@ async fn heights_beyond_the_journal_are_recovered_from_the_store() {
     // Without the store's heights, the two beyond the journal end with
     // the named error (not pending forever).
     let shared = shared_fresh();
-    let chain = ChainState {
-        journal: ResultJournal::with_capacity(1),
-        ..ChainState::default()
-    };
+    let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
     let results = lag_past(&shared, chain, &proofs, false).await;
     for r in &results[..2] {
         assert!(
@@ -265,12 +261,14 @@ fn a_stored_block_gives_each_proof_its_own_result() {
         pubkeys: vec![[0; 64]; 4],
         digest: [1; 32],
     };
-    let out = chain.apply_block(
-        &Limits::default(),
-        Height(1),
-        ValueId([1; 32]),
-        std::slice::from_ref(&batch),
-    );
+    let out = chain
+        .apply_block(
+            &Limits::default(),
+            Height(1),
+            ValueId([1; 32]),
+            std::slice::from_ref(&batch),
+        )
+        .expect("in-memory state");
     let rec = DecidedRecord {
         height: 1,
         block: BlockData::new([WireBatch::from_batch(&batch).expect("wire")])
