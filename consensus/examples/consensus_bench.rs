@@ -83,6 +83,8 @@ async fn main() {
             byzantine: None,
             #[cfg(feature = "byzantine")]
             forge_batches: None,
+            #[cfg(feature = "byzantine")]
+            withhold: None,
         };
         nodes.push(Node::start(s).await.expect("node starts"));
     }
