@@ -9,6 +9,7 @@ mod devnet;
 mod keys;
 mod migrate;
 mod node;
+mod store;
 mod validator;
 mod verify;
 
@@ -45,6 +46,9 @@ enum Command {
     Validator(validator::Args),
     /// Phase 2 → Phase 3: `step migrate import (--export-dir DIR | --mongo-uri URI) --out STATE`.
     Migrate(migrate::Args),
+    /// The validator's store, node stopped: `step store snapshot --home H --out FILE`,
+    /// `step store restore --home H --snapshot FILE`.
+    Store(store::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Devnet(args) => devnet::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Store(args) => store::run(args),
         Command::Validator(args) => validator::run(args),
     };
     match result {

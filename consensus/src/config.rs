@@ -63,6 +63,10 @@ pub struct AppConfig {
     /// of the store, in bytes in all (default 64 MiB; `docs/PERFORMANCE.md`,
     /// "Memory bound").
     pub state_cache_bytes: usize,
+    /// Heights whose blocks, certificates and per-proof results the store
+    /// keeps below its head (0, the default: all). The state is kept
+    /// whatever this is; a pruned height cannot be served to a syncing peer.
+    pub retain_heights: u64,
     /// An idle network decides at most one block per this interval (default
     /// 10 s, the plan's block time): after a decision, the next height
     /// starts when a batch is in the mempool, a peer proposes it, or this
@@ -114,6 +118,7 @@ impl Default for AppConfig {
             propose_wait: Duration::from_millis(200),
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
             state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
+            retain_heights: 0,
             max_idle_block_interval: DEFAULT_MAX_IDLE_BLOCK_INTERVAL,
             chain: crate::signing::ChainId::default(),
             validity: crate::attest::ValidityMode::default(),

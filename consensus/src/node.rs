@@ -228,12 +228,15 @@ impl Node {
         })?;
         check_wal_patiently(&wal_path).await?;
         let (path, c, sc) = (s.store_path(), s.app.store_cache_bytes, s.app.state_cache());
-        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, c, sc))
-            .await
-            .map_err(|e| crate::error::AppError::Task {
-                what: "open store",
-                reason: e.to_string(),
-            })??;
+        let keep = s.app.retain_heights;
+        let store = tokio::task::spawn_blocking(move || {
+            RedbStore::open_with_cache(&path, c, sc).map(|s| s.retaining(keep))
+        })
+        .await
+        .map_err(|e| crate::error::AppError::Task {
+            what: "open store",
+            reason: e.to_string(),
+        })??;
 
         let signer = StepSigner::new(s.key.clone(), s.app.chain);
         let pk = signer.public_key();

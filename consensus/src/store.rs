@@ -21,13 +21,17 @@ use crate::execution::{CacheBytes, ChainState, ChangeSet, StateRoot};
 
 mod error;
 mod migrate;
+mod prune;
 mod reader;
 mod seed;
+mod snapshot;
 mod tables;
 
 pub use error::StoreError;
 
+pub use prune::PRUNE_PER_COMMIT;
 pub use reader::StoreReader;
+pub use snapshot::{restore, SnapshotError, SnapshotInfo};
 
 use tables::{nonce_key, RedbSource, SharedDb, META, NONCES, PROOFS, TIMES};
 pub use tables::{BlockRows, Checksum, Head, OpenReport, StoredProof, SCHEMA_VERSION};
@@ -169,6 +173,8 @@ pub struct RedbStore {
     path: PathBuf,
     state_cache: CacheBytes,
     report: OpenReport,
+    /// Heights kept below the head (0: every height; see `prune.rs`).
+    retain_heights: u64,
 }
 
 /// Closes the database, so that the file can be opened again at once, even
@@ -230,6 +236,7 @@ impl RedbStore {
             path: path.to_owned(),
             state_cache,
             report: OpenReport::default(),
+            retain_heights: 0,
         };
         store.report = store.open_schema()?;
         let last = store.decided_range()?.map(|(_, h)| h);
@@ -313,6 +320,13 @@ impl RedbStore {
             );
         }
         Ok(report)
+    }
+
+    /// Keeps only the last `heights` heights' blocks, certificates and
+    /// per-proof results (0: all), pruning older ones as heights commit.
+    pub fn retaining(mut self, heights: u64) -> RedbStore {
+        self.retain_heights = heights;
+        self
     }
 
     /// What opening the store read and did.
@@ -426,6 +440,7 @@ impl Store for RedbStore {
                 rows,
                 time_ms,
             )?;
+            prune::prune(tx, height, self.retain_heights)?;
             Ok(())
         })
         .map_err(|e| match reused.take() {

@@ -127,7 +127,12 @@ fn commit(store: &mut RedbStore, out: BlockOutcome, batch: &Batch) {
         .commit_decided(
             &DecidedRecord {
                 height: out.changes.height,
-                block: vec![],
+                block: step_consensus::BlockData::new([step_consensus::WireBatch::from_batch(
+                    batch,
+                )
+                .expect("wire")])
+                .encode()
+                .expect("block encodes"),
                 certificate: vec![],
                 changes: out.changes,
                 root: out.root,
@@ -403,4 +408,171 @@ fn opening_a_10x_longer_chain_reads_the_same_rows_within_the_cache_bound() {
     assert_eq!(short.0.migrated_heights + long.0.migrated_heights, 0);
     assert_eq!(short.0.rows_read, 2 + 100 + 800);
     assert_eq!(long.0.rows_read, short.0.rows_read, "rows read at open");
+}
+
+/// [`build`], through a store that keeps only `retain` heights below its head.
+fn build_retaining(
+    path: &std::path::Path,
+    proofs: usize,
+    per_block: usize,
+    retain: u64,
+) -> ChainState {
+    let mut store = RedbStore::open(path).expect("open").retaining(retain);
+    let mut state = store.load_state(ChainState::default()).expect("load");
+    let mut k = 0;
+    while k < proofs {
+        let n = per_block.min(proofs - k);
+        let batch = Batch {
+            proofs: (k..k + n)
+                .map(|i| proof(i % 5, triangle(i % 20), i))
+                .collect(),
+            pubkeys: vec![[0; 64]; n],
+            digest: [0; 32],
+        };
+        k += n;
+        let h = Height(state.height + 1);
+        let out = state
+            .apply_block(
+                &limits(),
+                h,
+                ValueId([h.0 as u8; 32]),
+                std::slice::from_ref(&batch),
+            )
+            .expect("execute");
+        commit(&mut store, out, &batch);
+        state.committed(h.0);
+    }
+    state
+}
+
+#[test]
+fn a_snapshot_restores_the_state_at_the_head_and_no_history() {
+    use step_consensus::store::{restore, SnapshotError};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    let mem = build(&path, 300, 10, 20, 25);
+    let snap = dir.path().join("state.snapshot");
+    {
+        let store = RedbStore::open(&path).expect("open");
+        let err = store.snapshot(Some(5), &snap).expect_err("not the head");
+        assert!(
+            matches!(
+                err,
+                SnapshotError::Height {
+                    asked: 5,
+                    head: 12,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!snap.exists(), "nothing written");
+        let info = store.snapshot(Some(12), &snap).expect("snapshot");
+        assert_eq!((info.height, info.root), (12, mem.root));
+        assert_eq!((info.accounts, info.triangles, info.nonces), (10, 20, 300));
+        let again = store.snapshot(None, &snap).expect_err("never overwrites");
+        assert!(matches!(again, SnapshotError::Exists { .. }), "{again}");
+    }
+    let restored = dir.path().join("restored.redb");
+    let info = restore(&snap, &restored).expect("restore");
+    assert_eq!(
+        (info.height, info.root, info.accepted_total),
+        (12, mem.root, 300)
+    );
+    let over = restore(&snap, &restored).expect_err("never over a store");
+    assert!(matches!(over, SnapshotError::Exists { .. }), "{over}");
+    let mut store = RedbStore::open(&restored).expect("open the restored store");
+    let mut state = store.load_state(ChainState::default()).expect("load");
+    assert_eq!(state, mem);
+    same_rows(&state, &mem, 10, 20);
+    let p = proof(3, triangle(3), 3);
+    assert!(state.nonce_used(&p.account, &p.nonce).expect("read"));
+    // No block or per-proof result before the snapshot's next height.
+    assert_eq!(store.decided_range().expect("range"), None);
+    let reader = store.reader();
+    assert_eq!(reader.history_from().expect("read"), 13);
+    let id = sha2_of(&p.signature.expect("signature"));
+    assert_eq!(reader.proof(&id).expect("read"), None);
+    // The chain goes on from it: height 13 executes and commits.
+    let batch = Batch {
+        proofs: vec![proof(0, triangle(0), 10_000)],
+        pubkeys: vec![[0; 64]],
+        digest: [0; 32],
+    };
+    let out = state
+        .apply_block(
+            &limits(),
+            Height(13),
+            ValueId([13; 32]),
+            std::slice::from_ref(&batch),
+        )
+        .expect("execute");
+    assert!(out.results[0].is_ok());
+    commit(&mut store, out, &batch);
+    assert_eq!(store.decided_range().expect("range"), Some((13, 13)));
+}
+
+#[test]
+fn a_corrupt_snapshot_is_refused_and_leaves_no_store() {
+    use step_consensus::store::{restore, SnapshotError};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    build(&path, 100, 5, 10, 25);
+    let snap = dir.path().join("state.snapshot");
+    RedbStore::open(&path)
+        .expect("open")
+        .snapshot(None, &snap)
+        .expect("snapshot");
+    flip_a_byte(&snap, "accounts");
+    let restored = dir.path().join("restored.redb");
+    let err = restore(&snap, &restored).expect_err("corrupt");
+    assert!(
+        matches!(err, SnapshotError::Store(StoreError::StateChecksum { .. })),
+        "{err}"
+    );
+    assert!(!restored.exists());
+    assert!(!dir.path().join("restored.redb.partial").exists());
+}
+
+#[test]
+fn pruning_keeps_the_state_and_the_last_heights_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    // 12 heights of 25 proofs, 3 kept below the head.
+    let state = build_retaining(&path, 300, 25, 3);
+    let mut mem = ChainState::default();
+    for h in 1..=12u64 {
+        let k = (h as usize - 1) * 25;
+        let batch = Batch {
+            proofs: (k..k + 25)
+                .map(|i| proof(i % 5, triangle(i % 20), i))
+                .collect(),
+            pubkeys: vec![[0; 64]; 25],
+            digest: [0; 32],
+        };
+        mem.apply_block(&limits(), Height(h), ValueId([h as u8; 32]), &[batch])
+            .expect("execute");
+    }
+    assert_eq!(state, mem);
+    let store = RedbStore::open(&path).expect("reopen");
+    assert_eq!(store.decided_range().expect("range"), Some((10, 12)));
+    let reader = store.reader();
+    assert_eq!(reader.history_from().expect("read"), 10);
+    // A proof of height 1 is gone; one of height 12 is there.
+    let old = sha2_of(&proof(0, triangle(0), 0).signature.expect("sig"));
+    assert_eq!(reader.proof(&old).expect("read"), None);
+    let new = sha2_of(
+        &proof(299 % 5, triangle(299 % 20), 299)
+            .signature
+            .expect("sig"),
+    );
+    assert_eq!(
+        reader.proof(&new).expect("read").expect("kept").0.height,
+        12
+    );
+    // The state is whole: every used nonce still refuses a replay.
+    let loaded = store.load_state(ChainState::default()).expect("load");
+    assert_eq!(loaded, mem);
+    let p = proof(0, triangle(0), 0);
+    assert!(loaded.nonce_used(&p.account, &p.nonce).expect("read"));
 }

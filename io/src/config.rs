@@ -179,6 +179,9 @@ pub struct ConsensusConfig {
     /// The caches of state rows (accounts, triangles, used nonces) in front
     /// of the store, in MiB in all.
     pub state_cache_mb: u64,
+    /// Heights whose blocks, certificates and per-proof results the store
+    /// keeps below its head (0: all; the state is always kept).
+    pub retain_heights: u64,
     /// An idle network decides at most one block per this interval (0: no wait).
     pub max_idle_block_interval_ms: u64,
     /// What makes a batch valid in a block: `"attested"` (f+1 validators
@@ -206,6 +209,7 @@ impl Default for ConsensusConfig {
             proof_index_max: 0,
             store_cache_mb: (a.store_cache_bytes >> 20) as u64,
             state_cache_mb: (a.state_cache_bytes >> 20) as u64,
+            retain_heights: a.retain_heights,
             max_idle_block_interval_ms: u64::try_from(a.max_idle_block_interval.as_millis())
                 .unwrap_or(u64::MAX),
             validity: "all".into(),

@@ -106,6 +106,7 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: Chain
             .unwrap_or(usize::MAX),
         state_cache_bytes: usize::try_from(c.state_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
+        retain_heights: c.retain_heights,
         max_idle_block_interval: Duration::from_millis(c.max_idle_block_interval_ms),
         // `Config::validate` admits "attested" and "all" only.
         validity: if c.validity == "all" {

@@ -424,10 +424,13 @@ impl<S: Store> App<S> {
                 let range = self
                     .store("read decided range", |s| s.decided_range())
                     .await?;
+                // A store restored from a snapshot holds no height below
+                // the one after its state's.
+                let next = self.state.read().height + 1;
                 reply(
                     "GetHistoryMinHeight",
                     tx,
-                    Height(range.map_or(1, |(lo, _)| lo)),
+                    Height(range.map_or(next, |(lo, _)| lo)),
                 );
             }
             AppMsg::GetDecidedValues { range, reply: tx } => {

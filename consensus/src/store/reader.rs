@@ -31,6 +31,18 @@ impl StoreReader {
         }
     }
 
+    /// The lowest height whose blocks and per-proof results the store may
+    /// still hold: 1, unless heights were pruned (`consensus.retain_heights`)
+    /// or the store was restored from a snapshot.
+    pub fn history_from(&self) -> Result<u64, StoreError> {
+        let fail = self.fail("read history start");
+        self.db
+            .with(|db| {
+                super::prune::history_from(&db.begin_read()?.open_table(super::tables::META)?)
+            })
+            .map_err(|e| fail(e.to_string()))
+    }
+
     /// A finalized proof by id (SHA-256 of its signature) and the local time
     /// its height was committed.
     pub fn proof(&self, id: &[u8; 32]) -> Result<Option<(StoredProof, i64)>, StoreError> {

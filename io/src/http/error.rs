@@ -18,6 +18,10 @@ pub enum HttpCode {
     RateLimited,
     /// 404: no route, proof or resource with this name.
     NotFound,
+    /// 404: `GET /proof/{id}` of a proof this validator does not hold, where
+    /// it keeps finalized proofs from some height on only (pruned, or
+    /// restored from a snapshot): the proof may be older, or unknown.
+    ProofPrunedOrUnknown,
     /// 405: the route exists with another method.
     MethodNotAllowed,
     /// 415: the body's Content-Type is not accepted by this route.
@@ -38,6 +42,7 @@ impl HttpCode {
             HttpCode::Engine(c) => c.as_str(),
             HttpCode::RateLimited => "RATE_LIMITED",
             HttpCode::NotFound => "NOT_FOUND",
+            HttpCode::ProofPrunedOrUnknown => "PROOF_PRUNED_OR_UNKNOWN",
             HttpCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             HttpCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             HttpCode::RequestTimeout => "REQUEST_TIMEOUT",
@@ -51,7 +56,7 @@ impl HttpCode {
         match self {
             HttpCode::Engine(c) => c.http_status(),
             HttpCode::RateLimited => 429,
-            HttpCode::NotFound => 404,
+            HttpCode::NotFound | HttpCode::ProofPrunedOrUnknown => 404,
             HttpCode::MethodNotAllowed => 405,
             HttpCode::UnsupportedMediaType => 415,
             HttpCode::RequestTimeout => 408,
@@ -74,9 +79,10 @@ impl HttpCode {
 
     /// Every HTTP-only code (the engine's are `Code::ALL`; the execution-time
     /// ones come from [`ExecutionReject`]).
-    pub const HTTP_ONLY: [HttpCode; 6] = [
+    pub const HTTP_ONLY: [HttpCode; 7] = [
         HttpCode::RateLimited,
         HttpCode::NotFound,
+        HttpCode::ProofPrunedOrUnknown,
         HttpCode::MethodNotAllowed,
         HttpCode::UnsupportedMediaType,
         HttpCode::RequestTimeout,

@@ -78,11 +78,21 @@ fn unreadable(e: crate::ledger::LedgerReadError) -> ApiError {
 pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let id =
         ProofId::parse(&raw).ok_or_else(|| ApiError::invalid("a proof id is 64 hex characters"))?;
-    let rec = s
-        .ledger
-        .proof(&id)
-        .map_err(unreadable)?
-        .ok_or_else(|| ApiError::not_found(format!("no accepted proof {id}")))?;
+    let Some(rec) = s.ledger.proof(&id).map_err(unreadable)? else {
+        let from = s.ledger.proofs_kept_from().map_err(unreadable)?;
+        return Err(if from > 1 {
+            ApiError::new(
+                HttpCode::ProofPrunedOrUnknown,
+                format!(
+                    "no proof {id} here: this validator keeps finalized proofs from height {from} on \
+                     (consensus.retain_heights, or a restored snapshot); a validator that keeps \
+                     older heights may know it"
+                ),
+            )
+        } else {
+            ApiError::not_found(format!("no accepted proof {id}"))
+        });
+    };
     let mut body = match rec.status {
         ProofStatus::Final(f) => final_json(&f),
         ProofStatus::Pending => json!({

@@ -243,6 +243,16 @@ impl Ledger for ConsensusLedger {
         })
     }
 
+    fn proofs_kept_from(&self) -> Result<u64, LedgerReadError> {
+        self.inner
+            .reader
+            .history_from()
+            .map_err(|e| LedgerReadError {
+                what: "the store's history start",
+                reason: e.to_string(),
+            })
+    }
+
     fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError> {
         account_view(&self.inner.state.read(), address)
     }

@@ -363,6 +363,15 @@ pub trait Ledger: Send + Sync + 'static {
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>>;
 
     fn proof(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError>;
+
+    /// The lowest height whose finalized proofs [`Ledger::proof`] can still
+    /// answer: heights below were pruned (`consensus.retain_heights`) or
+    /// precede the snapshot the node was restored from. A backend that
+    /// keeps every proof it finalized answers 1.
+    fn proofs_kept_from(&self) -> Result<u64, LedgerReadError> {
+        Ok(1)
+    }
+
     fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError>;
     fn triangle(&self, id: &TriangleId) -> Result<TriangleView, LedgerReadError>;
     fn status(&self) -> StatusView;
