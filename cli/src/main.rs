@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod devnet;
+mod gateway;
 mod keys;
 mod migrate;
 mod node;
@@ -41,6 +42,8 @@ enum Command {
     Keys(keys::Args),
     /// Phase 2 → Phase 3: `step migrate import (--export-dir DIR | --mongo-uri URI) --out STATE`.
     Migrate(migrate::Args),
+    /// Phase 2 → Phase 3 proxy: shadow comparison, per-account cutover, rollback, failover.
+    Gateway(gateway::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Devnet(args) => devnet::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Gateway(args) => gateway::run_cmd(args),
     };
     match result {
         Ok(code) => code,
