@@ -53,8 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(kind) => {
                 use step_io::validator::Byzantine;
                 anyhow::ensure!(
-                    config.node.backend == "consensus",
-                    "--byzantine needs node.backend = \"consensus\""
+                    config.node.ledger == step_io::config::LedgerKind::Consensus,
+                    "--byzantine needs node.ledger = \"consensus\""
                 );
                 let b = match kind {
                     "equivocate" => Byzantine::Equivocate,

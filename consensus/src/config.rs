@@ -59,6 +59,10 @@ pub struct AppConfig {
     /// The embedded store's page cache, in bytes (default 64 MiB). redb's own
     /// default is 1 GiB, which a validator fills as its chain grows.
     pub store_cache_bytes: usize,
+    /// The caches of state rows (accounts, triangles, used nonces) in front
+    /// of the store, in bytes in all (default 64 MiB; `docs/PERFORMANCE.md`,
+    /// "Memory bound").
+    pub state_cache_bytes: usize,
     /// An idle network decides at most one block per this interval (default
     /// 10 s, the plan's block time): after a decision, the next height
     /// starts when a batch is in the mempool, a peer proposes it, or this
@@ -91,6 +95,16 @@ pub const DEFAULT_MAX_IDLE_BLOCK_INTERVAL: Duration = Duration::from_secs(10);
 /// [`AppConfig::store_cache_bytes`]'s default.
 pub const DEFAULT_STORE_CACHE_BYTES: usize = 64 << 20;
 
+impl AppConfig {
+    /// The state caches' byte bounds, from [`AppConfig::state_cache_bytes`].
+    pub fn state_cache(&self) -> crate::execution::CacheBytes {
+        crate::execution::CacheBytes::split(self.state_cache_bytes as u64)
+    }
+}
+
+/// [`AppConfig::state_cache_bytes`]'s default.
+pub const DEFAULT_STATE_CACHE_BYTES: usize = 64 << 20;
+
 impl Default for AppConfig {
     fn default() -> Self {
         AppConfig {
@@ -100,6 +114,7 @@ impl Default for AppConfig {
             batches_per_part: 10,
             propose_wait: Duration::from_millis(200),
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
+            state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
             max_idle_block_interval: DEFAULT_MAX_IDLE_BLOCK_INTERVAL,
             chain: crate::signing::ChainId::default(),
             validity: crate::attest::ValidityMode::default(),

@@ -319,6 +319,26 @@ pub struct Vote {
     pub extension: Option<SignedExtension<StepContext>>,
 }
 
+impl Vote {
+    /// A vote of `vote_type` by `address`, without an extension.
+    pub fn unsigned(
+        vote_type: VoteType,
+        height: Height,
+        round: Round,
+        value: NilOrVal<ValueId>,
+        address: ValidatorAddress,
+    ) -> Self {
+        Self {
+            vote_type,
+            height,
+            round,
+            value,
+            validator_address: address,
+            extension: None,
+        }
+    }
+}
+
 impl mc::Vote<StepContext> for Vote {
     fn height(&self) -> Height {
         self.height
@@ -529,14 +549,7 @@ impl mc::Context for StepContext {
         value: NilOrVal<ValueId>,
         address: ValidatorAddress,
     ) -> Vote {
-        Vote {
-            vote_type: VoteType::Prevote,
-            height,
-            round,
-            value,
-            validator_address: address,
-            extension: None,
-        }
+        Vote::unsigned(VoteType::Prevote, height, round, value, address)
     }
 
     fn new_precommit(
@@ -546,13 +559,6 @@ impl mc::Context for StepContext {
         value: NilOrVal<ValueId>,
         address: ValidatorAddress,
     ) -> Vote {
-        Vote {
-            vote_type: VoteType::Precommit,
-            height,
-            round,
-            value,
-            validator_address: address,
-            extension: None,
-        }
+        Vote::unsigned(VoteType::Precommit, height, round, value, address)
     }
 }

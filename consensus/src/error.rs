@@ -35,6 +35,11 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("height {height} decided value {value_id}, which this node never received")]
     MissingDecidedValue { height: u64, value_id: ValueId },
+    #[error("height {height}: executing the decided block could not read the state: {source}")]
+    StateRead {
+        height: u64,
+        source: crate::execution::StateReadError,
+    },
     #[error("height {height}: a decided batch does not decode: {source}")]
     DecidedBatch { height: u64, source: WireError },
     #[error("height {height}: a stored block does not decode: {source}")]

@@ -18,7 +18,10 @@ use step_engine::proof::Nonce;
 use step_engine::triangle::LEVEL_MAX;
 use step_engine::{Address, TriangleId};
 
-use crate::execution::{ChainState, StateRoot, TriangleState, CLICKS_MAX, SUBDIVIDE_AT_CLICK};
+use crate::execution::{
+    Account, ChainState, MemoryTables, StateRoot, TriangleRow, TriangleState, CLICKS_MAX,
+    SUBDIVIDE_AT_CLICK,
+};
 
 /// The file's `format` field.
 pub const INITIAL_STATE_FORMAT: &str = "step-initial-state-v1";
@@ -163,7 +166,8 @@ impl ChainState {
                 found: file.format.clone(),
             });
         }
-        let mut s = ChainState::default();
+        let mut s = MemoryTables::default();
+        let mut accepted_total = 0u64;
         let mut h = Hasher(Sha256::new());
         h.0.update(INITIAL_DOMAIN);
         h.len(file.accounts.len());
@@ -194,9 +198,11 @@ impl ChainState {
             total = total
                 .checked_add(a.balance_micro)
                 .ok_or(InitialStateError::BalanceOverflow)?;
-            if a.balance_micro > 0 {
-                s.balances.insert(address, a.balance_micro);
-            }
+            let mut account = Account {
+                balance_micro: a.balance_micro,
+                proofs: a.nonces.len() as u64,
+                last: None,
+            };
             if let Some(l) = a.last {
                 let ok = l.lat.is_finite()
                     && l.lon.is_finite()
@@ -214,14 +220,11 @@ impl ChainState {
                 h.0.update(l.unix_ms.to_le_bytes());
                 h.0.update(l.lat.to_bits().to_le_bytes());
                 h.0.update(l.lon.to_bits().to_le_bytes());
-                s.last.insert(
-                    address,
-                    LastProof {
-                        unix_ms: l.unix_ms,
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                account.last = Some(LastProof {
+                    unix_ms: l.unix_ms,
+                    lat: l.lat,
+                    lon: l.lon,
+                });
             } else {
                 h.0.update([0]);
             }
@@ -245,11 +248,10 @@ impl ChainState {
                 h.bytes(n.as_bytes());
                 s.nonces.insert((address, nonce));
             }
-            let count = a.nonces.len() as u64;
-            if count > 0 {
-                s.proof_counts.insert(address, count);
+            if account != Account::default() {
+                s.accounts.insert(address, account);
             }
-            s.accepted_total += count;
+            accepted_total += account.proofs;
         }
         h.len(file.triangles.len());
         let mut previous: Option<TriangleId> = None;
@@ -279,14 +281,16 @@ impl ChainState {
             h.0.update([t.clicks, u8::from(t.subdivided)]);
             s.triangles.insert(
                 id,
-                TriangleState {
-                    clicks: t.clicks,
-                    subdivided: t.subdivided,
+                TriangleRow {
+                    state: TriangleState {
+                        clicks: t.clicks,
+                        subdivided: t.subdivided,
+                    },
+                    last_click_ms: None,
                 },
             );
         }
         let root: StateRoot = h.0.finalize().into();
-        s.root = root;
-        Ok(s)
+        Ok(ChainState::in_memory(0, root, accepted_total, s))
     }
 }

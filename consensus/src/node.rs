@@ -207,8 +207,8 @@ impl Node {
             source,
         })?;
         check_wal_patiently(&wal_path).await?;
-        let (path, cache) = (s.store_path(), s.app.store_cache_bytes);
-        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
+        let (path, c, sc) = (s.store_path(), s.app.store_cache_bytes, s.app.state_cache());
+        let store = tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, c, sc))
             .await
             .map_err(|e| crate::error::AppError::Task {
                 what: "open store",

@@ -1,18 +1,36 @@
 //! Durable application state: decided blocks with their certificates, the
-//! change set and state root of every height, evidence, and the undecided
-//! proposals a restarted validator may still need (`docs/adr/0021-embedded-store.md`).
+//! change set and state root of every height, the executed state's rows
+//! (accounts, triangles, used nonces), the proofs finalized, evidence, and
+//! the undecided proposals a restarted validator may still need
+//! (`docs/adr/0021-embedded-store.md`, `docs/adr/0013-state-on-disk.md`).
 //!
 //! [`Store`] is the interface the app uses (and the node's `io` crate can
 //! reuse); [`RedbStore`] is the implementation on `redb`. Every decided
-//! height is written in one transaction: block, certificate, change set and
-//! root are either all there or none is.
+//! height is written in one transaction: block, certificate, change set,
+//! root, state rows and proofs are either all there or none is. The store
+//! opens at its head row (no replay), checks it, and records its schema
+//! version ([`SCHEMA_VERSION`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::execution::{ChainState, ChangeSet, StateRoot};
+use crate::execution::{CacheBytes, ChainState, ChangeSet, StateRoot};
+
+mod error;
+mod migrate;
+mod reader;
+mod seed;
+mod tables;
+
+pub use error::StoreError;
+
+pub use reader::StoreReader;
+
+use tables::{nonce_key, RedbSource, SharedDb, META, NONCES, PROOFS, TIMES};
+pub use tables::{BlockRows, Checksum, Head, OpenReport, StoredProof, SCHEMA_VERSION};
 
 /// One decided height as stored.
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
@@ -38,57 +56,29 @@ pub struct UndecidedRecord {
     pub block: Vec<u8>,
 }
 
-/// A store failure, with the file it concerns.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store {path}: cannot open: {source}")]
-    Open {
-        path: PathBuf,
-        source: Box<redb::DatabaseError>,
-    },
-    #[error("store {path}: {operation} failed: {reason}")]
-    Backend {
-        path: PathBuf,
-        operation: &'static str,
-        reason: String,
-    },
-    #[error("store {path}: ({account}, nonce {nonce:?}) was already used at height {first}; height {height} uses it again")]
-    NonceReused {
-        path: PathBuf,
-        account: String,
-        nonce: String,
-        first: u64,
-        height: u64,
-    },
-    #[error("store {path}: record {what} at height {height} does not encode: {reason}")]
-    Encode {
-        path: PathBuf,
-        what: &'static str,
-        height: u64,
-        reason: String,
-    },
-    #[error("store {path}: record {what} at height {height} does not decode: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        what: &'static str,
-        height: u64,
-        reason: String,
-    },
-}
-
 /// What the app needs from durable storage.
 pub trait Store: Send + 'static {
-    /// Writes one decided height atomically.
-    fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError>;
+    /// Writes one decided height atomically: its record, the state rows and
+    /// proofs its execution produced, and `time_ms` (local wall clock) as
+    /// its decision time.
+    fn commit_decided(
+        &mut self,
+        record: &DecidedRecord,
+        rows: &BlockRows,
+        time_ms: i64,
+    ) -> Result<(), StoreError>;
     fn decided(&self, height: u64) -> Result<Option<DecidedRecord>, StoreError>;
     /// The height whose block used (account, nonce), from the unique
     /// (account, nonce) index that `commit_decided` maintains.
     fn nonce_height(&self, account: &[u8; 20], nonce: &str) -> Result<Option<u64>, StoreError>;
     /// The lowest and highest decided heights, if any.
     fn decided_range(&self) -> Result<Option<(u64, u64)>, StoreError>;
-    /// Rebuilds the application state from every stored change set, applied
-    /// onto `base` (the chain's initial state: [`ChainState::default`], or
-    /// [`ChainState::from_initial`]'s).
+    /// The application state at the last committed height (its rows stay
+    /// in the store, read through caches). An empty store is first seeded,
+    /// in one transaction, with `base` (the chain's initial state:
+    /// [`ChainState::default`], or [`ChainState::from_initial`]'s) as its
+    /// height 0; a store seeded before must have been seeded with a state
+    /// of `base`'s root ([`StoreError::InitialStateMismatch`]).
     fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError>;
     /// Keeps the misbehaviour evidence seen when `height` was finalized.
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError>;
@@ -125,6 +115,16 @@ impl DecidedReader {
         self.read(move |s| s.decided(height)).await
     }
 
+    /// A reader of finalized proofs (`None` once the node stopped).
+    pub fn proofs(&self) -> Option<StoreReader> {
+        let store = self.store.upgrade()?;
+        let reader = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reader();
+        Some(reader)
+    }
+
     /// The height whose block used (account, nonce), from the store's index.
     pub async fn nonce_height(
         &self,
@@ -157,9 +157,6 @@ const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
 /// Attestation evidence, keyed by the invalid batch's digest.
 const ATTEST_EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("attest_evidence");
-/// The unique (account, nonce) index. Key: account (20 bytes) ‖ nonce
-/// (UTF-8); value: the height that used it.
-const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
 /// Key: height (8 bytes BE) ‖ round (8 bytes BE, offset) ‖ value id.
 const UNDECIDED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("undecided");
 
@@ -168,8 +165,18 @@ type DbResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// [`Store`] on a `redb` file.
 pub struct RedbStore {
-    db: Database,
+    db: SharedDb,
     path: PathBuf,
+    state_cache: CacheBytes,
+    report: OpenReport,
+}
+
+/// Closes the database, so that the file can be opened again at once, even
+/// while readers of the state or of proofs are still held.
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        self.db.close();
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -189,15 +196,28 @@ fn undecided_key(height: u64, round: i64, value_id: &[u8; 32]) -> Vec<u8> {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store at `path`, with the default page cache
-    /// ([`crate::config::DEFAULT_STORE_CACHE_BYTES`]).
+    /// Opens (or creates) the store at `path`, with the default page and
+    /// state caches ([`crate::config::DEFAULT_STORE_CACHE_BYTES`],
+    /// [`crate::config::DEFAULT_STATE_CACHE_BYTES`]).
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        RedbStore::open_with_cache(path, crate::config::DEFAULT_STORE_CACHE_BYTES)
+        RedbStore::open_with_cache(
+            path,
+            crate::config::DEFAULT_STORE_CACHE_BYTES,
+            CacheBytes::split(crate::config::DEFAULT_STATE_CACHE_BYTES as u64),
+        )
     }
 
     /// Opens (or creates) the store at `path` with a page cache of at most
-    /// `cache_bytes`: the bound on the memory the store keeps.
-    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+    /// `cache_bytes` and state caches of at most `state_cache` bytes: the
+    /// bounds on the memory the store and the state keep. A schema-1 store
+    /// is migrated; a newer one is refused ([`StoreError::SchemaTooNew`]);
+    /// the state is checked against its head ([`StoreError::StateChecksum`],
+    /// [`StoreError::HeadMismatch`]).
+    pub fn open_with_cache(
+        path: &Path,
+        cache_bytes: usize,
+        state_cache: CacheBytes,
+    ) -> Result<RedbStore, StoreError> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(path)
@@ -205,19 +225,107 @@ impl RedbStore {
                 path: path.to_owned(),
                 source: Box::new(e),
             })?;
-        let store = RedbStore {
-            db,
+        let mut store = RedbStore {
+            db: SharedDb::new(db),
             path: path.to_owned(),
+            state_cache,
+            report: OpenReport::default(),
         };
-        store.write("create tables", |tx| {
+        store.report = store.open_schema()?;
+        let last = store.decided_range()?.map(|(_, h)| h);
+        let last_root = match last {
+            Some(h) => store.decided(h)?.map(|r| (r.height, r.root)),
+            None => None,
+        };
+        let checked = tables::verify(&store.db, &store.path, &store.report.head, last_root)?;
+        // The head row, the last decided row and every state row checked.
+        store.report.rows_read = 1 + u64::from(last_root.is_some()) + checked;
+        Ok(store)
+    }
+
+    /// Creates the tables; reads, checks or writes the schema version, and
+    /// migrates a schema-1 store.
+    fn open_schema(&self) -> Result<OpenReport, StoreError> {
+        let mut report = OpenReport::default();
+        let mut too_new = None;
+        let mut migrate_failed = None;
+        self.write("open schema", |tx| {
             tx.open_table(DECIDED)?;
             tx.open_table(EVIDENCE)?;
             tx.open_table(ATTEST_EVIDENCE)?;
             tx.open_table(UNDECIDED)?;
             tx.open_table(NONCES)?;
+            tx.open_table(tables::ACCOUNTS)?;
+            tx.open_table(tables::TRIANGLES)?;
+            tx.open_table(PROOFS)?;
+            tx.open_table(TIMES)?;
+            let found = {
+                let meta = tx.open_table(META)?;
+                let v = meta.get("schema")?;
+                match v {
+                    Some(v) => {
+                        let b: [u8; 4] = v.value().try_into()?;
+                        Some(u32::from_le_bytes(b))
+                    }
+                    None => None,
+                }
+            };
+            let has_blocks = tx.open_table(DECIDED)?.first()?.is_some();
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    too_new = Some(v);
+                    return Err("schema too new".into());
+                }
+                Some(v) => report.schema_found = v,
+                None if has_blocks => {
+                    report.schema_found = 1;
+                    match migrate::schema1_to_2(tx, &self.path) {
+                        Ok((_, heights)) => report.migrated_heights = heights,
+                        Err(migrate::MigrateError::Db(e)) => return Err(e),
+                        Err(migrate::MigrateError::Store(e)) => {
+                            migrate_failed = Some(e);
+                            return Err("migration failed".into());
+                        }
+                    }
+                }
+                None => {}
+            }
+            tx.open_table(META)?
+                .insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+            report.head = tables::read_head(tx)?;
             Ok(())
+        })
+        .map_err(|e| {
+            if let Some(found) = too_new {
+                return StoreError::SchemaTooNew {
+                    path: self.path.clone(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                };
+            }
+            migrate_failed.take().unwrap_or(e)
         })?;
-        Ok(store)
+        if report.migrated_heights > 0 {
+            tracing::warn!(
+                path = %self.path.display(),
+                heights = report.migrated_heights,
+                "store migrated from schema 1 to {SCHEMA_VERSION}"
+            );
+        }
+        Ok(report)
+    }
+
+    /// What opening the store read and did.
+    pub fn open_report(&self) -> OpenReport {
+        self.report
+    }
+
+    /// A reader of finalized proofs, for the node's queries.
+    pub fn reader(&self) -> StoreReader {
+        StoreReader {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }
     }
 
     fn fail(&self, operation: &'static str) -> impl Fn(String) -> StoreError + '_ {
@@ -234,9 +342,14 @@ impl RedbStore {
         f: impl FnOnce(&redb::WriteTransaction) -> DbResult<()>,
     ) -> Result<(), StoreError> {
         let fail = self.fail(operation);
-        let tx = self.db.begin_write().map_err(|e| fail(e.to_string()))?;
-        f(&tx).map_err(|e| fail(e.to_string()))?;
-        tx.commit().map_err(|e| fail(e.to_string()))
+        self.db
+            .with(|db| {
+                let tx = db.begin_write()?;
+                f(&tx)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn read<T>(
@@ -245,8 +358,9 @@ impl RedbStore {
         f: impl FnOnce(&redb::ReadTransaction) -> DbResult<T>,
     ) -> Result<T, StoreError> {
         let fail = self.fail(operation);
-        let tx = self.db.begin_read().map_err(|e| fail(e.to_string()))?;
-        f(&tx).map_err(|e| fail(e.to_string()))
+        self.db
+            .with(|db| f(&db.begin_read()?))
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn encode<T: BorshSerialize>(
@@ -279,7 +393,12 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
-    fn commit_decided(&mut self, record: &DecidedRecord) -> Result<(), StoreError> {
+    fn commit_decided(
+        &mut self,
+        record: &DecidedRecord,
+        rows: &BlockRows,
+        time_ms: i64,
+    ) -> Result<(), StoreError> {
         let height = record.height;
         let bytes = self.encode("decided", height, record)?;
         let mut reused = None;
@@ -287,9 +406,7 @@ impl Store for RedbStore {
             let mut nonces = tx.open_table(NONCES)?;
             let mut key = Vec::with_capacity(84);
             for (account, nonce) in &record.changes.nonces {
-                key.clear();
-                key.extend_from_slice(account);
-                key.extend_from_slice(nonce.as_bytes());
+                nonce_key(&mut key, account, nonce);
                 let first = nonces.insert(key.as_slice(), height)?.map(|v| v.value());
                 if let Some(first) = first.filter(|f| *f != height) {
                     // Execution never accepts a used nonce: refuse to commit
@@ -301,6 +418,14 @@ impl Store for RedbStore {
             }
             drop(nonces);
             tx.open_table(DECIDED)?.insert(height, bytes.as_slice())?;
+            tables::write_block(
+                tx,
+                height,
+                record.root,
+                record.changes.accepted,
+                rows,
+                time_ms,
+            )?;
             Ok(())
         })
         .map_err(|e| match reused.take() {
@@ -316,8 +441,8 @@ impl Store for RedbStore {
     }
 
     fn nonce_height(&self, account: &[u8; 20], nonce: &str) -> Result<Option<u64>, StoreError> {
-        let mut key = account.to_vec();
-        key.extend_from_slice(nonce.as_bytes());
+        let mut key = Vec::with_capacity(84);
+        nonce_key(&mut key, account, nonce);
         self.read("read nonce index", |tx| {
             Ok(tx
                 .open_table(NONCES)?
@@ -346,28 +471,17 @@ impl Store for RedbStore {
     }
 
     fn load_state(&self, base: ChainState) -> Result<ChainState, StoreError> {
-        let rows: Vec<(u64, Vec<u8>)> = self.read("load state", |tx| {
-            let t = tx.open_table(DECIDED)?;
-            let mut out = Vec::with_capacity(t.len()? as usize);
-            for row in t.iter()? {
-                let (k, v) = row?;
-                out.push((k.value(), v.value().to_vec()));
-            }
-            Ok(out)
-        })?;
-        let mut state = base;
-        for (height, bytes) in rows {
-            let rec: DecidedRecord = self.decode("decided", height, &bytes)?;
-            state
-                .replay_changes(&rec.changes, rec.root)
-                .map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    what: "change set",
-                    height,
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(state)
+        let head = self.seed(&base)?;
+        let source = Arc::new(RedbSource {
+            db: self.db.clone(),
+        });
+        Ok(ChainState::on_store(
+            head.height,
+            head.root,
+            head.accepted_total,
+            source,
+            self.state_cache,
+        ))
     }
 
     fn put_evidence(&mut self, height: u64, evidence: &[u8]) -> Result<(), StoreError> {

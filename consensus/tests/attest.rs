@@ -9,19 +9,13 @@ mod support;
 use std::time::Duration;
 
 use step_consensus::attest::ValidityMode;
-use support::{proofs, seed, Cluster, SERIAL};
+use support::proofs::signed_batches as batches;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn batches(tag: &str, n: usize, size: usize) -> Vec<step_consensus::WireBatch> {
-    proofs::batches(&proofs::bodies(tag, n), size)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byzantine_attester_of_a_forged_batch_is_named_and_the_batch_never_finalized() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("byzantine_attester");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("byzantine_attester", 4).await;
     c.app.validity = ValidityMode::Attested;
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 1, DEADLINE).await;
@@ -77,9 +71,7 @@ async fn a_byzantine_attester_of_a_forged_batch_is_named_and_the_batch_never_fin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_validator_crashed_attested_batches_are_still_finalized() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("attest_crashed");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("attest_crashed", 4).await;
     c.app.validity = ValidityMode::Attested;
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 1, DEADLINE).await;

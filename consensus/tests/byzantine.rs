@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use step_consensus::evidence::EvidenceRecord;
 use step_consensus::{ByzantineConfig, RedbStore, Store, Trigger};
-use support::{proofs, seed, Cluster, SERIAL};
+use support::proofs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equivocating_validator_is_recorded_and_safety_holds() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("byzantine");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("byzantine", 4).await;
     for i in 0..3 {
         c.start(i).await.expect("honest node starts");
     }

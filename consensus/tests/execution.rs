@@ -6,10 +6,10 @@ mod support;
 use step_consensus::block::{BlockData, WireBatch};
 use step_consensus::context::{Height, ValueId};
 use step_consensus::execution::{
-    ChainState, ChangeSet, ExecCode, NonceUse, NonceUses, Rejection, CLICKS_MAX, STATE_DOMAIN,
-    SUBDIVIDE_AT_CLICK,
+    BlockOutcome, ChainState, ChangeSet, ExecCode, NonceUse, NonceUses, Rejection, CLICKS_MAX,
+    STATE_DOMAIN, SUBDIVIDE_AT_CLICK,
 };
-use step_consensus::store::{DecidedRecord, UndecidedRecord};
+use step_consensus::store::{BlockRows, DecidedRecord, UndecidedRecord};
 use step_consensus::{RedbStore, Store};
 use step_engine::pipeline::{reverify_batch, Batch};
 use step_engine::proof::Proof;
@@ -37,7 +37,34 @@ fn apply(state: &mut ChainState, batches: &[Batch]) -> ChangeSet {
     let h = Height(state.height + 1);
     state
         .apply_block(&Limits::default(), h, ValueId([h.0 as u8; 32]), batches)
+        .expect("execute")
         .changes
+}
+
+/// Commits an executed block to `store` as its height.
+fn commit(store: &mut RedbStore, out: BlockOutcome, block: Vec<u8>) {
+    store
+        .commit_decided(
+            &DecidedRecord {
+                height: out.changes.height,
+                block,
+                certificate: vec![],
+                changes: out.changes,
+                root: out.root,
+            },
+            &BlockRows {
+                writes: out.writes,
+                proofs: vec![],
+            },
+            0,
+        )
+        .expect("commit");
+}
+
+fn balance(s: &ChainState, a: &Address) -> u64 {
+    s.account(a)
+        .expect("read")
+        .map_or(0, |acc| acc.balance_micro)
 }
 
 fn rejection(batch: u32, proof: u32, code: ExecCode) -> Rejection {
@@ -64,15 +91,16 @@ fn eleventh_click_subdivides_and_later_proofs_are_rejected() {
         .collect();
     let c = apply(&mut s, &[batch(clicks)]);
     assert_eq!(c.accepted, u64::from(SUBDIVIDE_AT_CLICK));
-    let st = s.triangles[&parent];
+    let st = s.triangle(&parent).expect("read");
     assert_eq!((st.clicks, st.subdivided), (SUBDIVIDE_AT_CLICK, true));
     for k in 0..4 {
         let child = parent.child(k).expect("child");
         assert_eq!(
-            s.triangles[&child].clicks, 0,
+            s.triangle(&child).expect("read").clicks,
+            0,
             "child {k} active with 0 clicks"
         );
-        assert!(!s.triangles[&child].subdivided);
+        assert!(!s.triangle(&child).expect("read").subdivided);
     }
     // The 12th proof on the parent is rejected; one on a child earns level 2.
     let child = parent.child(2).expect("child");
@@ -87,9 +115,9 @@ fn eleventh_click_subdivides_and_later_proofs_are_rejected() {
         c.rejected,
         vec![rejection(0, 0, ExecCode::TriangleSubdivided)]
     );
-    assert!(!s.balances.contains_key(&Address([100; 20])));
-    assert_eq!(s.balances[&Address([101; 20])], reward_micro(2));
-    assert_eq!(s.balances[&Address([1; 20])], reward_micro(1));
+    assert!(s.account(&Address([100; 20])).expect("read").is_none());
+    assert_eq!(balance(&s, &Address([101; 20])), reward_micro(2));
+    assert_eq!(balance(&s, &Address([1; 20])), reward_micro(1));
 }
 
 #[test]
@@ -111,9 +139,9 @@ fn level_21_triangle_is_capped_at_28_clicks() {
             ExecCode::TriangleExhausted
         )]
     );
-    assert!(!s.triangles[&t].subdivided);
-    assert!(s.triangle(&t).is_exhausted());
-    assert_eq!(s.balances[&Address([1; 20])], reward_micro(21));
+    assert!(!s.triangle(&t).expect("read").subdivided);
+    assert!(s.triangle(&t).expect("read").is_exhausted());
+    assert_eq!(balance(&s, &Address([1; 20])), reward_micro(21));
 }
 
 #[test]
@@ -139,7 +167,7 @@ fn stateful_checks_run_in_block_order() {
             rejection(1, 1, ExecCode::Moratorium)
         ]
     );
-    assert_eq!(s.balances[&Address([1; 20])], 2 * reward_micro(2));
+    assert_eq!(balance(&s, &Address([1; 20])), 2 * reward_micro(2));
 }
 
 #[test]
@@ -177,16 +205,15 @@ fn store_survives_reopen_and_rebuilds_the_state() {
             let ps = (0..4)
                 .map(|k| proof(k + 10 * h, t, proofs::T0, &format!("h{h}k{k}")))
                 .collect();
-            let changes = apply(&mut s, &[batch(ps)]);
-            store
-                .commit_decided(&DecidedRecord {
-                    height: u64::from(h),
-                    block: vec![h],
-                    certificate: vec![],
-                    changes,
-                    root: s.root,
-                })
-                .expect("commit");
+            let out = s
+                .apply_block(
+                    &Limits::default(),
+                    Height(u64::from(h)),
+                    ValueId([h; 32]),
+                    &[batch(ps)],
+                )
+                .expect("execute");
+            commit(&mut store, out, vec![h]);
         }
         store.put_evidence(2, b"pairs").expect("evidence");
         for (h, r) in [(4, 0), (4, 1), (5, 0)] {
@@ -280,12 +307,14 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
     let b = proof(2, t, proofs::T0, "b");
     let replay = proof(1, t, proofs::T0 + 60_000, "a");
     let a2 = proof(1, t, proofs::T0 + 120_000, "a2");
-    let out = s.apply_block(
-        &Limits::default(),
-        Height(1),
-        ValueId([1; 32]),
-        &[batch(vec![a, b]), batch(vec![replay, a2])],
-    );
+    let out = s
+        .apply_block(
+            &Limits::default(),
+            Height(1),
+            ValueId([1; 32]),
+            &[batch(vec![a, b]), batch(vec![replay, a2])],
+        )
+        .expect("execute");
     assert_eq!(out.results.len(), 4, "one result per proof");
     let reward = reward_micro(t.level());
     let ok = |i: usize| out.results[i].expect("accepted");
@@ -295,17 +324,33 @@ fn per_proof_results_follow_block_order_with_the_state_after_each_proof() {
     assert_eq!((ok(3).balance_micro, ok(3).clicks), (2 * reward, 3));
     assert_eq!(ok(3).reward_micro, reward);
     // The results agree with the state and the change set.
-    assert_eq!(s.balances[&Address([1; 20])], 2 * reward);
-    assert_eq!(s.proof_counts[&Address([1; 20])], 2);
+    assert_eq!(balance(&s, &Address([1; 20])), 2 * reward);
+    assert_eq!(
+        s.account(&Address([1; 20]))
+            .expect("read")
+            .expect("account")
+            .proofs,
+        2
+    );
     assert_eq!(out.changes.accepted, 3);
     assert_eq!(
         out.changes.rejected,
         vec![rejection(1, 0, ExecCode::NonceReplay)]
     );
-    // A restart rebuilds the per-account counts from the change set.
-    let mut r = ChainState::default();
-    r.replay_changes(&out.changes, out.root).expect("replay");
-    assert_eq!(r.proof_counts, s.proof_counts);
+    // A restart reads the per-account counts from the store's rows.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    {
+        let mut store = RedbStore::open(&path).expect("open");
+        commit(&mut store, out, vec![]);
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    let r = store.load_state(ChainState::default()).expect("load");
+    assert_eq!(r, s);
+    assert_eq!(
+        r.account(&Address([1; 20])).expect("read"),
+        s.account(&Address([1; 20])).expect("read")
+    );
 }
 
 #[test]
@@ -327,15 +372,17 @@ fn the_store_keeps_a_unique_account_nonce_index() {
         },
         root: [height as u8; 32],
     };
-    store.commit_decided(&record(1, "n-1")).expect("first use");
+    store
+        .commit_decided(&record(1, "n-1"), &BlockRows::default(), 0)
+        .expect("first use");
     // Re-committing the same height (a replayed decision) is idempotent.
     store
-        .commit_decided(&record(1, "n-1"))
+        .commit_decided(&record(1, "n-1"), &BlockRows::default(), 0)
         .expect("same height again");
     assert_eq!(store.nonce_height(&[7; 20], "n-1").expect("read"), Some(1));
     assert_eq!(store.nonce_height(&[8; 20], "n-1").expect("read"), None);
     let err = store
-        .commit_decided(&record(2, "n-1"))
+        .commit_decided(&record(2, "n-1"), &BlockRows::default(), 0)
         .expect_err("a second height may not reuse the nonce");
     assert!(
         matches!(
@@ -364,12 +411,14 @@ fn change_set_root_is_borsh_of_the_change_set() {
         .map(|k| proof(k + 1, t, proofs::T0, &format!("r{k}")))
         .collect();
     let previous = s.root;
-    let out = s.apply_block(
-        &Limits::default(),
-        Height(1),
-        ValueId([1; 32]),
-        &[batch(ps)],
-    );
+    let out = s
+        .apply_block(
+            &Limits::default(),
+            Height(1),
+            ValueId([1; 32]),
+            &[batch(ps)],
+        )
+        .expect("execute");
     assert_eq!(out.changes.rejected.len(), 1, "the 12th click is rejected");
     assert!(!out.changes.last.is_empty() && !out.changes.triangles.is_empty());
     let mut h = Sha256::new();
@@ -419,10 +468,7 @@ fn rejection_codes_are_stable_numbers() {
 fn the_journal_keeps_the_latest_results_by_signature() {
     use step_consensus::execution::ResultJournal;
     let t = tri("f3");
-    let mut s = ChainState {
-        journal: ResultJournal::with_capacity(3),
-        ..ChainState::default()
-    };
+    let mut s = ChainState::with_journal(ResultJournal::with_capacity(3));
     let signed = |account: u8, nonce: &str, sig: u8| {
         let mut p = proof(account, t, proofs::T0, nonce);
         p.signature = Ok([sig; 65]);

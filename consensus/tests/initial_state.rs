@@ -71,6 +71,7 @@ fn apply(state: &mut ChainState, proofs: Vec<Proof>) -> Vec<Result<u64, ExecCode
     };
     state
         .apply_block(&Limits::default(), Height(1), ValueId([1; 32]), &[batch])
+        .expect("in-memory state")
         .results
         .into_iter()
         .map(|r| r.map(|e| e.balance_micro))
@@ -83,13 +84,14 @@ fn the_initial_state_holds_balances_nonces_last_proofs_and_triangles() {
     let a = Address([0x11; 20]);
     assert_eq!(s.height, 0);
     assert_ne!(s.root, [0; 32], "an imported state has a root of its own");
-    assert_eq!(s.balances.get(&a), Some(&1_500_000));
-    assert_eq!(s.balances.get(&Address([0x22; 20])), Some(&7));
-    assert_eq!(s.proof_counts.get(&a), Some(&2));
+    let row = s.account(&a).expect("read").expect("account");
+    assert_eq!(row.balance_micro, 1_500_000);
+    assert_eq!(balance(&s, 0x22), 7);
+    assert_eq!(row.proofs, 2);
     assert_eq!(s.accepted_total, 2);
-    assert_eq!(s.last.get(&a).map(|l| l.unix_ms), Some(T0));
+    assert_eq!(row.last.map(|l| l.unix_ms), Some(T0));
     let t = TriangleId::new(2, &[1]).expect("triangle");
-    assert_eq!(s.triangle(&t).clicks, 3);
+    assert_eq!(s.triangle(&t).expect("read").clicks, 3);
 }
 
 #[test]
@@ -181,41 +183,75 @@ fn an_imported_nonce_is_a_replay_and_the_imported_last_proof_gates_speed() {
     assert_eq!(results[1], Err(ExecCode::Moratorium));
     // level 2 pays 0.5 STEP on top of the imported 1.5 STEP
     assert_eq!(results[2], Ok(2_000_000));
-    assert_eq!(s.triangle(&t).clicks, 4);
+    assert_eq!(s.triangle(&t).expect("read").clicks, 4);
 }
 
 #[test]
-fn a_restart_rebuilds_the_state_onto_the_initial_state() {
-    use step_consensus::store::DecidedRecord;
+fn the_store_is_seeded_with_the_initial_state_and_opens_at_its_head() {
+    use step_consensus::store::{BlockRows, DecidedRecord, StoreError};
     use step_consensus::{RedbStore, Store};
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("store.redb");
     let t = TriangleId::new(2, &[1]).expect("triangle");
     let initial = ChainState::from_initial(&file()).expect("state");
-    let mut s = initial.clone();
+    let mut mem = initial.clone();
     {
         let mut store = RedbStore::open(&path).expect("open");
-        let n = 1;
+        // An empty store is seeded with the initial state at height 0.
+        let mut s = store.load_state(initial.clone()).expect("seed");
+        assert_eq!((s.height, s.root), (0, initial.root));
+        assert_eq!(balance(&s, 0x11), 1_500_000);
         let batch = Batch {
-            proofs: vec![proof(0x22, t, T0, "fresh")],
-            pubkeys: vec![[0; 64]; n],
+            proofs: vec![
+                proof(0x22, t, T0, "fresh"),
+                proof(0x11, t, T0 + 60_000, "a"),
+            ],
+            pubkeys: vec![[0; 64]; 2],
             digest: [1; 32],
         };
-        let out = s.apply_block(&Limits::default(), Height(1), ValueId([1; 32]), &[batch]);
+        let batches = std::slice::from_ref(&batch);
+        let out = s
+            .apply_block(&Limits::default(), Height(1), ValueId([1; 32]), batches)
+            .expect("execute");
+        let want = mem
+            .apply_block(&Limits::default(), Height(1), ValueId([1; 32]), batches)
+            .expect("execute in memory");
+        assert_eq!(out, want, "one execution, memory or store");
+        // The imported nonce is a replay on the store too.
+        assert_eq!(out.results[1], Err(ExecCode::NonceReplay));
         store
-            .commit_decided(&DecidedRecord {
-                height: 1,
-                block: vec![1],
-                certificate: vec![],
-                changes: out.changes,
-                root: s.root,
-            })
+            .commit_decided(
+                &DecidedRecord {
+                    height: 1,
+                    block: vec![1],
+                    certificate: vec![],
+                    changes: out.changes.clone(),
+                    root: out.root,
+                },
+                &BlockRows {
+                    writes: out.writes,
+                    proofs: vec![],
+                },
+                T0,
+            )
             .expect("commit");
     }
     let store = RedbStore::open(&path).expect("reopen");
     let loaded = store.load_state(initial).expect("load");
-    assert_eq!(loaded, s);
+    assert_eq!(loaded, mem);
     // The imported account untouched by block 1 is still there.
-    assert_eq!(loaded.balances.get(&Address([0x11; 20])), Some(&1_500_000));
-    assert_eq!(loaded.balances.get(&Address([0x22; 20])), Some(&500_007));
+    assert_eq!(balance(&loaded, 0x11), 1_500_000);
+    assert_eq!(balance(&loaded, 0x22), 500_007);
+    // A store of this chain opened with another chain's initial state (here
+    // the empty one) is refused with the named error.
+    let other = store.load_state(ChainState::default());
+    assert!(
+        matches!(other, Err(StoreError::InitialStateMismatch { .. })),
+        "{other:?}"
+    );
+}
+
+fn balance(s: &ChainState, b: u8) -> u64 {
+    let a = s.account(&Address([b; 20])).expect("read");
+    a.expect("account").balance_micro
 }

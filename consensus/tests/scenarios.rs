@@ -6,20 +6,14 @@ mod support;
 use std::time::Duration;
 
 use step_consensus::ConsensusNodeError;
-use support::{proofs, seed, Cluster, SERIAL};
+use support::proofs::{self, signed_batches as batches};
+use support::Cluster;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `n` proofs in batches of `size`, signed under `seed`.
-fn batches(tag: &str, n: usize, size: usize) -> Vec<step_consensus::WireBatch> {
-    proofs::batches(&proofs::bodies(tag, n), size)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_honest_validators_finalize_with_equal_roots() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("four_honest");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("four_honest", 4).await;
     c.start_all().await;
     let bs = batches(&format!("honest-{seed}"), 400, 20);
     let total: usize = bs.iter().map(|b| b.len()).sum();
@@ -71,9 +65,7 @@ async fn four_honest_validators_finalize_with_equal_roots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposer_down_next_proposer_takes_over() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("proposer_down");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("proposer_down", 4).await;
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 2, DEADLINE).await;
     // Stop the round-0 proposer of a height a little ahead.
@@ -101,9 +93,7 @@ async fn proposer_down_next_proposer_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_four_down_no_progress_then_resume() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("two_down");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("two_down", 4).await;
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 3, DEADLINE).await;
     c.stop(2).await;
@@ -134,9 +124,7 @@ async fn two_of_four_down_no_progress_then_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_each_validator_under_load() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("restart_under_load");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("restart_under_load", 4).await;
     c.start_all().await;
     let all = batches(&format!("restart-{seed}"), 640, 10);
     let total: u64 = all.iter().map(|b| b.len() as u64).sum();
@@ -178,9 +166,7 @@ async fn kill_and_restart_each_validator_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_last_wal_entry_refuses_to_start_clearly() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("corrupted_wal");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("corrupted_wal", 4).await;
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 2, DEADLINE).await;
     let wal = c.settings(3).wal_path();
@@ -232,9 +218,7 @@ fn started_msg(c: &Cluster, wal: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_batch_is_never_finalized() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("tampered_batch");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("tampered_batch", 4).await;
     // Every validator verifies every proof ("all", the default);
     // `tests/attest.rs` has the attested case.
     c.start_all().await;
@@ -282,9 +266,7 @@ async fn tampered_batch_is_never_finalized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_blocks_stream_in_many_parts() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("large_blocks");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("large_blocks", 4).await;
     // One batch per part: a block of 20 batches is 23 stream messages,
     // which GossipSub may relay through different neighbours.
     c.app.batches_per_part = 1;
@@ -324,9 +306,7 @@ async fn large_blocks_stream_in_many_parts() {
 /// so they are finalized even if it crashes before its turn to propose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_of_a_crashed_validator_are_finalized_by_the_others() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("gossip_crash");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("gossip_crash", 4).await;
     c.start_all().await;
     c.wait_height(&[0, 1, 2, 3], 2, DEADLINE).await;
     // The validator that proposes none of the next three heights (round 0).
@@ -382,12 +362,10 @@ async fn batches_of_a_crashed_validator_are_finalized_by_the_others() {
 /// validator catching up by sync is not slowed by the idle wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_network_paces_its_blocks_but_a_batch_is_final_at_once() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("idle");
+    let (_serial, seed, mut c) = support::cluster("idle", 4).await;
     // Long enough to tell "waited for the interval" from consensus latency
     // on a loaded 2-core machine (about 1 s per height there).
     let interval = Duration::from_secs(5);
-    let mut c = Cluster::new(4, seed);
     c.app.max_idle_block_interval = interval;
     c.start_all().await;
     let all = [0, 1, 2, 3];
@@ -476,9 +454,7 @@ async fn an_idle_network_paces_its_blocks_but_a_batch_is_final_at_once() {
 /// finalizing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_whose_execution_differs_is_refused_with_state_diverged() {
-    let _serial = SERIAL.lock().await;
-    let seed = seed("diverged");
-    let mut c = Cluster::new(4, seed);
+    let (_serial, seed, mut c) = support::cluster("diverged", 4).await;
     for i in 0..3 {
         c.start(i).await.expect("node starts");
     }

@@ -145,6 +145,24 @@ pub fn signed_body(
     out
 }
 
+/// 2026-01-01T00:00:00Z in milliseconds: the time of [`simple_body`].
+pub const SIMPLE_MS: i64 = 1_767_225_600_000;
+
+/// The root triangle `M1-…-Z27` that tests and examples put proofs in.
+///
+/// # Panics
+/// Never: the id is a constant that parses.
+pub fn root_triangle() -> TriangleId {
+    TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("a valid triangle id")
+}
+
+/// A signed body for `key` at `t`'s centroid ([`point_in`]), 5 m accuracy,
+/// at [`SIMPLE_MS`], with `nonce`: the proof tests need when only its
+/// identity matters.
+pub fn simple_body(key: &Key, t: &TriangleId, nonce: &str) -> Vec<u8> {
+    signed_body(key, t, point_in(t), 5.0, SIMPLE_MS, nonce)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

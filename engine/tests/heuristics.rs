@@ -30,6 +30,16 @@ fn ts(ms: i64) -> String {
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00.000Z
 
+/// The default limits with only the named gates on.
+fn gates(speed: bool, moratorium: bool) -> Limits {
+    let d = Limits::default();
+    Limits {
+        speed_mps_max: d.speed_mps_max.filter(|_| speed),
+        moratorium_ms: d.moratorium_ms.filter(|_| moratorium),
+        ..d
+    }
+}
+
 #[test]
 fn timestamp_round_trip() {
     assert_eq!(ts(T0), "2026-01-01T00:00:00.000Z");
@@ -74,10 +84,7 @@ fn seed_state(lat: f64, lon: f64, at_ms: i64) -> MemoryState {
 
 #[test]
 fn speed_gate() {
-    let limits = Limits {
-        moratorium_ms: None,
-        ..Limits::default()
-    };
+    let limits = gates(true, false);
     // 0.001° of latitude ≈ 111.2 m. In 10 s that is 11.1 m/s: allowed. In 5 s, 22 m/s: too fast.
     let state = seed_state(10.0, 20.0, T0);
     let ok =
@@ -111,10 +118,7 @@ fn speed_gate() {
 
 #[test]
 fn moratorium() {
-    let limits = Limits {
-        speed_mps_max: None,
-        ..Limits::default()
-    };
+    let limits = gates(false, true);
     let state = seed_state(10.0, 20.0, T0);
     for (dt, ok) in [
         (9_999, false),
@@ -134,11 +138,7 @@ fn moratorium() {
 
 #[test]
 fn nonce_replay_is_keyed_by_address_not_spelling() {
-    let limits = Limits {
-        speed_mps_max: None,
-        moratorium_ms: None,
-        ..Limits::default()
-    };
+    let limits = gates(false, false);
     let state = seed_state(10.0, 20.0, T0);
     let lower = proof_with(json!({"nonce": "prev", "timestamp": ts(T0 + 60_000)}));
     let upper = proof_with(

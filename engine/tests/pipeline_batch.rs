@@ -24,8 +24,9 @@ fn batches() -> Vec<Batch> {
     run.batches
 }
 
-fn bad_index(v: &Verifier, b: &Batch) -> (usize, Reject) {
-    match reverify_batch(v, b) {
+/// The proof a default verifier names when it re-verifies `b`.
+fn bad_index(b: &Batch) -> (usize, Reject) {
+    match reverify_batch(&Verifier::default(), b) {
         Err(BatchError::Proof { index, reason }) => (index, reason),
         other => panic!("expected a named bad proof, got {other:?}"),
     }
@@ -46,12 +47,11 @@ fn good_batches_reverify_and_digest_is_sha256_of_the_encoding() {
 
 #[test]
 fn one_bad_signature_is_named() {
-    let v = Verifier::default();
     let mut b = batches().remove(0);
     let mut sig = b.proofs[37].signature.expect("signed");
     sig[10] ^= 0x01;
     b.proofs[37].signature = Ok(sig);
-    let (index, reason) = bad_index(&v, &b);
+    let (index, reason) = bad_index(&b);
     assert_eq!(index, 37);
     assert_eq!(reason.code(), Code::BadSignature);
 
@@ -62,7 +62,7 @@ fn one_bad_signature_is_named() {
         .find(|&j| j != 20 && b.proofs[j].account == b.proofs[20].account)
         .expect("same account");
     b.proofs[20].signature = b.proofs[same].signature;
-    assert_eq!(bad_index(&v, &b).0, 20);
+    assert_eq!(bad_index(&b).0, 20);
 
     // The high-s twin of a valid signature (s' = n − s, v flipped) verifies
     // against the key but breaks the low-s policy.
@@ -81,22 +81,18 @@ fn one_bad_signature_is_named() {
     }
     sig[64] = 55 - sig[64]; // 27 <-> 28
     b.proofs[3].signature = Ok(sig);
-    assert_eq!(
-        bad_index(&v, &b),
-        (3, Reject::Signature(SignatureError::HighS))
-    );
+    assert_eq!(bad_index(&b), (3, Reject::Signature(SignatureError::HighS)));
 }
 
 #[test]
 fn one_bad_key_or_address_is_named() {
-    let v = Verifier::default();
     let mut b = batches().remove(1);
     // A real key of another account: its address is not the proof's account.
     let other = (0..100)
         .find(|&j| b.proofs[j].account != b.proofs[64].account)
         .expect("other account");
     b.pubkeys[64] = b.pubkeys[other];
-    let (index, reason) = bad_index(&v, &b);
+    let (index, reason) = bad_index(&b);
     assert_eq!(index, 64);
     assert!(
         matches!(reason, Reject::SignerMismatch { .. }),
@@ -108,20 +104,20 @@ fn one_bad_key_or_address_is_named() {
     let mut b = batches().remove(1);
     b.proofs[64].account = b.proofs[other].account;
     b.pubkeys[64] = b.pubkeys[other];
-    let (index, reason) = bad_index(&v, &b);
+    let (index, reason) = bad_index(&b);
     assert_eq!(index, 64);
     assert_eq!(reason.code(), Code::BadSignature);
 
     // A key that is not a curve point.
     let mut b = batches().remove(1);
     b.pubkeys[99] = [7; 64];
-    assert_eq!(bad_index(&v, &b).0, 99);
+    assert_eq!(bad_index(&b).0, 99);
 
     // A payload field changed after signing.
     let mut b = batches().remove(1);
     b.proofs[0].accuracy_m += 0.5;
     assert_eq!(
-        bad_index(&v, &b),
+        bad_index(&b),
         (0, Reject::Signature(SignatureError::RecoveryFailed))
     );
 }

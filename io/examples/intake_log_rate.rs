@@ -45,18 +45,11 @@ fn main() {
     ));
     let n = (rate * seconds) as usize;
     // Distinct proofs (distinct ids), signed once before the clock starts.
-    let t = step_engine::TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+    let t = step_engine::signing::root_triangle();
     let key = step_engine::signing::key("intake-bench", 0);
     let proofs: Vec<step_engine::Proof> = (0..n.min(20_000))
         .map(|k| {
-            let body = step_engine::signing::signed_body(
-                &key,
-                &t,
-                step_engine::signing::point_in(&t),
-                5.0,
-                1_767_225_600_000,
-                &format!("n{k}"),
-            );
+            let body = step_engine::signing::simple_body(&key, &t, &format!("n{k}"));
             step_engine::proof::parse(&body).expect("parses")
         })
         .collect();

@@ -12,6 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 use step_engine::{AgeWindow, Backend, Limits};
 
+mod choice;
+pub use choice::{LedgerKind, RENAMED};
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -118,8 +121,9 @@ impl Default for HealthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// "consensus" (BFT, the default) or "local" (one process, in memory,
-    /// not fault tolerant: for development only).
-    pub backend: String,
+    /// not fault tolerant: for development only). Was `node.backend`.
+    #[serde(alias = "backend")]
+    pub ledger: LedgerKind,
     /// Data directory: the consensus WAL and the redb store. Relative paths
     /// are taken from the configuration file's directory.
     pub home: String,
@@ -140,7 +144,7 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            backend: "consensus".into(),
+            ledger: LedgerKind::Consensus,
             home: "step-home".into(),
             key_file: String::new(),
             genesis_file: String::new(),
@@ -165,10 +169,14 @@ pub struct ConsensusConfig {
     pub batches_per_part: usize,
     /// How long a proposer waits for a full block before proposing what it has.
     pub propose_wait_ms: u64,
-    /// Finalized proofs `GET /proof/{id}` remembers (oldest forgotten first).
+    /// Finalized proofs kept in memory in front of the store for
+    /// `GET /proof/{id}` (oldest forgotten first; 0: the store answers all).
     pub proof_index_max: usize,
     /// The embedded store's page cache, in MiB.
     pub store_cache_mb: u64,
+    /// The caches of state rows (accounts, triangles, used nonces) in front
+    /// of the store, in MiB in all.
+    pub state_cache_mb: u64,
     /// An idle network decides at most one block per this interval (0: no wait).
     pub max_idle_block_interval_ms: u64,
     /// What makes a batch valid in a block: `"attested"` (f+1 validators
@@ -194,8 +202,9 @@ impl Default for ConsensusConfig {
             max_batches_per_block: a.max_batches_per_block,
             batches_per_part: a.batches_per_part,
             propose_wait_ms: u64::try_from(a.propose_wait.as_millis()).unwrap_or(u64::MAX),
-            proof_index_max: 1_000_000,
+            proof_index_max: 0,
             store_cache_mb: (a.store_cache_bytes >> 20) as u64,
+            state_cache_mb: (a.state_cache_bytes >> 20) as u64,
             max_idle_block_interval_ms: u64::try_from(a.max_idle_block_interval.as_millis())
                 .unwrap_or(u64::MAX),
             validity: "all".into(),
@@ -307,8 +316,10 @@ impl LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSettings {
-    /// Recovery backend: "secp256k1" or "k256" (if compiled in).
-    pub backend: String,
+    /// Recovery backend: "secp256k1" or "k256" (if compiled in). Was
+    /// `pipeline.backend`.
+    #[serde(alias = "backend", with = "choice::recovery")]
+    pub recovery: Backend,
     /// Stateless workers; 0 = one per core.
     pub workers: usize,
     /// Most proofs between submission and verdict; beyond it, OVERLOADED.
@@ -325,7 +336,7 @@ pub struct PipelineSettings {
 impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
-            backend: Backend::default().name().into(),
+            recovery: Backend::default(),
             workers: 0,
             capacity: 1024,
             batch_size: 100,
@@ -407,6 +418,7 @@ impl Default for LogConfig {
 impl Config {
     /// Parses TOML text (missing keys take their defaults; unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        choice::warn_renamed_in(text);
         toml::from_str(text).map_err(|source| ConfigError::Toml { source })
     }
 
@@ -446,6 +458,13 @@ impl Config {
 
     /// Applies `STEP_<SECTION>_<KEY>` variables read through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (old, new) in RENAMED {
+            let (old_env, new_env) = (env_name(old), env_name(new));
+            if let (Some(v), None) = (get(&old_env), get(&new_env)) {
+                tracing::warn!("{old_env} is now {new_env}: rename it");
+                self.set(new, &v)?;
+            }
+        }
         for (path, env) in Config::keys() {
             if let Some(v) = get(&env) {
                 self.set(&path, &v)?;
@@ -458,6 +477,10 @@ impl Config {
     /// `set("redis.url", "redis://127.0.0.1:6379")`, `set("limits.speed_gate", "false")`.
     /// The text is read according to the key's type.
     pub fn set(&mut self, path: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(new) = choice::renamed(path) {
+            tracing::warn!("configuration key `{path}` is now `{new}`: rename it");
+            return self.set(new, value);
+        }
         let unknown = || ConfigError::UnknownKey { key: path.into() };
         let mut tree = toml::Value::try_from(&*self).map_err(|_| unknown())?;
         let (section, key) = path.split_once('.').ok_or_else(unknown)?;
@@ -505,12 +528,6 @@ impl Config {
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("http.listen", "must be an IP:port socket address");
         }
-        if Backend::from_name(&self.pipeline.backend).is_none() {
-            return invalid(
-                "pipeline.backend",
-                "unknown or not compiled-in recovery backend",
-            );
-        }
         if self.limits.accuracy_m_max.is_nan() || self.limits.accuracy_m_max <= 0.0 {
             return invalid("limits.accuracy_m_max", "must be > 0");
         }
@@ -521,9 +538,6 @@ impl Config {
         }
         if self.rate_limit.window_ms == 0 {
             return invalid("rate_limit.window_ms", "must be > 0");
-        }
-        if !matches!(self.node.backend.as_str(), "consensus" | "local") {
-            return invalid("node.backend", "must be \"consensus\" or \"local\"");
         }
         if self.consensus.max_batches_per_block == 0 || self.consensus.batches_per_part == 0 {
             return invalid(
@@ -554,10 +568,9 @@ impl Config {
         Ok(())
     }
 
-    /// The recovery backend named by `pipeline.backend` (the default if unknown;
-    /// [`Config::validate`] rejects unknown names).
+    /// The recovery backend `pipeline.recovery` names.
     pub fn recovery_backend(&self) -> Backend {
-        Backend::from_name(&self.pipeline.backend).unwrap_or_default()
+        self.pipeline.recovery
     }
 
     pub fn finality_timeout(&self) -> Duration {

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use step_engine::Proof;
 
 mod record;
-pub use record::{decode_record, encode_record};
+pub use record::{decode_record, encode_record, EncodeError};
 
 /// Most appends in one group (one write, one fsync).
 pub const GROUP_MAX: usize = 4_096;
@@ -83,6 +83,8 @@ pub enum IntakeLogError {
     Failed { dir: PathBuf },
     #[error("intake log {dir}: the writer thread stopped")]
     Stopped { dir: PathBuf },
+    #[error("intake log {dir}: {source}")]
+    Unloggable { dir: PathBuf, source: EncodeError },
 }
 
 /// What happened when a torn tail was cut off at open.
@@ -452,17 +454,21 @@ where
 
     fn push(&mut self, p: &Proof, t: T) {
         let id = ProofId::of_proof(p);
-        if id.is_some() && encode_record(p, &mut self.buf).is_some() {
-            self.group.push((id, t));
-        } else {
-            // Never for an accepted proof (it has a signature and encodes).
-            let e = IntakeLogError::Corrupt {
-                path: segment_path(&self.dir, self.active_seq),
-                offset: self.active_bytes,
-                reason: "a proof without a signature cannot be logged",
-            };
-            self.records.fetch_sub(1, Ordering::AcqRel);
-            (self.complete)(t, Err(&e));
+        let encoded = match id {
+            Some(_) => encode_record(p, &mut self.buf),
+            None => Err(EncodeError::Unsigned),
+        };
+        match encoded {
+            Ok(()) => self.group.push((id, t)),
+            Err(source) => {
+                // Never for an accepted proof (it has a signature and encodes).
+                let e = IntakeLogError::Unloggable {
+                    dir: self.dir.clone(),
+                    source,
+                };
+                self.records.fetch_sub(1, Ordering::AcqRel);
+                (self.complete)(t, Err(&e));
+            }
         }
     }
 

@@ -6,16 +6,12 @@ use super::*;
 use std::sync::mpsc as std_mpsc;
 use step_engine::signing;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "step-intake-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the guard drops.
+fn dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("step-intake-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn settings(dir: &Path) -> LogSettings {
@@ -28,24 +24,15 @@ fn settings(dir: &Path) -> LogSettings {
 }
 
 fn proofs(n: u64) -> Vec<Proof> {
-    let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").unwrap();
+    let t = signing::root_triangle();
     (0..n)
         .map(|k| {
             let key = signing::key("intake-log", k);
-            let body = signing::signed_body(
-                &key,
-                &t,
-                signing::point_in(&t),
-                5.0,
-                1_767_225_600_000,
-                &format!("n{k}"),
-            );
+            let body = signing::simple_body(&key, &t, &format!("n{k}"));
             step_engine::proof::parse(&body).unwrap()
         })
         .collect()
 }
-
-use step_engine::TriangleId;
 
 type Done = std_mpsc::Sender<(u64, bool)>;
 
@@ -78,7 +65,7 @@ fn append_all(log: &IntakeLog<u64>, rx: &std_mpsc::Receiver<(u64, bool)>, ps: &[
 #[test]
 fn completed_appends_are_replayed_and_forgotten_ones_are_not() {
     let d = dir("replay");
-    let s = settings(&d);
+    let s = settings(d.path());
     let ps = proofs(5);
     let (log, replay, rx) = open(&s);
     assert!(replay.proofs.is_empty());
@@ -113,12 +100,16 @@ fn completed_appends_are_replayed_and_forgotten_ones_are_not() {
 #[test]
 fn a_torn_tail_is_truncated_and_earlier_corruption_is_an_error() {
     let d = dir("torn");
-    let s = settings(&d);
+    let s = settings(d.path());
     let ps = proofs(3);
     let (log, _, rx) = open(&s);
     append_all(&log, &rx, &ps[..2]);
     log.close();
-    let seg = segments(&d).unwrap().into_values().next_back().unwrap();
+    let seg = segments(d.path())
+        .unwrap()
+        .into_values()
+        .next_back()
+        .unwrap();
     let whole = std::fs::metadata(&seg).unwrap().len();
     // Half of a third record, as a SIGKILL mid-write leaves it.
     let mut rec = Vec::new();
@@ -137,7 +128,7 @@ fn a_torn_tail_is_truncated_and_earlier_corruption_is_an_error() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[HEADER_BYTES + 3] ^= 0xff;
     std::fs::write(&seg, bytes).unwrap();
-    std::fs::write(segment_path(&d, 999), b"").unwrap();
+    std::fs::write(segment_path(d.path(), 999), b"").unwrap();
     let (tx, _rx) = std_mpsc::channel::<u64>();
     let tx = Mutex::new(tx);
     let e = IntakeLog::open(&s, move |t: u64, _| lock(&tx).send(t).unwrap()).unwrap_err();
@@ -159,7 +150,7 @@ fn a_torn_tail_is_truncated_and_earlier_corruption_is_an_error() {
 #[test]
 fn a_full_log_refuses_with_a_named_error() {
     let d = dir("full");
-    let mut s = settings(&d);
+    let mut s = settings(d.path());
     s.max_records = 2;
     let ps = proofs(2);
     let (log, _, rx) = open(&s);
@@ -192,7 +183,7 @@ fn a_full_log_refuses_with_a_named_error() {
 #[test]
 fn appends_share_fsyncs_and_decided_segments_are_deleted() {
     let d = dir("groups");
-    let mut s = settings(&d);
+    let mut s = settings(d.path());
     s.group_commit = Duration::from_millis(50);
     s.segment_bytes = 1; // a new segment after every group
     s.max_records = 1_000;
@@ -207,8 +198,19 @@ fn appends_share_fsyncs_and_decided_segments_are_deleted() {
     let deleted = log.stats().segments_deleted.load(Ordering::Relaxed);
     assert_eq!(deleted, fsyncs, "each group's segment, once decided");
     assert_eq!(
-        segments(&d).unwrap().len(),
+        segments(d.path()).unwrap().len(),
         1,
         "only the active segment is left"
     );
+}
+
+/// Only signed proofs are logged: an unsigned one is a named error and
+/// leaves the buffer as it was.
+#[test]
+fn an_unsigned_proof_is_not_encoded() {
+    let mut p = proofs(1).remove(0);
+    p.signature = Err(step_engine::error::SignatureError::RecoveryFailed);
+    let mut buf = vec![1, 2, 3];
+    assert_eq!(encode_record(&p, &mut buf), Err(EncodeError::Unsigned));
+    assert_eq!(buf, [1, 2, 3]);
 }

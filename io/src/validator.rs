@@ -1,7 +1,7 @@
 //! Opening the ledger a configuration names: what `step node --config FILE`
 //! runs before it serves the HTTP API.
 //!
-//! `node.backend = "consensus"` (the default) reads the key and genesis
+//! `node.ledger = "consensus"` (the default) reads the key and genesis
 //! files, checks that the key is one of the genesis validators, and starts a
 //! [`ConsensusLedger`]; `"local"` starts a [`LocalLedger`] (one process, not
 //! fault tolerant).
@@ -81,6 +81,8 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: Chain
         propose_wait: Duration::from_millis(c.propose_wait_ms),
         store_cache_bytes: usize::try_from(c.store_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
+        state_cache_bytes: usize::try_from(c.state_cache_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         max_idle_block_interval: Duration::from_millis(c.max_idle_block_interval_ms),
         // `Config::validate` admits "attested" and "all" only.
         validity: if c.validity == "all" {
@@ -146,8 +148,8 @@ async fn open_ledger_with(
     metrics: Arc<Metrics>,
     tweak: impl FnOnce(&mut NodeSettings),
 ) -> Result<Arc<dyn Ledger>, OpenError> {
-    if config.node.backend == "local" {
-        tracing::warn!("node.backend = \"local\": one process, in memory, NOT fault tolerant");
+    if config.node.ledger == crate::config::LedgerKind::Local {
+        tracing::warn!("node.ledger = \"local\": one process, in memory, NOT fault tolerant");
         return Ok(Arc::new(LocalLedger::start(config, clock, metrics)));
     }
     let n = &config.node;
@@ -214,14 +216,16 @@ async fn open_ledger_with(
         app,
     );
     if let Some(state) = initial {
-        tracing::info!(
-            file = %genesis.initial_state,
-            root = %genesis.initial_state_root,
-            accounts = state.balances.len(),
-            triangles = state.triangles.len(),
-            nonces = state.nonces.len(),
-            "starting from the genesis' initial state"
-        );
+        if let Some(rows) = state.memory() {
+            tracing::info!(
+                file = %genesis.initial_state,
+                root = %genesis.initial_state_root,
+                accounts = rows.accounts.len(),
+                triangles = rows.triangles.len(),
+                nonces = rows.nonces.len(),
+                "starting from the genesis' initial state"
+            );
+        }
         settings.initial = Some(Arc::new(state));
     }
     tweak(&mut settings);

@@ -176,9 +176,7 @@ async fn samples_submit_query_and_error_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proof_config_reports_the_actual_limits() {
-    let mut c = test_config();
-    c.limits = Default::default();
-    let server = Server::start(c).await;
+    let server = Server::configured(|c| c.limits = Default::default()).await;
     let r = server.get("/proof/config").await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -188,9 +186,7 @@ async fn proof_config_reports_the_actual_limits() {
     server.shutdown().await;
 
     // Switched-off checks are null; a changed limit is reported as changed.
-    let mut c = test_config();
-    c.limits.accuracy_m_max = 25.5;
-    let server = Server::start(c).await;
+    let server = Server::configured(|c| c.limits.accuracy_m_max = 25.5).await;
     let v = server.get("/proof/config").await.json();
     assert_eq!(v["GPS_MAX_ACCURACY_M"], 25.5);
     assert!(v["PROOF_SPEED_LIMIT_MPS"].is_null());
@@ -282,10 +278,11 @@ async fn proofs_endpoint_takes_arrays_and_json_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_endpoint_bounds_count_and_size() {
-    let mut c = test_config();
-    c.http.batch_max_proofs = 3;
-    c.http.batch_body_max_bytes = 4096;
-    let server = Server::start(c).await;
+    let server = Server::configured(|c| {
+        c.http.batch_max_proofs = 3;
+        c.http.batch_body_max_bytes = 4096;
+    })
+    .await;
     let valid = valid_lines();
     let body = format!("[{}]", valid[..4].join(","));
     assert!(body.len() < 4096);

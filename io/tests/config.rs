@@ -112,7 +112,6 @@ fn every_key_has_an_environment_variable() {
 fn validation_rejects_nonsense() {
     for (key, value) in [
         ("http.listen", "localhost"),
-        ("pipeline.backend", "openssl"),
         ("limits.accuracy_m_max", "0"),
         ("rate_limit.window_ms", "0"),
         ("log.format", "xml"),
@@ -125,6 +124,52 @@ fn validation_rejects_nonsense() {
             "{key}={value}"
         );
     }
+}
+
+/// The kinds are read into types: a name that is not one is refused when
+/// it is read, naming the key and the known names.
+#[test]
+fn kinds_are_typed_and_unknown_names_are_refused() {
+    let mut c = Config::default();
+    let err = c.set("pipeline.recovery", "openssl").unwrap_err();
+    assert!(matches!(err, ConfigError::Toml { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("openssl") && text.contains("secp256k1"),
+        "{text}"
+    );
+    assert!(Config::from_toml("[node]\nledger = \"mongo\"\n").is_err());
+    c.set("node.ledger", "local").unwrap();
+    assert_eq!(c.node.ledger, step_io::config::LedgerKind::Local);
+}
+
+/// `node.backend` and `pipeline.backend` were renamed `node.ledger` and
+/// `pipeline.recovery`: the old names still work from a file, the
+/// environment and a flag, and the new environment name wins over the old.
+#[test]
+fn renamed_keys_are_still_read() {
+    use step_io::config::LedgerKind;
+    let c = Config::from_toml("[node]\nbackend = \"local\"\n[pipeline]\nbackend = \"secp256k1\"\n")
+        .unwrap();
+    assert_eq!(c.node.ledger, LedgerKind::Local);
+    let mut c = Config::default();
+    c.apply_env(|k| (k == "STEP_NODE_BACKEND").then(|| "local".to_owned()))
+        .unwrap();
+    assert_eq!(c.node.ledger, LedgerKind::Local);
+    let mut c = Config::default();
+    c.apply_env(|k| match k {
+        "STEP_NODE_BACKEND" => Some("local".to_owned()),
+        "STEP_NODE_LEDGER" => Some("consensus".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(c.node.ledger, LedgerKind::Consensus);
+    let mut c = Config::default();
+    c.set("node.backend", "local").unwrap();
+    assert_eq!(c.node.ledger, LedgerKind::Local);
+    let keys: Vec<String> = Config::keys().into_iter().map(|(k, _)| k).collect();
+    assert!(keys.contains(&"node.ledger".to_owned()));
+    assert!(!keys.contains(&"node.backend".to_owned()));
 }
 
 /// A writer into shared memory, for capturing log lines.

@@ -45,7 +45,9 @@ fn the_genesis_initial_state_is_loaded_and_its_root_checked() {
         .unwrap()
         .expect("a state");
     assert_eq!(s.root, root);
-    assert_eq!(s.balances.values().copied().sum::<u64>(), 42);
+    let rows = s.memory().expect("an initial state is in memory");
+    let total: u64 = rows.accounts.values().map(|a| a.balance_micro).sum();
+    assert_eq!(total, 42);
 
     assert!(genesis("", "").initial_state(&path).unwrap().is_none());
     let wrong = genesis("initial_state.json", &"00".repeat(32)).initial_state(&path);

@@ -37,10 +37,15 @@ async fn verdict_then_finality_then_queries() {
     assert_eq!(fin.height, 1);
     // Already final: resolves at once.
     assert_eq!(l.wait_final(pending.id).await.unwrap(), fin);
-    assert!(matches!(l.proof(&pending.id).unwrap().status, ProofStatus::Final(f) if f == fin));
-    assert_eq!(l.account(&p.account).balance_micro, fin.balance_micro);
-    assert_eq!(l.account(&p.account).proofs, 1);
-    assert_eq!(l.triangle(&p.triangle).clicks, 1);
+    assert!(
+        matches!(l.proof(&pending.id).expect("read").expect("known").status, ProofStatus::Final(f) if f == fin)
+    );
+    assert_eq!(
+        l.account(&p.account).expect("read").balance_micro,
+        fin.balance_micro
+    );
+    assert_eq!(l.account(&p.account).expect("read").proofs, 1);
+    assert_eq!(l.triangle(&p.triangle).expect("read").clicks, 1);
     assert_eq!(
         l.wait_final(ProofId([7; 32])).await,
         Err(FinalityError::Unknown)
@@ -105,7 +110,10 @@ async fn close_finalizes_everything_accepted() {
         .unwrap();
     for id in &ids {
         assert!(
-            matches!(l.proof(id).unwrap().status, ProofStatus::Final(_)),
+            matches!(
+                l.proof(id).expect("read").expect("known").status,
+                ProofStatus::Final(_)
+            ),
             "{id} not final after close"
         );
     }

@@ -288,9 +288,7 @@ async fn raw_socket_abuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_body_times_out_with_408() {
-    let mut c = test_config();
-    c.http.body_timeout_ms = 200;
-    let server = Server::start(c).await;
+    let server = Server::configured(|c| c.http.body_timeout_ms = 200).await;
     // Declares 300 bytes, sends 10, keeps the connection open.
     let mut s = support::connect_and_send(server.addr, b"POST /proof/submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"payload\"").await;
     let out = support::read_to_close(&mut s, "a slow-body connection").await;
@@ -301,9 +299,7 @@ async fn slow_body_times_out_with_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let mut c = test_config();
-    c.http.header_timeout_ms = 200;
-    let server = Server::start(c).await;
+    let server = Server::configured(|c| c.http.header_timeout_ms = 200).await;
     // Headers that never end.
     let mut s =
         support::connect_and_send(server.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
@@ -319,11 +315,12 @@ async fn slow_headers_and_idle_connections_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let mut c = test_config();
-    c.http.max_connections = 1;
-    // A's idle keep-alive must outlive the test, however loaded the machine.
-    c.http.header_timeout_ms = 120_000;
-    let server = Server::start(c).await;
+    let server = Server::configured(|c| {
+        c.http.max_connections = 1;
+        // A's idle keep-alive must outlive the test, however loaded the machine.
+        c.http.header_timeout_ms = 120_000;
+    })
+    .await;
     use tokio::io::AsyncReadExt;
     // A holds the only slot: a keep-alive connection after one request.
     let mut a =

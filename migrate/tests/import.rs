@@ -55,7 +55,8 @@ fn check_against_phase2(h: &History, s: &ChainState) {
     }
     assert!(!want.is_empty());
     for (a, b) in &want {
-        assert_eq!(s.balances.get(a), Some(b), "balance of {a}");
+        let row = s.account(a).expect("read").expect("account");
+        assert_eq!(row.balance_micro, *b, "balance of {a}");
     }
     let mut triangles = 0;
     for (id, clicks) in h.phase2.clicks() {
@@ -63,7 +64,11 @@ fn check_against_phase2(h: &History, s: &ChainState) {
             continue;
         }
         let t = TriangleId::parse(&id).unwrap();
-        assert_eq!(u32::from(s.triangle(&t).clicks), clicks, "clicks of {id}");
+        assert_eq!(
+            u32::from(s.triangle(&t).expect("read").clicks),
+            clicks,
+            "clicks of {id}"
+        );
         triangles += 1;
     }
     assert!(triangles > 90, "{triangles} triangles");
@@ -119,9 +124,11 @@ fn a_mongoexport_imports_balances_clicks_and_nonces_and_refuses_the_mock_triangl
     assert_eq!(r.balance_refused_micro, 0);
     // The mock's click keeps its nonce (the proof was accepted by Phase 2).
     let miner = Address::parse(&h.mock_miner).unwrap();
-    assert_eq!(s.proof_counts.get(&miner), Some(&1));
-    assert_eq!(r.nonces_in_state, s.nonces.len() as u64);
-    assert_eq!(s.nonces.len(), h.accepted.len() - 1, "one accepted twice");
+    let row = s.account(&miner).expect("read").expect("account");
+    assert_eq!(row.proofs, 1);
+    let nonces = &s.memory().expect("an initial state is in memory").nonces;
+    assert_eq!(r.nonces_in_state, nonces.len() as u64);
+    assert_eq!(nonces.len(), h.accepted.len() - 1, "one accepted twice");
     let printed = r.to_string();
     assert!(printed.contains("merged account"), "{printed}");
     assert!(printed.contains("before = after + refused"), "{printed}");
@@ -153,11 +160,12 @@ fn every_proof_phase2_accepted_is_a_nonce_replay_on_the_imported_state() {
         .filter_map(|b| parse(b.as_bytes()).ok())
         .collect();
     assert_eq!(proofs.len(), h.accepted.len() - 1, "all but the mock parse");
-    use step_engine::ProofState;
-    assert!(proofs.iter().all(|p| s.nonce_used(&p.account, &p.nonce)));
+    assert!(proofs
+        .iter()
+        .all(|p| s.nonce_used(&p.account, &p.nonce).expect("read")));
     let subdivided: Vec<bool> = proofs
         .iter()
-        .map(|p| s.triangle(&p.triangle).subdivided)
+        .map(|p| s.triangle(&p.triangle).expect("read").subdivided)
         .collect();
     assert!(subdivided.iter().any(|x| *x) && subdivided.iter().any(|x| !*x));
     let n = proofs.len();
@@ -166,7 +174,9 @@ fn every_proof_phase2_accepted_is_a_nonce_replay_on_the_imported_state() {
         pubkeys: vec![[0; 64]; n],
         digest: [1; 32],
     };
-    let out = s.apply_block(&Limits::default(), Height(1), ValueId([1; 32]), &[batch]);
+    let out = s
+        .apply_block(&Limits::default(), Height(1), ValueId([1; 32]), &[batch])
+        .expect("in-memory state");
     // Execution's triangle gate comes before the nonce check: a proof on a
     // triangle Phase 2 subdivided since is refused as TRIANGLE_SUBDIVIDED.
     for (r, sub) in out.results.iter().zip(&subdivided) {

@@ -16,7 +16,7 @@ use crate::attest::{AttestEvidence, AttestFault};
 use crate::block::{decode_block, BlockData, WireBatch};
 use crate::context::{Height, ProposalPart, StepContext, ValidatorAddress, ValueId};
 use crate::error::StateDiverged;
-use crate::store::{DecidedRecord, UndecidedRecord};
+use crate::store::{BlockRows, DecidedRecord, UndecidedRecord};
 use crate::streaming::PeerId;
 
 /// What the shell must do, in order.
@@ -24,8 +24,9 @@ use crate::streaming::PeerId;
 pub enum Effect {
     /// Store an undecided proposal (received, synced or our own).
     PutUndecided(UndecidedRecord),
-    /// Commit a decided height and prune the undecided proposals up to it.
-    Commit(DecidedRecord),
+    /// Commit a decided height (with the state rows and proofs its
+    /// execution wrote) and prune the undecided proposals up to it.
+    Commit(DecidedRecord, BlockRows),
     /// Store the evidence seen when finalizing `height`.
     PutEvidence { height: u64, bytes: Vec<u8> },
     /// Store evidence that validators attested an invalid batch.

@@ -35,7 +35,7 @@ use crate::context::{
 use crate::error::{AppError, StateDiverged};
 use crate::evidence::EvidenceRecord;
 use crate::execution::BlockOutcome;
-use crate::store::{DecidedRecord, UndecidedRecord};
+use crate::store::{BlockRows, DecidedRecord, StoredProof, UndecidedRecord};
 use crate::streaming::{split, Assembled, PeerId, Reassembler};
 
 mod attest;

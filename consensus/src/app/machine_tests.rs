@@ -336,12 +336,14 @@ fn a_received_proposal_completes_once_and_only_above_the_executed_height() {
 }
 
 fn execute(c: &mut Core, state: &mut ChainState, job: ExecJob) -> Vec<Effect> {
-    let outcome = state.apply_block(
-        &c.cfg().verifier.limits,
-        job.height,
-        job.value_id,
-        &job.batches,
-    );
+    let outcome = state
+        .apply_block(
+            &c.cfg().verifier.limits,
+            job.height,
+            job.value_id,
+            &job.batches,
+        )
+        .expect("in-memory state reads cannot fail");
     let mut fx = Vec::new();
     c.executed(
         job,
@@ -386,7 +388,7 @@ fn the_decided_block_executes_from_the_held_block_and_its_stored_bytes() {
     };
     assert_eq!(*job.held.block, block);
     let fx = execute(&mut c, &mut state, job);
-    let [Effect::Commit(rec), Effect::Emit(NodeEvent::Decided(d))] = fx.as_slice() else {
+    let [Effect::Commit(rec, rows), Effect::Emit(NodeEvent::Decided(d))] = fx.as_slice() else {
         panic!("{fx:?}");
     };
     assert_eq!(
@@ -394,6 +396,12 @@ fn the_decided_block_executes_from_the_held_block_and_its_stored_bytes() {
         "the stored bytes, not a re-encoding"
     );
     assert_eq!(rec.certificate, [9]);
+    assert_eq!(
+        rows.proofs.len() as u64,
+        rec.changes.accepted,
+        "every accepted proof is stored with its block"
+    );
+    assert_eq!(rows.writes.nonces.len(), rec.changes.nonces.len());
     assert_eq!(
         (d.height, d.value_id, d.batch_digests.len()),
         (1, block.id(), 2)

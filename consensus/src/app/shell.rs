@@ -190,12 +190,16 @@ impl<S: Store> App<S> {
                     self.store("put undecided", move |s| s.put_undecided(&rec))
                         .await?;
                 }
-                Effect::Commit(rec) => {
+                Effect::Commit(rec, rows) => {
+                    let height = rec.height;
+                    let time_ms = wall_clock_ms();
                     self.store("commit decided", move |s| {
-                        s.commit_decided(&rec)?;
+                        s.commit_decided(&rec, &rows, time_ms)?;
                         s.prune_undecided(rec.height)
                     })
                     .await?;
+                    // The rows are on disk: the state's caches may hold them.
+                    self.state.write().committed(height);
                 }
                 Effect::PutEvidence { height, bytes } => {
                     self.store("put evidence", move |s| s.put_evidence(height, &bytes))
@@ -544,6 +548,10 @@ impl<S: Store> App<S> {
         })
         .await
         .map_err(task_error("execute block"))?;
+        let outcome = outcome.map_err(|source| AppError::StateRead {
+            height: height.0,
+            source,
+        })?;
         let mut fx = Vec::new();
         self.core.executed(
             job,
@@ -555,6 +563,14 @@ impl<S: Store> App<S> {
         );
         self.perform(ch, fx).await
     }
+}
+
+/// The local wall clock in unix milliseconds: the decision time the store
+/// records beside each height (local, not agreed, never hashed).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Hands one proposal part to the network; false if its channel is closed.

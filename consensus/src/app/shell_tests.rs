@@ -137,7 +137,12 @@ fn broken() -> StoreError {
 }
 
 impl Store for BrokenStore {
-    fn commit_decided(&mut self, _: &DecidedRecord) -> Result<(), StoreError> {
+    fn commit_decided(
+        &mut self,
+        _: &DecidedRecord,
+        _: &crate::store::BlockRows,
+        _: i64,
+    ) -> Result<(), StoreError> {
         Err(broken())
     }
     fn decided(&self, _: u64) -> Result<Option<DecidedRecord>, StoreError> {

@@ -308,3 +308,11 @@ impl Cluster {
 
 /// Tests in one binary share the machine's two cores: run clusters one at a time.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A cluster test's start: the [`SERIAL`] guard (hold it to the end), the
+/// test's [`seed`], and a cluster of `n` validators, not yet started.
+pub async fn cluster(test: &str, n: usize) -> (tokio::sync::MutexGuard<'static, ()>, u64, Cluster) {
+    let serial = SERIAL.lock().await;
+    let seed = seed(test);
+    (serial, seed, Cluster::new(n, seed))
+}

@@ -24,3 +24,8 @@ pub fn batches(bodies: &[Vec<u8>], batch_size: usize) -> Vec<WireBatch> {
         .map(|b| WireBatch::from_batch(b).expect("wire batch"))
         .collect()
 }
+
+/// `n` fresh proofs signed under `tag`, in batches of `size`.
+pub fn signed_batches(tag: &str, n: usize, size: usize) -> Vec<WireBatch> {
+    batches(&bodies(tag, n), size)
+}

@@ -156,15 +156,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Unix ms as `YYYY-MM-DDTHH:MM:SS.sssZ`.
-pub fn iso(unix_ms: i64) -> String {
-    step_engine::proof::Timestamp::from_unix_ms(unix_ms)
-        .map(|t| t.as_str().to_owned())
-        .unwrap_or_default()
+/// Unix ms as `YYYY-MM-DDTHH:MM:SS.sssZ`; `null` for a time outside the
+/// years 0000–9999 (none that a clock or a decided block gives), never a
+/// made-up value.
+pub fn iso(unix_ms: i64) -> Option<String> {
+    step_engine::proof::Timestamp::from_unix_ms(unix_ms).map(|t| t.as_str().to_owned())
 }
 
 /// The system time as ISO-8601 (error timestamps are wall-clock facts, not
 /// verdict inputs, so they read the system clock directly).
-pub fn now_iso() -> String {
+pub fn now_iso() -> Option<String> {
     iso(step_engine::pipeline::unix_now_ms())
 }

@@ -183,7 +183,8 @@ fn finality_result(p: &Pending, r: Option<Result<Final, FinalityError>>) -> (Sta
             FinalityError::Unknown
             | FinalityError::Closed
             | FinalityError::NotForwarded { .. }
-            | FinalityError::Unrecovered { .. },
+            | FinalityError::Unrecovered { .. }
+            | FinalityError::Unreadable(_),
         ))
         | None => (StatusCode::ACCEPTED, pending_json(p)),
     }

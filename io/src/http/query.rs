@@ -71,6 +71,11 @@ pub fn js_number(x: f64) -> Value {
     }
 }
 
+/// A state or store read failed: 500 INTERNAL_ERROR with the reason.
+fn unreadable(e: crate::ledger::LedgerReadError) -> ApiError {
+    ApiError::engine(Code::InternalError, e.to_string())
+}
+
 #[utoipa::path(get, path = "/proof/{id}", tag = "queries", params(("id" = String, Path, description = "64 hex digits: SHA-256 of the 65 signature bytes")),
     responses((status = 200, body = ProofRecordBody), (status = 400, body = ErrorBody), (status = 404, description = "NOT_FOUND", body = ErrorBody), (status = 429, body = ErrorBody)))]
 /// `GET /proof/{id}`.
@@ -80,6 +85,7 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let rec = s
         .ledger
         .proof(&id)
+        .map_err(unreadable)?
         .ok_or_else(|| ApiError::not_found(format!("no accepted proof {id}")))?;
     let mut body = match rec.status {
         ProofStatus::Final(f) => final_json(&f),
@@ -109,7 +115,7 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
 pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<AccountBody>, ApiError> {
     let address = Address::parse(&raw)
         .ok_or_else(|| ApiError::invalid("an account is 0x followed by 40 hex characters"))?;
-    let a = s.ledger.account(&address);
+    let a = s.ledger.account(&address).map_err(unreadable)?;
     Ok(Json(AccountBody {
         ok: true,
         account: a.address.to_string(),
@@ -117,7 +123,7 @@ pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<AccountBody>, Api
         balance_step: MicroStep(a.balance_micro).to_string(),
         unit: "STEP".to_owned(),
         nonces: a.proofs,
-        last_proof_at: a.last_proof_ms.map(iso),
+        last_proof_at: a.last_proof_ms.and_then(iso),
     }))
 }
 
@@ -129,7 +135,7 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<TriangleBody>, A
     let id = TriangleId::parse(&raw).map_err(|e| {
         ApiError::engine(Code::TriangleNotFound, format!("no triangle {raw:?}: {e}"))
     })?;
-    let t = s.ledger.triangle(&id);
+    let t = s.ledger.triangle(&id).map_err(unreadable)?;
     let (lat, lon) = centroid_lat_lon(&id);
     let polygon: Vec<[f64; 2]> = triangle_vertices(&id)
         .iter()
@@ -144,7 +150,7 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<TriangleBody>, A
         level: id.level(),
         clicks: t.clicks,
         state: t.state().to_owned(),
-        last_click_at: t.last_click_ms.map(iso),
+        last_click_at: t.last_click_ms.and_then(iso),
         centroid: LatLon { lat, lon },
         polygon,
     }))

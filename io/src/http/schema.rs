@@ -63,7 +63,8 @@ pub struct FinalBody {
     /// The account's balance after this proof, in micro-STEP.
     pub balance: String,
     pub height: u64,
-    pub processed_at: String,
+    /// `null` only for a block time outside the ISO-8601 range.
+    pub processed_at: Option<String>,
 }
 
 /// A proof the pipeline accepted whose block is not final yet (202).
@@ -87,7 +88,7 @@ pub struct ErrorBody {
     /// `docs/ERROR_CODES.md`.
     pub code: String,
     pub message: String,
-    pub timestamp: String,
+    pub timestamp: Option<String>,
 }
 
 /// One result of `POST /proofs` (`index` is the proof's place in the body).
@@ -246,7 +247,7 @@ pub struct NotReadyBody {
     pub ok: bool,
     pub code: String,
     pub message: String,
-    pub timestamp: String,
+    pub timestamp: Option<String>,
     pub ready: bool,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,18 +5,34 @@ use super::{HEADER_BYTES, PAYLOAD_MAX_BYTES};
 use step_consensus::block::WireProof;
 use step_engine::Proof;
 
-/// Appends one record (header and payload) for `p` to `buf`.
-pub fn encode_record(p: &Proof, buf: &mut Vec<u8>) -> Option<()> {
-    let w = WireProof::of_proof(p)?;
+/// Why a proof cannot be written as a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Only accepted proofs are logged, and they are signed.
+    #[error("a proof without a signature cannot be logged")]
+    Unsigned,
+    #[error("a payload of {len} bytes does not fit the record header")]
+    TooLong { len: usize },
+}
+
+/// Appends one record (header and payload) for `p` to `buf`; on an error
+/// `buf` is as it was.
+pub fn encode_record(p: &Proof, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let w = WireProof::of_proof(p).ok_or(EncodeError::Unsigned)?;
     let start = buf.len();
     buf.extend_from_slice(&[0; HEADER_BYTES]);
-    w.write(buf).ok()?;
+    w.write(buf)
+        .expect("writing into a Vec<u8> cannot fail (std::io::Write for Vec)");
     let payload = &buf[start + HEADER_BYTES..];
-    let len = u32::try_from(payload.len()).ok()?;
+    let Ok(len) = u32::try_from(payload.len()) else {
+        let len = payload.len();
+        buf.truncate(start);
+        return Err(EncodeError::TooLong { len });
+    };
     let crc = crc32fast::hash(payload);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Some(())
+    Ok(())
 }
 
 /// One record read from `bytes` at `offset`: the proof and the next offset,

@@ -31,19 +31,20 @@
 //! another validator first) ends as [`FinalityError::Rejected`].
 //!
 //! Queries read the executed state ([`step_consensus::SharedState`]) under a
-//! read lock. `GET /proof/{id}` is answered from an in-memory index of the
-//! last `consensus.proof_index_max` finalized proofs, built from decisions
-//! since this process started (not from the store).
+//! read lock: its rows come through byte-bounded caches from the store.
+//! `GET /proof/{id}` is answered from the store, which keeps every
+//! finalized proof with its block (after a restart too), behind an optional
+//! in-memory index of the last `consensus.proof_index_max` (default 0).
 
 use super::decisions::{decision_loop, forward, Last, ProofIndex, Shared};
-use super::exec::{account_view, triangle_view};
+use super::exec::{account_view, stored_record, triangle_view};
 use super::intake::{self, lock, Finality, Intake};
 use super::precheck::{PrecheckShards, PrecheckState};
 use super::ready::{readiness, NotReady, Observed};
 use super::recovery::{replay_log, DecidedSource};
 use super::{
-    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, StatusView,
-    Submission, TriangleView,
+    AccountView, Final, FinalityError, FinalizedBlock, Ledger, LedgerReadError, ProofId,
+    ProofRecord, StatusView, Submission, TriangleView,
 };
 use crate::config::{Config, HealthConfig};
 use crate::intake_log::{IntakeLog, IntakeLogError, LogSettings};
@@ -88,6 +89,8 @@ struct Inner {
     validators: usize,
     health: HealthConfig,
     state: SharedState,
+    /// Finalized proofs on disk (`GET /proof/{id}`, after a restart too).
+    reader: step_consensus::store::StoreReader,
     node: Mutex<Option<Node>>,
     forwarder: Mutex<Option<std::thread::JoinHandle<()>>>,
     decisions: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -126,6 +129,10 @@ impl ConsensusLedger {
         };
         let node = Node::start(settings).await?;
         let state = node.state();
+        let reader = node
+            .decided_reader()
+            .proofs()
+            .ok_or(step_consensus::ConsensusNodeError::Stopped)?;
         {
             let s = state.read();
             metrics
@@ -198,6 +205,7 @@ impl ConsensusLedger {
                 validators,
                 health: config.health.clone(),
                 state,
+                reader,
                 node: Mutex::new(Some(node)),
                 forwarder: Mutex::new(Some(forwarder)),
                 decisions: Mutex::new(Some(decisions)),
@@ -229,19 +237,18 @@ impl Ledger for ConsensusLedger {
         })
     }
 
-    fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
+    fn proof(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError> {
         intake::proof_record(&self.inner.shared.finality, id, |id| {
             self.inner.executed(id)
         })
     }
 
-    fn account(&self, address: &Address) -> AccountView {
+    fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError> {
         account_view(&self.inner.state.read(), address)
     }
 
-    fn triangle(&self, id: &TriangleId) -> TriangleView {
-        // Execution keeps no click times (block times are not agreed on).
-        triangle_view(&self.inner.state.read(), id, None)
+    fn triangle(&self, id: &TriangleId) -> Result<TriangleView, LedgerReadError> {
+        triangle_view(&self.inner.state.read(), id)
     }
 
     fn status(&self) -> StatusView {
@@ -340,9 +347,19 @@ impl Ledger for ConsensusLedger {
 }
 
 impl Inner {
-    /// The record of an executed proof.
-    fn executed(&self, id: &ProofId) -> Option<ProofRecord> {
-        lock(&self.shared.index).by_id.get(id).cloned()
+    /// The record of an executed proof: from the in-memory index of the
+    /// latest ones, else from the store.
+    fn executed(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError> {
+        if let Some(rec) = lock(&self.shared.index).by_id.get(id) {
+            return Ok(Some(rec.clone()));
+        }
+        let stored = self.reader.proof(&id.0).map_err(|e| LedgerReadError {
+            what: "a finalized proof",
+            reason: e.to_string(),
+        })?;
+        stored
+            .map(|(p, time_ms)| stored_record(&p, time_ms))
+            .transpose()
     }
 }
 
@@ -357,7 +374,14 @@ mod tests {
 
     /// A one-validator chain in process (a quorum of one), on loopback.
     async fn single_validator(home: &std::path::Path) -> ConsensusLedger {
-        let key = generate_key().expect("key");
+        single_validator_with(home, generate_key().expect("key")).await
+    }
+
+    /// The same, with `key` (a restart keeps its validator's key).
+    async fn single_validator_with(
+        home: &std::path::Path,
+        key: step_consensus::PrivateKey,
+    ) -> ConsensusLedger {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -393,6 +417,65 @@ mod tests {
         ConsensusLedger::start(&config, settings, pc, Arc::new(Metrics::new()))
             .await
             .expect("consensus ledger starts")
+    }
+
+    /// A proof finalized before a restart is answered by `GET /proof/{id}`
+    /// from the store after it (before ADR 0013 the index was in memory and
+    /// lost), and `lastClickAt` is its timestamp (before: null under
+    /// consensus).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_proof_finalized_before_a_restart_is_read_from_the_store() {
+        let home = std::env::temp_dir().join(format!(
+            "step-restart-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&home).expect("home");
+        let key = generate_key().expect("key");
+        let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+        let ms = super::super::local::system_clock().now_ms() - 5_000;
+        let body = signing::signed_body(
+            &signing::key("restart", 1),
+            &t,
+            signing::point_in(&t),
+            10.0,
+            ms,
+            "restart-1",
+        );
+        let ledger = single_validator_with(&home, key.clone()).await;
+        let pending = ledger
+            .submit_body(&body)
+            .expect("queued")
+            .verdict()
+            .await
+            .expect("accepted");
+        let fin = tokio::time::timeout(Duration::from_secs(60), ledger.wait_final(pending.id))
+            .await
+            .expect("final within 60 s")
+            .expect("executed");
+        ledger.close().await;
+        drop(ledger);
+        let ledger = single_validator_with(&home, key).await;
+        let rec = ledger
+            .proof(&pending.id)
+            .expect("read")
+            .expect("known after the restart");
+        let super::super::ProofStatus::Final(f) = rec.status else {
+            panic!("not final: {rec:?}");
+        };
+        assert_eq!(
+            (f.height, f.balance_micro, f.clicks),
+            (fin.height, fin.balance_micro, fin.clicks)
+        );
+        assert_eq!(rec.proof.nonce.as_str(), "restart-1");
+        let tri = ledger.triangle(&t).expect("read");
+        assert_eq!((tri.clicks, tri.last_click_ms), (1, Some(ms)));
+        let acc = ledger.account(&rec.proof.account).expect("read");
+        assert_eq!((acc.balance_micro, acc.proofs), (fin.balance_micro, 1));
+        ledger.close().await;
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     /// The pre-check's local state holds a proof only until its block is

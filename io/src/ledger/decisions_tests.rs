@@ -12,7 +12,7 @@ use step_consensus::BlockData;
 use step_engine::heuristics::LastProof;
 use step_engine::proof::{Nonce, Proof, Timestamp};
 use step_engine::signing::unsigned_proof;
-use step_engine::{Address, Limits, ProofState, TriangleId};
+use step_engine::{Address, Limits, ProofState};
 
 fn shared() -> Arc<Shared> {
     let (events, _) = broadcast::channel(16);
@@ -32,7 +32,7 @@ fn shared() -> Arc<Shared> {
 }
 
 fn proof(k: u8) -> Proof {
-    let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+    let t = step_engine::signing::root_triangle();
     let centroid = step_engine::mesh::centroid_lat_lon(&t);
     let nonce = format!("n{k}");
     Proof {
@@ -82,12 +82,14 @@ fn execute_stored(state: &mut ChainState, proofs: &[Proof], stored: &Stored) -> 
                 pubkeys: vec![[0; 64]],
                 digest: [h as u8; 32],
             };
-            let out = state.apply_block(
-                &Limits::default(),
-                Height(h),
-                ValueId([h as u8; 32]),
-                std::slice::from_ref(&batch),
-            );
+            let out = state
+                .apply_block(
+                    &Limits::default(),
+                    Height(h),
+                    ValueId([h as u8; 32]),
+                    std::slice::from_ref(&batch),
+                )
+                .expect("in-memory state");
             let wire = WireBatch::from_batch(&batch).expect("wire");
             lock(&stored.0).insert(
                 h,
@@ -203,10 +205,7 @@ async fn a_lagged_decision_stream_is_recovered_from_the_journal() {
 async fn heights_beyond_the_journal_are_recovered_from_the_store() {
     let shared = shared();
     let proofs: Vec<Proof> = (1..=3).map(proof).collect();
-    let chain = ChainState {
-        journal: ResultJournal::with_capacity(1),
-        ..ChainState::default()
-    };
+    let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
     let results = lag_past(&shared, chain, &proofs, true).await;
     for (k, r) in results.iter().enumerate() {
         let f = r.as_ref().expect("final, not Unrecovered");
@@ -218,10 +217,7 @@ async fn heights_beyond_the_journal_are_recovered_from_the_store() {
     // Without the store's heights, the two beyond the journal end with
     // the named error (not pending forever).
     let shared = shared_fresh();
-    let chain = ChainState {
-        journal: ResultJournal::with_capacity(1),
-        ..ChainState::default()
-    };
+    let chain = ChainState::with_journal(ResultJournal::with_capacity(1));
     let results = lag_past(&shared, chain, &proofs, false).await;
     for r in &results[..2] {
         assert!(
@@ -265,12 +261,14 @@ fn a_stored_block_gives_each_proof_its_own_result() {
         pubkeys: vec![[0; 64]; 4],
         digest: [1; 32],
     };
-    let out = chain.apply_block(
-        &Limits::default(),
-        Height(1),
-        ValueId([1; 32]),
-        std::slice::from_ref(&batch),
-    );
+    let out = chain
+        .apply_block(
+            &Limits::default(),
+            Height(1),
+            ValueId([1; 32]),
+            std::slice::from_ref(&batch),
+        )
+        .expect("in-memory state");
     let rec = DecidedRecord {
         height: 1,
         block: BlockData::new([WireBatch::from_batch(&batch).expect("wire")])
@@ -308,18 +306,11 @@ fn a_batch_that_cannot_be_forwarded_fails_its_proofs() {
         .enable_time()
         .build()
         .expect("runtime");
-    let t = TriangleId::parse("STEP-TRI-v1:M1-00000000000000000000-Z27").expect("id");
+    let t = step_engine::signing::root_triangle();
     let waits: Vec<_> = (0..2u64)
         .map(|k| {
             let key = step_engine::signing::key("forward", k);
-            let body = step_engine::signing::signed_body(
-                &key,
-                &t,
-                step_engine::signing::point_in(&t),
-                5.0,
-                1_767_225_600_000,
-                "n",
-            );
+            let body = step_engine::signing::simple_body(&key, &t, "n");
             let submission = shared
                 .intake
                 .submit(

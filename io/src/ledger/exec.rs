@@ -6,11 +6,11 @@
 
 use super::intake::Finality;
 use super::{
-    AccountView, ExecutionReject, Final, FinalityError, ProofId, ProofRecord, ProofStatus,
-    RejectedProof, TrianglePhase, TriangleView,
+    AccountView, ExecutionReject, Final, FinalityError, LedgerReadError, ProofId, ProofRecord,
+    ProofStatus, RejectedProof, TrianglePhase, TriangleView,
 };
 use crate::metrics::Metrics;
-use step_consensus::execution::{ChainState, ExecCode, ProofResult, TriangleState};
+use step_consensus::execution::{ChainState, ExecCode, ProofResult, StateReadError, TriangleState};
 use step_engine::pipeline::Batch;
 use step_engine::{Address, Proof, TriangleId};
 
@@ -40,27 +40,83 @@ pub(super) fn phase(t: &TriangleState) -> TrianglePhase {
     }
 }
 
-pub(super) fn triangle_view(
-    state: &ChainState,
-    id: &TriangleId,
-    last_click_ms: Option<i64>,
-) -> TriangleView {
-    let t = state.triangle(id);
-    TriangleView {
-        id: *id,
-        clicks: u32::from(t.clicks),
-        phase: phase(&t),
-        last_click_ms,
+fn unreadable(what: &'static str) -> impl Fn(StateReadError) -> LedgerReadError {
+    move |e| LedgerReadError {
+        what,
+        reason: e.to_string(),
     }
 }
 
-pub(super) fn account_view(state: &ChainState, address: &Address) -> AccountView {
-    AccountView {
+/// A triangle as execution left it; `lastClickAt` is the timestamp of the
+/// last accepted proof that clicked it (the proof's own time, agreed on by
+/// every validator).
+pub(super) fn triangle_view(
+    state: &ChainState,
+    id: &TriangleId,
+) -> Result<TriangleView, LedgerReadError> {
+    let t = state.triangle_row(id).map_err(unreadable("a triangle"))?;
+    Ok(TriangleView {
+        id: *id,
+        clicks: u32::from(t.state.clicks),
+        phase: phase(&t.state),
+        last_click_ms: t.last_click_ms,
+    })
+}
+
+/// An account as execution left it (no accepted proof yet: balance 0).
+pub(super) fn account_view(
+    state: &ChainState,
+    address: &Address,
+) -> Result<AccountView, LedgerReadError> {
+    let a = state
+        .account(address)
+        .map_err(unreadable("an account"))?
+        .unwrap_or_default();
+    Ok(AccountView {
         address: *address,
-        balance_micro: state.balances.get(address).copied().unwrap_or(0),
-        proofs: state.proof_counts.get(address).copied().unwrap_or(0),
-        last_proof_ms: state.last.get(address).map(|l| l.unix_ms),
-    }
+        balance_micro: a.balance_micro,
+        proofs: a.proofs,
+        last_proof_ms: a.last.map(|l| l.unix_ms),
+    })
+}
+
+/// A finalized proof read back from the store.
+pub(super) fn stored_record(
+    p: &step_consensus::store::StoredProof,
+    time_ms: i64,
+) -> Result<ProofRecord, LedgerReadError> {
+    let bad = |field: &str| LedgerReadError {
+        what: "a stored proof",
+        reason: format!("its {field} does not parse"),
+    };
+    let proof = Proof {
+        account: Address(p.account),
+        triangle: TriangleId::parse(&p.triangle).map_err(|_| bad("triangle id"))?,
+        lat: f64::from_bits(p.lat_bits),
+        lon: f64::from_bits(p.lon_bits),
+        accuracy_m: f64::from_bits(p.accuracy_bits),
+        timestamp: step_engine::proof::Timestamp::parse(&p.timestamp)
+            .ok_or_else(|| bad("timestamp"))?,
+        nonce: step_engine::proof::Nonce::parse(&p.nonce).ok_or_else(|| bad("nonce"))?,
+        signature: Ok(p.signature),
+    };
+    let id = ProofId::of_signature(&p.signature);
+    let f = Final {
+        id,
+        account: proof.account,
+        triangle: proof.triangle,
+        reward_micro: p.reward_micro,
+        balance_micro: p.balance_micro,
+        clicks: u32::from(p.clicks),
+        height: p.height,
+        time_ms,
+    };
+    Ok(ProofRecord {
+        id,
+        proof,
+        reward_micro: p.reward_micro,
+        status: ProofStatus::Final(f),
+    })
 }
 
 /// What waiting for proof `id` (`p`) ends with, from its result in the

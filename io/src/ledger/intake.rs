@@ -6,7 +6,8 @@
 //! group is on disk.
 
 use super::{
-    Final, FinalityError, Pending, ProofId, ProofRecord, ProofStatus, QueueView, Submission,
+    Final, FinalityError, LedgerReadError, Pending, ProofId, ProofRecord, ProofStatus, QueueView,
+    Submission,
 };
 use crate::intake_log::{IntakeLog, IntakeLogError};
 use futures_util::future::BoxFuture;
@@ -328,19 +329,25 @@ impl Finality {
 
 /// `Ledger::wait_final` over `finality` and the executed records: `executed`
 /// is looked up with `finality` locked, so that a proof cannot be finalized
-/// between the two looks.
+/// between the two looks, and only for a proof that is not pending (a
+/// pending one is not executed yet: no store read on the submit path).
 pub(super) fn wait_final(
     finality: &Mutex<Finality>,
     id: ProofId,
-    executed: impl FnOnce(&ProofId) -> Option<ProofRecord>,
+    executed: impl FnOnce(&ProofId) -> Result<Option<ProofRecord>, LedgerReadError>,
 ) -> BoxFuture<'static, Result<Final, FinalityError>> {
     let mut finality = lock(finality);
-    if let Some(ProofRecord {
-        status: ProofStatus::Final(f),
-        ..
-    }) = executed(&id)
-    {
-        return futures_util::future::ready(Ok(f)).boxed();
+    if !finality.pending.contains_key(&id) {
+        match executed(&id) {
+            Ok(Some(ProofRecord {
+                status: ProofStatus::Final(f),
+                ..
+            })) => return futures_util::future::ready(Ok(f)).boxed(),
+            Ok(_) => {}
+            Err(e) => {
+                return futures_util::future::ready(Err(FinalityError::Unreadable(e))).boxed()
+            }
+        }
     }
     finality.wait(id)
 }
@@ -350,10 +357,13 @@ pub(super) fn wait_final(
 pub(super) fn proof_record(
     finality: &Mutex<Finality>,
     id: &ProofId,
-    executed: impl FnOnce(&ProofId) -> Option<ProofRecord>,
-) -> Option<ProofRecord> {
+    executed: impl FnOnce(&ProofId) -> Result<Option<ProofRecord>, LedgerReadError>,
+) -> Result<Option<ProofRecord>, LedgerReadError> {
     let finality = lock(finality);
-    executed(id).or_else(|| finality.pending_record(id))
+    if let Some(rec) = finality.pending_record(id) {
+        return Ok(Some(rec));
+    }
+    executed(id)
 }
 
 /// Waits until no accepted proof is pending or the executor stopped

@@ -20,8 +20,8 @@
 use super::exec::{account_view, settle_block, triangle_view, BlockResults};
 use super::intake::{self, lock, Finality, Intake};
 use super::{
-    AccountView, Final, FinalityError, FinalizedBlock, Ledger, ProofId, ProofRecord, StatusView,
-    Submission, TriangleView,
+    AccountView, Final, FinalityError, FinalizedBlock, Ledger, LedgerReadError, ProofId,
+    ProofRecord, StatusView, Submission, TriangleView,
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -39,13 +39,12 @@ use step_engine::{Address, Limits, Proof, Reject, TriangleId, Verifier};
 use tokio::sync::{broadcast, Notify};
 
 /// The LocalLedger's chain: execution's state, plus what only the API needs
-/// (every final proof by id, and each triangle's last block time).
+/// (every final proof by id).
 #[derive(Debug)]
 struct Chain {
     state: ChainState,
     limits: Limits,
     proofs: HashMap<ProofId, ProofRecord>,
-    last_click_ms: HashMap<TriangleId, i64>,
 }
 
 /// What the verdict sink and the block thread share. Lock order:
@@ -113,7 +112,6 @@ impl LocalLedger {
                 state: ChainState::default(),
                 limits,
                 proofs: HashMap::new(),
-                last_click_ms: HashMap::new(),
             }),
             settled: Notify::new(),
             events,
@@ -203,12 +201,17 @@ fn apply_block(shared: &Shared, batch: &Batch) {
         let chain = &mut *chain;
         let height = chain.state.height + 1;
         // A block of one batch; its value id is the batch's digest.
-        let outcome = chain.state.apply_block(
-            &chain.limits,
-            Height(height),
-            ValueId(batch.digest),
-            std::slice::from_ref(batch),
-        );
+        // In memory, a state read cannot fail (`ChainState::default` keeps
+        // every row in memory); a failure here is a bug, not a disk error.
+        let outcome = chain
+            .state
+            .apply_block(
+                &chain.limits,
+                Height(height),
+                ValueId(batch.digest),
+                std::slice::from_ref(batch),
+            )
+            .expect("in-memory state reads cannot fail");
         // Counted before any waiter is answered: a client that saw its
         // proof final then reads /metrics must see it counted.
         m.batch_proofs.observe(batch.len() as f64);
@@ -223,7 +226,6 @@ fn apply_block(shared: &Shared, batch: &Batch) {
             results: &outcome.results,
         };
         let settled = settle_block(&results, &mut finality, m, |rec| {
-            chain.last_click_ms.insert(rec.proof.triangle, time_ms);
             chain.proofs.insert(rec.id, rec);
         });
         FinalizedBlock {
@@ -247,8 +249,8 @@ fn apply_block(shared: &Shared, batch: &Batch) {
 
 impl Inner {
     /// The record of an executed proof.
-    fn executed(&self, id: &ProofId) -> Option<ProofRecord> {
-        lock(&self.shared.chain).proofs.get(id).cloned()
+    fn executed(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError> {
+        Ok(lock(&self.shared.chain).proofs.get(id).cloned())
     }
 }
 
@@ -261,7 +263,7 @@ impl Ledger for LocalLedger {
         self.inner.shared.intake.submit(&self.inner.pipeline, proof)
     }
 
-    fn proof(&self, id: &ProofId) -> Option<ProofRecord> {
+    fn proof(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError> {
         intake::proof_record(&self.inner.shared.finality, id, |id| {
             self.inner.executed(id)
         })
@@ -273,13 +275,12 @@ impl Ledger for LocalLedger {
         })
     }
 
-    fn account(&self, address: &Address) -> AccountView {
+    fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError> {
         account_view(&lock(&self.inner.shared.chain).state, address)
     }
 
-    fn triangle(&self, id: &TriangleId) -> TriangleView {
-        let chain = lock(&self.inner.shared.chain);
-        triangle_view(&chain.state, id, chain.last_click_ms.get(id).copied())
+    fn triangle(&self, id: &TriangleId) -> Result<TriangleView, LedgerReadError> {
+        triangle_view(&lock(&self.inner.shared.chain).state, id)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {

@@ -165,6 +165,18 @@ pub enum FinalityError {
     Unrecovered { after: u64, reason: String },
     #[error("the ledger is shutting down")]
     Closed,
+    /// The executed state or the store could not be read.
+    #[error("{0}")]
+    Unreadable(LedgerReadError),
+}
+
+/// The ledger's executed state or store could not be read (a disk error, or
+/// a row that does not decode): the query fails, it never answers a default.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read {what}: {reason}")]
+pub struct LedgerReadError {
+    pub what: &'static str,
+    pub reason: String,
 }
 
 /// Where a known proof stands.
@@ -350,9 +362,9 @@ pub trait Ledger: Send + Sync + 'static {
     /// `Err(Unknown)` at once if the id is neither pending nor final.
     fn wait_final(&self, id: ProofId) -> BoxFuture<'static, Result<Final, FinalityError>>;
 
-    fn proof(&self, id: &ProofId) -> Option<ProofRecord>;
-    fn account(&self, address: &Address) -> AccountView;
-    fn triangle(&self, id: &TriangleId) -> TriangleView;
+    fn proof(&self, id: &ProofId) -> Result<Option<ProofRecord>, LedgerReadError>;
+    fn account(&self, address: &Address) -> Result<AccountView, LedgerReadError>;
+    fn triangle(&self, id: &TriangleId) -> Result<TriangleView, LedgerReadError>;
     fn status(&self) -> StatusView;
 
     /// Whether the node can take proofs and get them finalized

@@ -27,7 +27,7 @@ use step_consensus::execution::{Effects, ExecCode, JournalBlock, JournalEntry};
 use step_consensus::store::DecidedRecord;
 use step_consensus::{DecidedReader, SharedState};
 use step_engine::pipeline::Pipeline;
-use step_engine::{Proof, ProofState as _, Reject, TriangleId};
+use step_engine::{Proof, Reject, TriangleId};
 
 /// Where decided records are read back from (the node's store).
 pub(super) trait DecidedSource: Send + Sync + 'static {
@@ -272,7 +272,16 @@ pub(super) async fn replay_log(
         let Some(id) = ProofId::of_proof(&p) else {
             continue;
         };
-        if state.read().nonce_used(&p.account, &p.nonce) {
+        let used = match state.read().nonce_used(&p.account, &p.nonce) {
+            Ok(used) => used,
+            Err(e) => {
+                // Queued again: execution is authoritative (a used nonce
+                // ends NONCE_REPLAY there), so nothing is paid twice.
+                tracing::error!(%id, error = %e, "cannot read the nonce index; the logged proof is queued again");
+                false
+            }
+        };
+        if used {
             // Decided before the crash: it ends as that decision.
             lock(&shared.finality).pending.insert(
                 id,

@@ -66,6 +66,13 @@ impl Server {
         Server::start_with(config, pc).await
     }
 
+    /// [`test_config`] changed by `edit`, on the system clock.
+    pub async fn configured(edit: impl FnOnce(&mut Config)) -> Server {
+        let mut config = test_config();
+        edit(&mut config);
+        Server::start(config).await
+    }
+
     /// With a fixed clock (deterministic rate-limit windows).
     pub async fn start_at(config: Config, now_ms: i64) -> Server {
         let pc = pipeline_config(&config, Clock::fixed(now_ms));

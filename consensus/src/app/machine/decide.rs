@@ -57,13 +57,20 @@ impl Core {
         // The held bytes go to the decided table as they are.
         self.held.remove(&(height, job.value_id.0));
         let bytes = Arc::try_unwrap(job.held.bytes).unwrap_or_else(|b| b.to_vec());
-        fx.push(Effect::Commit(DecidedRecord {
-            height,
-            block: bytes,
-            certificate,
-            changes: outcome.changes,
-            root: outcome.root,
-        }));
+        let rows = BlockRows {
+            proofs: stored_proofs(height, &job.batches, &outcome.results),
+            writes: outcome.writes,
+        };
+        fx.push(Effect::Commit(
+            DecidedRecord {
+                height,
+                block: bytes,
+                certificate,
+                changes: outcome.changes,
+                root: outcome.root,
+            },
+            rows,
+        ));
         let digests = &block.value.batch_digests;
         self.mempool.remove(&digests.iter().copied().collect());
         let mempool = &self.mempool;
@@ -153,4 +160,38 @@ impl Core {
             fx.push(Effect::Gossip(crate::streaming::gossip(&batch, att)));
         }
     }
+}
+
+/// The accepted proofs of a block, as the store keeps them for
+/// `GET /proof/{id}` (proofs without a decoded signature are never in a
+/// batch, and are left out).
+pub(crate) fn stored_proofs(
+    height: u64,
+    batches: &[step_engine::pipeline::Batch],
+    results: &[crate::execution::ProofResult],
+) -> Vec<StoredProof> {
+    let proofs = batches.iter().flat_map(|b| b.proofs.iter());
+    proofs
+        .zip(results)
+        .filter_map(|(p, r)| {
+            let (Ok(e), Ok(sig)) = (r, &p.signature) else {
+                return None;
+            };
+            Some(StoredProof {
+                height,
+                account: p.account.0,
+                triangle: p.triangle.to_string(),
+                lat_bits: p.lat.to_bits(),
+                lon_bits: p.lon.to_bits(),
+                accuracy_bits: p.accuracy_m.to_bits(),
+                timestamp: p.timestamp.as_str().to_owned(),
+                nonce: p.nonce.as_str().to_owned(),
+                signature: *sig,
+                reward_micro: e.reward_micro,
+                balance_micro: e.balance_micro,
+                clicks: e.clicks,
+                subdivided: e.subdivided,
+            })
+        })
+        .collect()
 }
