@@ -73,38 +73,9 @@ fn dashboard_and_alerts_query_only_rendered_metrics() {
     assert_eq!(dash["uid"], "step-gateway");
 }
 
-/// `promtool test rules docs/ops/gateway-alerts_test.yml`. Without promtool
-/// the test says so and passes, except under `CI=true`, where it fails.
+/// `promtool test rules docs/ops/gateway-alerts_test.yml` (fails under
+/// `CI=true` without promtool).
 #[test]
 fn gateway_alert_rules_pass_promtool_unit_tests() {
-    let run = |args: &[&str]| {
-        std::process::Command::new("promtool")
-            .args(args)
-            .current_dir(ops(""))
-            .output()
-    };
-    match run(&["check", "rules", "gateway-alerts.yml"]) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "CI=true and promtool is not on PATH (apt-get install prometheus)"
-            );
-            eprintln!("promtool not on PATH: skipping (apt-get install prometheus)");
-        }
-        Err(e) => panic!("promtool: {e}"),
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "promtool check rules:\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            let out = run(&["test", "rules", "gateway-alerts_test.yml"]).unwrap();
-            assert!(
-                out.status.success(),
-                "promtool test rules:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    step_testkit::promtool_rules(&ops(""), "gateway-alerts.yml", "gateway-alerts_test.yml");
 }
