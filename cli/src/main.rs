@@ -10,6 +10,7 @@ mod gateway;
 mod keys;
 mod migrate;
 mod node;
+mod validator;
 mod verify;
 
 #[global_allocator]
@@ -40,6 +41,9 @@ enum Command {
     Devnet(devnet::Args),
     /// Validator keys (`step keys generate`).
     Keys(keys::Args),
+    /// Validator transactions signed by the operator's Ethereum key
+    /// (`step validator --operator-key FILE|- --genesis FILE --nonce N register|stake|…`).
+    Validator(validator::Args),
     /// Phase 2 → Phase 3: `step migrate import (--export-dir DIR | --mongo-uri URI) --out STATE`.
     Migrate(migrate::Args),
     /// Phase 2 → Phase 3 proxy: shadow comparison, per-account cutover, rollback, failover.
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Gateway(args) => gateway::run_cmd(args),
+        Command::Validator(args) => validator::run(args),
     };
     match result {
         Ok(code) => code,

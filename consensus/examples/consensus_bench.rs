@@ -75,6 +75,7 @@ async fn main() {
                 .map(|j| addr(ports[j]))
                 .collect(),
             key: keys[i].clone(),
+            p2p_key: step_consensus::P2pKey::derived_from(&keys[i]),
             validators: validators.clone(),
             app: AppConfig::default(),
             initial: None,

@@ -10,7 +10,7 @@
 //! → [`app::NodeEvent::Decided`] with the state root.
 //!
 //! Pure modules: [`context`], [`block`] (the one bounded wire form), [`attest`],
-//! [`execution`], [`streaming`], [`evidence`], and the app's core
+//! [`execution`], [`streaming`], [`evidence`], [`registry`], and the app's core
 //! ([`app::machine`]: inputs in, effects out). I/O: [`store`] (redb),
 //! [`node`] (engine, sockets, tasks) and the app's shell ([`app::App`], the
 //! tokio loop that performs the core's effects).
@@ -28,6 +28,8 @@ pub mod evidence;
 pub mod execution;
 pub mod initial;
 pub mod node;
+pub mod p2p_key;
+pub mod registry;
 pub mod signing;
 pub mod store;
 pub mod streaming;
@@ -42,6 +44,7 @@ pub use error::{AppError, ConsensusNodeError, StateDiverged};
 pub use initial::{InitialStateError, InitialStateFile};
 pub use malachitebft_core_types::Round;
 pub use node::{LiveStatus, Node, NodeSettings};
+pub use p2p_key::P2pKey;
 pub use signing::ChainId;
 pub use store::{DecidedReader, RedbStore, Store};
 

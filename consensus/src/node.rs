@@ -6,12 +6,10 @@ use std::path::PathBuf;
 use malachitebft_app_channel::app::config::{ConsensusConfig, NodeConfig, ValueSyncConfig};
 use malachitebft_app_channel::app::engine::util::events::Event;
 use malachitebft_app_channel::app::types::codec::Codec;
-use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
     ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, RequestContext, Signer,
     SyncContext, WalContext,
 };
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
@@ -22,6 +20,7 @@ use crate::config::AppConfig;
 use crate::context::{PrivateKey, StepContext, ValidatorAddress, ValidatorSet};
 use crate::error::ConsensusNodeError;
 use crate::execution::ChainState;
+use crate::p2p_key::P2pKey;
 use crate::signing::{StepSigner, StepVerifier};
 use crate::store::RedbStore;
 
@@ -44,6 +43,8 @@ pub struct NodeSettings {
     pub listen: String,
     pub peers: Vec<String>,
     pub key: PrivateKey,
+    /// The libp2p identity, separate from `key` ([`P2pKey`]).
+    pub p2p_key: P2pKey,
     pub validators: ValidatorSet,
     pub app: AppConfig,
     /// The chain's state at height 0 (`ChainState::from_initial`); `None`: empty.
@@ -69,7 +70,9 @@ impl std::fmt::Debug for NodeSettings {
 }
 
 impl NodeSettings {
-    /// Settings for an honest validator.
+    /// Settings for an honest validator. Its P2P key is derived from the
+    /// consensus key (what in-process clusters use); `step node` sets its
+    /// own with [`NodeSettings::with_p2p_key`].
     pub fn new(
         moniker: String,
         home: PathBuf,
@@ -84,6 +87,7 @@ impl NodeSettings {
             home,
             listen,
             peers,
+            p2p_key: P2pKey::derived_from(&key),
             key,
             validators,
             app,
@@ -93,6 +97,12 @@ impl NodeSettings {
             #[cfg(feature = "byzantine")]
             forge_batches: None,
         }
+    }
+
+    /// These settings with `key` as the libp2p identity.
+    pub fn with_p2p_key(mut self, key: P2pKey) -> NodeSettings {
+        self.p2p_key = key;
+        self
     }
 
     pub fn wal_path(&self) -> PathBuf {
@@ -239,15 +249,12 @@ impl Node {
             value_sync,
         };
 
-        // The libp2p identity key is derived from the consensus key; the
-        // validator proof binds the two (malachite ADR-006).
+        // The libp2p identity key is the validator's own P2P key; the
+        // validator proof binds it to the consensus key (malachite ADR-006).
         let engine_err = |e: &dyn std::fmt::Display| ConsensusNodeError::EngineStart {
             reason: e.to_string(),
         };
-        let keypair = Keypair::ed25519_from_bytes(
-            Sha256::digest([b"STEP-P2P-KEY-v1\n".as_slice(), s.key.as_bytes()].concat()).to_vec(),
-        )
-        .map_err(|e| engine_err(&e))?;
+        let keypair = s.p2p_key.keypair()?;
         let proof = signer
             .sign_validator_proof(pk.0.to_vec(), keypair.public().to_peer_id().to_bytes())
             .await

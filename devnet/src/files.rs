@@ -10,6 +10,7 @@ use step_consensus::InitialStateFile;
 use step_io::genesis::{
     generate_key, load_key, public_key, save_key, Genesis, GenesisParams, GenesisValidator,
 };
+use step_io::keyfile::{generate_p2p_key, save_p2p_key, P2P_KEY_FILE};
 use step_io::Config;
 
 /// Applies `KEY=VALUE` overrides in order.
@@ -143,6 +144,7 @@ fn genesis(o: &Options) -> Result<Genesis, DevnetError> {
         initial_state_root,
         validators,
         params: GenesisParams::from_config(&c),
+        registry: None,
     };
     g.save(&path)?;
     Ok(g)
@@ -172,10 +174,17 @@ fn write_config(o: &Options, g: &Genesis, i: usize) -> Result<Validator, DevnetE
     let dir = node_dir(&o.data_dir, i);
     create_dir(&dir)?;
     let (http, p2p) = ports(o.base_port, i);
+    // Every validator has a P2P key of its own; a data dir from before
+    // that gets one here (its peer id changes once).
+    let p2p_key = dir.join(P2P_KEY_FILE);
+    if !p2p_key.exists() {
+        save_p2p_key(&p2p_key, &generate_p2p_key()?)?;
+    }
     let mut c = Config::default();
     c.http.listen = format!("127.0.0.1:{http}");
     c.node.home = ".".into();
     c.node.key_file = "validator_key.toml".into();
+    c.node.p2p_key_file = P2P_KEY_FILE.into();
     c.node.genesis_file = "../genesis.toml".into();
     c.node.moniker = format!("node-{i}");
     c.node.p2p_listen = p2p_addr(p2p);

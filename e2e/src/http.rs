@@ -51,7 +51,31 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(3)))?;
+    let s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(3)))?;
+    exchange(s, (method, path, body), timeout)
+}
+
+/// A connection to `to` from the local address `src` (the harness's own
+/// addresses: 10.77.0.1, and 10.77.0.128/25 routed to it, `crate::net`).
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    to: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from((src, 0)).into())?;
+    sock.connect_timeout(&to.into(), timeout)?;
+    Ok(sock.into())
+}
+
+/// One request (`method`, `path`, `body`) on the connected stream `s`, read
+/// to EOF, within `timeout`.
+pub fn exchange(
+    mut s: TcpStream,
+    (method, path, body): (&str, &str, &[u8]),
+    timeout: Duration,
+) -> std::io::Result<Resp> {
+    let addr = s.peer_addr()?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");

@@ -9,6 +9,8 @@
 //! `step-e2e run MANIFEST` runs one scenario and prints its report.
 //! Needs root, iproute2 and `/dev/net/tun`; `faketime` for clock skew.
 
+pub mod flood;
+pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod manifest;

@@ -1,9 +1,10 @@
 //! The load generator: proofs signed with `step_engine::signing` (one fresh
 //! account per proof, so no two proofs race on a nonce, the speed gate or the
 //! moratorium), sent at a fixed rate with `POST /proof/submit?wait=false`
-//! round-robin over the target validators; every answer recorded.
+//! round-robin over the target validators, from its own address
+//! ([`crate::flood::LOAD_IP`]); every answer recorded.
 
-use crate::http::request;
+use crate::http::{connect_from, exchange};
 use crate::node::http_addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,13 +99,18 @@ impl Load {
                 }
                 let node = spec.targets[k % spec.targets.len()];
                 let start = Instant::now();
-                let r = request(
+                let r = connect_from(
+                    crate::flood::LOAD_IP,
                     http_addr(node),
-                    "POST",
-                    "/proof/submit?wait=false",
-                    &bodies[k],
-                    Duration::from_secs(5),
-                );
+                    Duration::from_secs(3),
+                )
+                .and_then(|s| {
+                    exchange(
+                        s,
+                        ("POST", "/proof/submit?wait=false", &bodies[k]),
+                        Duration::from_secs(5),
+                    )
+                });
                 let end = Instant::now();
                 let (status, proof_id, error) = match r {
                     Ok(r) => {

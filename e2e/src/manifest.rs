@@ -55,6 +55,60 @@ pub struct Manifest {
     /// needs a `step` built with the `byzantine` feature).
     #[serde(default)]
     pub byzantine: Vec<ByzantineNode>,
+    /// An HTTP flood from many source addresses (`crate::flood`).
+    #[serde(default)]
+    pub flood: Option<FloodCfg>,
+    /// A hostile peer on the validators' P2P port (`crate::hostile`).
+    #[serde(default)]
+    pub hostile: Option<HostileCfg>,
+}
+
+/// `[flood]`: `rate` requests/s from `sources` addresses, `start_s`–`stop_s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloodCfg {
+    pub rate: f64,
+    pub sources: usize,
+    pub start_s: f64,
+    pub stop_s: f64,
+    /// Default: every validator.
+    #[serde(default)]
+    pub targets: Option<Vec<usize>>,
+}
+
+/// What the flood must have got: no forged proof accepted, at least
+/// `refused_min_fraction` refused 429 `RATE_LIMITED`, at most
+/// `unanswered_max_fraction` unanswered, refusals' p99 within `refused_p99_ms_max`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloodExpect {
+    pub refused_min_fraction: f64,
+    #[serde(default)]
+    pub unanswered_max_fraction: Option<f64>,
+    #[serde(default)]
+    pub refused_p99_ms_max: Option<f64>,
+}
+
+/// `[hostile]`: from `start_s` to `stop_s`, each of `targets` (default all)
+/// gets `connections` connections at a time on its P2P port, each sending
+/// junk (`crate::hostile::Junk`, in turn) until the validator closes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostileCfg {
+    pub start_s: f64,
+    pub stop_s: f64,
+    pub connections: usize,
+    #[serde(default)]
+    pub targets: Option<Vec<usize>>,
+}
+
+/// What the validators did with the hostile connections: each closed
+/// within `closed_within_s` (none held open), at least `min_attempts` made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostileExpect {
+    pub closed_within_s: f64,
+    pub min_attempts: usize,
 }
 
 /// One byzantine validator.
@@ -215,6 +269,10 @@ pub struct Expect {
     /// What a validator's `/status` `ready` (= `/health/ready`) says when.
     #[serde(default)]
     pub readiness: Vec<ReadyExpect>,
+    #[serde(default)]
+    pub flood: Option<FloodExpect>,
+    #[serde(default)]
+    pub hostile: Option<HostileExpect>,
 }
 
 /// A validator's readiness: some `/status` poll in `not_ready_within`
@@ -261,7 +319,7 @@ impl Manifest {
 
     fn check(&self) -> anyhow::Result<()> {
         let n = self.validators;
-        anyhow::ensure!((1..=40).contains(&n), "validators must be 1-40");
+        anyhow::ensure!((1..=50).contains(&n), "validators must be 1-50");
         let node_ok = |i: &usize| *i < n;
         for p in &self.perturb {
             anyhow::ensure!(
@@ -316,6 +374,43 @@ impl Manifest {
                 anyhow::ensure!(!t.is_empty() && t.iter().all(node_ok), "load: targets");
             }
         }
+        if let Some(f) = &self.flood {
+            anyhow::ensure!(
+                f.rate > 0.0 && f.stop_s > f.start_s && f.stop_s <= self.duration_s,
+                "flood: rate > 0, start_s < stop_s ≤ duration_s"
+            );
+            anyhow::ensure!(
+                (1..=crate::flood::MAX_SOURCES).contains(&f.sources),
+                "flood: sources 1-{}",
+                crate::flood::MAX_SOURCES
+            );
+            anyhow::ensure!(
+                f.targets
+                    .as_ref()
+                    .is_none_or(|t| !t.is_empty() && t.iter().all(node_ok)),
+                "flood: targets"
+            );
+        }
+        if let Some(h) = &self.hostile {
+            anyhow::ensure!(
+                h.stop_s > h.start_s && h.stop_s <= self.duration_s && h.connections > 0,
+                "hostile: start_s < stop_s ≤ duration_s, connections > 0"
+            );
+            anyhow::ensure!(
+                h.targets
+                    .as_ref()
+                    .is_none_or(|t| !t.is_empty() && t.iter().all(node_ok)),
+                "hostile: targets"
+            );
+        }
+        anyhow::ensure!(
+            self.expect.flood.is_none() || self.flood.is_some(),
+            "expect.flood needs [flood]"
+        );
+        anyhow::ensure!(
+            self.expect.hostile.is_none() || self.hostile.is_some(),
+            "expect.hostile needs [hostile]"
+        );
         Ok(())
     }
 }
@@ -356,6 +451,9 @@ mod tests {
             "[[perturb]]\nat_s = 1\nkind = \"melt\"\n",
             "[load]\nrate = 10\nstart_s = 5\nstop_s = 20\n",
             "typo = 1\n",
+            "[flood]\nrate = 10\nsources = 200\nstart_s = 1\nstop_s = 5\n",
+            "[expect]\nflood = { refused_min_fraction = 0.5 }\n",
+            "[hostile]\nstart_s = 1\nstop_s = 5\nconnections = 0\n",
         ] {
             assert!(Manifest::parse(&format!("{base}{bad}")).is_err(), "{bad}");
         }

@@ -233,7 +233,8 @@ fn endpoint_of(ip: [u8; 4], n: usize) -> Option<usize> {
         return None;
     }
     match ip[3] {
-        1 => Some(0),
+        // The harness, and the flood sources' addresses on its TUN.
+        1 | 128..=254 => Some(0),
         x if x >= 10 && usize::from(x - 10) < n - 1 => Some(usize::from(x - 10) + 1),
         _ => None,
     }
@@ -277,6 +278,20 @@ impl Net {
         tuns.push(open_tun(&host)?);
         sh(&["ip", "addr", "add", &format!("{HOST_IP}/24"), "dev", &host])?;
         sh(&["ip", "link", "set", &host, "up"])?;
+        // 10.77.0.128/25 is local too: the load and the HTTP flood's sources
+        // bind to addresses of their own (crate::flood), and the validators'
+        // answers come back.
+        sh(&[
+            "ip",
+            "route",
+            "add",
+            "local",
+            "10.77.0.128/25",
+            "dev",
+            &host,
+            "table",
+            "local",
+        ])?;
         for i in 0..n {
             let ns = format!("{PREFIX}{pid}-{i}");
             sh(&["ip", "netns", "add", &ns])?;
@@ -471,6 +486,8 @@ mod tests {
         assert_eq!(endpoint_of([10, 77, 0, 13], 5), Some(4));
         assert_eq!(endpoint_of([10, 77, 0, 14], 5), None);
         assert_eq!(endpoint_of([10, 77, 0, 2], 5), None);
+        assert_eq!(endpoint_of([10, 77, 0, 128], 5), Some(0), "flood sources");
+        assert_eq!(endpoint_of([10, 77, 0, 254], 5), Some(0));
         assert_eq!(endpoint_of([10, 77, 1, 10], 5), None);
         assert_eq!(node_ip(3), Ipv4Addr::new(10, 77, 0, 13));
     }

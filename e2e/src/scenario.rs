@@ -13,13 +13,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod attack;
 mod byz;
 mod links;
 mod observe;
 mod steps;
 
 use observe::{check_readiness, common_height, max_height_by, observations, quantile};
-use steps::{apply, check_alerts, loadavg, machine_lock, run_dir, sleep_until};
+use steps::{apply, check_alerts, loadavg, machine_lock, run_dir, run_priority, sleep_until};
 pub use steps::{grep_logs, utc_now};
 
 /// What a run measured, and what failed.
@@ -61,6 +62,7 @@ impl std::fmt::Display for Report {
 /// Runs the manifest; `Err` for a harness failure (setup), `Ok(report)` otherwise.
 pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     let _lock = machine_lock()?;
+    let nice = run_priority()?;
     let dir = run_dir(&m.name);
     let mut report = Report {
         name: m.name.clone(),
@@ -113,7 +115,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         None
     };
     report.note(format!(
-        "start-up to height 2 on all: {:.1} s; load average {}",
+        "start-up to height 2 on all: {:.1} s; load average {}; nice {nice}",
         setup.elapsed().as_secs_f64(),
         loadavg()
     ));
@@ -137,6 +139,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         )
     });
 
+    let attacks = attack::Attacks::start(m, t0)?;
     // The timeline.
     let mut perturb = m.perturb.clone();
     perturb.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -180,6 +183,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
         report.note(format!("t={t:.1}s {w}"));
     }
     let sent: Vec<Sent> = load.map(Load::join).unwrap_or_default();
+    attacks.finish(m, &mut report);
     let end_of_timeline = Instant::now();
     report.note(format!(
         "load average at the end of the timeline: {}",
@@ -511,45 +515,7 @@ pub fn run(m: &Manifest) -> anyhow::Result<Report> {
     drop(prom);
     drop(rec_guard);
     drop(rec);
-    // libp2p connection events in the logs after each heal / restart /
-    // resume: what reconnected, when.
-    for (kind, utc, _) in heal_times
-        .iter()
-        .filter(|(k, _, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
-    {
-        let mut lines = Vec::new();
-        for i in 0..n {
-            let text = std::fs::read_to_string(&cluster.validators[i].log).unwrap_or_default();
-            let ev: Vec<String> = text
-                .lines()
-                .filter(|l| l.get(..utc.len()).is_some_and(|t| t >= utc.as_str()))
-                .filter(|l| l.contains("Connected to peer") || l.contains("Disconnected from peer"))
-                .take(6)
-                .map(|l| {
-                    let t = l.get(11..23).unwrap_or("");
-                    let what = if l.contains("Disconnected") {
-                        "disc"
-                    } else {
-                        "conn"
-                    };
-                    let peer = l
-                        .split("peer_id=")
-                        .nth(1)
-                        .and_then(|p| p.split_whitespace().next())
-                        .unwrap_or("");
-                    format!(
-                        "{t} {what} …{}",
-                        peer.get(peer.len().saturating_sub(6)..).unwrap_or("")
-                    )
-                })
-                .collect();
-            lines.push(format!("node {i}: [{}]", ev.join(", ")));
-        }
-        report.note(format!(
-            "libp2p after {kind:?} at {utc}: {}",
-            lines.join("; ")
-        ));
-    }
+    links::report_reconnects(&mut report, &heal_times, &cluster);
     byz::check(&mut report, &e.byzantine, &cluster, &addrs);
     if e.links_closed_before_heal {
         links::check_logs(&mut report, &heal_times, &cluster);

@@ -32,10 +32,9 @@ fn smoke() {
 }
 
 #[test]
-#[ignore = "issue #17, not yet shown to pass: the dead cross-partition connections now close during the split \
-            (TCP_USER_TIMEOUT, ADR 0023; checked by links_closed_before_heal) and votes are rebroadcast every 1 s, \
-            but every run since (load average 16-25 on the shared machine) resumed 15-34 s after the heal; see \
-            docs/RELIABILITY.md"]
+#[ignore = "issue #17, not yet 3 of 3: with the harness at nice -10 and 1 s prevote/precommit timeouts (ADR 0025) \
+            the chain resumed 1.9-8.2 s after the heal in 5 of 6 runs at load average 12-25 (14-21 s in the sixth), \
+            but the chain then crawled and proofs were final only after the 30 s settle; see docs/RELIABILITY.md"]
 fn partition_2_2() {
     scenario("partition-2-2");
 }
@@ -60,7 +59,7 @@ fn delay_loss() {
 }
 
 #[test]
-#[ignore = "flaky (issue #17): the 3 running validators finalized 1 height (needs 2) while the proposer was paused 10 s in the CI run of 2026-12-01 20:59 (load average 3), and 1 of 5 runs failed earlier at load average 12-17; not diagnosed yet, see docs/RELIABILITY.md"]
+#[ignore = "flaky (issue #17): the 3 running validators finalized 1 height (needs 2) while the proposer was paused 10 s in the CI run of 2026-12-01 20:59 (load average 3), and 1 of 5 runs failed earlier at load average 12-17; passed 1 of 2 on 2026-12-02 (la 15-17, nice -10; the other resumed 29.7-32.9 s after SIGCONT, 30 s allowed); see docs/RELIABILITY.md"]
 fn pause_proposer() {
     scenario("pause-proposer");
 }
@@ -98,6 +97,21 @@ fn byzantine_bad_signatures() {
 #[test]
 fn byzantine_gps_spoof() {
     scenario("byzantine-gps-spoof");
+}
+
+/// A raw-TCP peer outside the set sends junk (garbage, an oversized multistream frame, a bad noise
+/// frame, nothing) on every validator's P2P port: each connection is dropped, the chain goes on.
+#[test]
+fn hostile_peer() {
+    scenario("hostile-peer");
+}
+
+#[test]
+#[ignore = "issue #17, not yet passing on the shared machine (load average 15-19): the per-IP limit refuses \
+            the flood, but the honest client's bursts (its senders starved) exceed the fixed 1 s window too, and \
+            validator 0 answered p99 3 s; see docs/RELIABILITY.md"]
+fn http_flood() {
+    scenario("http-flood");
 }
 
 #[test]

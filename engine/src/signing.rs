@@ -21,22 +21,30 @@ pub struct Key {
     pub pubkey: [u8; 64],
 }
 
+impl Key {
+    /// The key of a 32-byte secret (an operator's Ethereum key); `None`
+    /// when the bytes are not a valid secp256k1 secret.
+    pub fn from_secret(secret: [u8; 32]) -> Option<Key> {
+        let sk = SecretKey::from_secret_bytes(secret).ok()?;
+        let full = PublicKey::from_secret_key(&sk).serialize_uncompressed();
+        let mut pubkey = [0u8; 64];
+        pubkey.copy_from_slice(&full[1..]);
+        Some(Key {
+            sk,
+            address: Address::from_public_key(&pubkey),
+            pubkey,
+        })
+    }
+}
+
 /// Key `k` of `seed`.
 pub fn key(seed: &str, k: u64) -> Key {
     let mut h: [u8; 32] = Sha256::digest(format!("{seed}|key|{k}")).into();
-    let sk = loop {
-        match SecretKey::from_secret_bytes(h) {
-            Ok(sk) => break sk,
-            Err(_) => h = Sha256::digest(h).into(),
+    loop {
+        match Key::from_secret(h) {
+            Some(k) => break k,
+            None => h = Sha256::digest(h).into(),
         }
-    };
-    let full = PublicKey::from_secret_key(&sk).serialize_uncompressed();
-    let mut pubkey = [0u8; 64];
-    pubkey.copy_from_slice(&full[1..]);
-    Key {
-        sk,
-        address: Address::from_public_key(&pubkey),
-        pubkey,
     }
 }
 

@@ -130,6 +130,9 @@ pub struct NodeConfig {
     /// The validator's consensus key (`step keys generate`); empty =
     /// `<home>/validator_key.toml`.
     pub key_file: String,
+    /// The validator's libp2p identity key, separate from the consensus key
+    /// (`step keys generate` writes both); empty = `<home>/p2p_key.toml`.
+    pub p2p_key_file: String,
     /// The genesis / validator-set file; empty = `<home>/genesis.toml`.
     pub genesis_file: String,
     /// Name in logs; empty = the validator address.
@@ -147,6 +150,7 @@ impl Default for NodeConfig {
             ledger: LedgerKind::Consensus,
             home: "step-home".into(),
             key_file: String::new(),
+            p2p_key_file: String::new(),
             genesis_file: String::new(),
             moniker: String::new(),
             p2p_listen: "/ip4/127.0.0.1/tcp/27100".into(),

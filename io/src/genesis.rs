@@ -3,7 +3,8 @@
 //! `docs/VALIDATOR_GUIDE.md`, "Keys and genesis".
 //!
 //! * Key file (TOML, mode 0600): `secret_key = "<64 hex>"` — an ed25519
-//!   consensus key. The libp2p identity is derived from it.
+//!   consensus key. The libp2p identity key is a second file
+//!   ([`crate::keyfile`]).
 //! * Genesis file (TOML): `chain_id`, then one `[[validators]]` table per
 //!   validator with `name`, `public_key` (64 hex), `address` (40 hex, derived
 //!   from the key and checked), `power`, `p2p` (multiaddr, may be empty) and
@@ -57,6 +58,8 @@ pub enum GenesisError {
     Empty { path: PathBuf },
     #[error("{path}: validator {address} appears twice")]
     Duplicate { path: PathBuf, address: String },
+    #[error("{path} may be read by group or others (mode {mode:o}); a key file must be private: run `chmod 600 {path}`")]
+    KeyReadableByOthers { path: PathBuf, mode: u32 },
     #[error("the operating system's random source failed: {0}")]
     Random(String),
     #[error("{path}: `initial_state` and `initial_state_root` go together")]
@@ -71,6 +74,11 @@ pub enum GenesisError {
         path: PathBuf,
         stated: String,
         derived: String,
+    },
+    #[error("{path}: registry: {source}")]
+    Registry {
+        path: PathBuf,
+        source: step_consensus::registry::GenesisSetError,
     },
     #[error("{path}: {source}")]
     Params {
@@ -88,9 +96,7 @@ pub struct KeyFile {
 
 /// A fresh key from the operating system's random source.
 pub fn generate_key() -> Result<PrivateKey, GenesisError> {
-    let mut b = [0u8; 32];
-    getrandom::getrandom(&mut b).map_err(|e| GenesisError::Random(e.to_string()))?;
-    Ok(PrivateKey::from(b))
+    Ok(PrivateKey::from(crate::keyfile::random_32()?))
 }
 
 /// The public key of `key`.
@@ -98,28 +104,15 @@ pub fn public_key(key: &PrivateKey) -> PublicKey {
     PublicKey(key.verification_key().to_bytes())
 }
 
-/// Writes `key` to `path` (created with mode 0600 on Unix; an existing file
-/// is an error, so a key is never overwritten).
+/// Writes `key` to a new file `path` (mode 0600; never overwrites).
 pub fn save_key(path: &Path, key: &PrivateKey) -> Result<(), GenesisError> {
-    use std::io::Write;
-    let werr = |source| GenesisError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let text = format!(
-        "# STEP validator consensus key (ed25519). Keep it secret; back it up.\nsecret_key = \"{}\"\n",
-        crate::ledger::hex(key.as_bytes())
-    );
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(werr)?;
-    f.write_all(text.as_bytes()).map_err(werr)?;
-    f.sync_all().map_err(werr)
+    crate::keyfile::write_secret(
+        path,
+        &format!(
+            "# STEP validator consensus key (ed25519). Keep it secret; back it up.\nsecret_key = \"{}\"\n",
+            crate::ledger::hex(key.as_bytes())
+        ),
+    )
 }
 
 fn read(path: &Path) -> Result<String, GenesisError> {
@@ -130,15 +123,17 @@ fn read(path: &Path) -> Result<String, GenesisError> {
 }
 
 /// [`crate::ledger::unhex`], allowing a `0x` prefix.
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     crate::ledger::unhex(s.strip_prefix("0x").unwrap_or(s))
 }
 
 /// Reads a key file.
 pub fn load_key(path: &Path) -> Result<PrivateKey, GenesisError> {
-    let kf: KeyFile = toml::from_str(&read(path)?).map_err(|source| GenesisError::Toml {
-        path: path.to_owned(),
-        source,
+    let kf: KeyFile = toml::from_str(&crate::keyfile::read_secret(path)?).map_err(|source| {
+        GenesisError::Toml {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let b: [u8; 32] = unhex(&kf.secret_key).ok_or_else(|| GenesisError::BadField {
         path: path.to_owned(),
@@ -160,6 +155,19 @@ pub struct GenesisValidator {
     pub p2p: String,
     #[serde(default)]
     pub http: String,
+    /// Under a `[registry]`: the operator's Ethereum address (0x + 40 hex).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub operator: String,
+    /// Under a `[registry]`: the bonded stake in micro-STEP.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stake_micro: u64,
+    /// Under a `[registry]`: the node's libp2p peer id (`step keys`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub p2p_id: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl GenesisValidator {
@@ -171,6 +179,9 @@ impl GenesisValidator {
             power,
             p2p: p2p.into(),
             http: http.into(),
+            operator: String::new(),
+            stake_micro: 0,
+            p2p_id: String::new(),
         }
     }
 }
@@ -191,6 +202,10 @@ pub struct Genesis {
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
     pub params: GenesisParams,
+    /// The validator registry's parameters; `None`: no registry
+    /// ([`crate::genesis_registry`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::genesis_registry::GenesisRegistry>,
 }
 
 impl Genesis {
@@ -201,6 +216,7 @@ impl Genesis {
             source,
         })?;
         g.validator_set(path)?;
+        g.registry(path)?;
         g.params.check().map_err(|source| GenesisError::Params {
             path: path.to_owned(),
             source,
@@ -218,7 +234,13 @@ impl Genesis {
             .iter()
             .map(|v| (v.public_key, v.stake))
             .collect();
-        let bytes = crate::genesis_params::canonical_bytes(&self.chain_id, &vs, &self.params);
+        let mut bytes = crate::genesis_params::canonical_bytes(&self.chain_id, &vs, &self.params);
+        // A registry commits by its root; a genesis without one keeps the
+        // chain id it had before registries existed.
+        if let Some(registry) = self.registry(path)? {
+            bytes.extend_from_slice(b"registry");
+            bytes.extend_from_slice(&registry.root());
+        }
         Ok(crate::genesis_params::chain_of(&bytes))
     }
 

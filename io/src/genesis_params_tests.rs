@@ -19,6 +19,7 @@ fn genesis(params: GenesisParams) -> Genesis {
             .map(|(i, k)| GenesisValidator::new(&format!("v{i}"), k, 1, "", ""))
             .collect(),
         params,
+        registry: None,
     }
 }
 

@@ -13,7 +13,8 @@
 //! * [`ratelimit`], [`redis_store`]: per-IP/per-account limits and the
 //!   optional shared Redis (replay pre-check, rate-limit counters).
 //! * [`node`]: serve the API over a ledger, graceful shutdown, logging.
-//! * [`genesis`]: validator key files and the genesis (validator-set) file.
+//! * [`genesis`], [`keyfile`]: validator key files (consensus and P2P) and
+//!   the genesis (validator-set) file.
 //! * [`validator`]: opens the ledger a configuration names (consensus or
 //!   local); `step node` serves the API over it.
 //!
@@ -23,8 +24,10 @@
 pub mod config;
 pub mod genesis;
 pub mod genesis_params;
+pub mod genesis_registry;
 pub mod http;
 pub mod intake_log;
+pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
 pub mod node;

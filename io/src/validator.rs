@@ -1,8 +1,9 @@
 //! Opening the ledger a configuration names: what `step node --config FILE`
 //! runs before it serves the HTTP API.
 //!
-//! `node.ledger = "consensus"` (the default) reads the key and genesis
-//! files, checks that the key is one of the genesis validators, and starts a
+//! `node.ledger = "consensus"` (the default) reads the consensus key, the
+//! P2P key and the genesis files, checks that the key is one of the genesis
+//! validators, and starts a
 //! [`ConsensusLedger`]; `"local"` starts a [`LocalLedger`] (one process, not
 //! fault tolerant).
 
@@ -32,6 +33,29 @@ pub enum OpenError {
         key_file: PathBuf,
         genesis_file: PathBuf,
         address: String,
+    },
+    /// A home made before validators had a P2P key of their own.
+    #[error(
+        "no P2P key at {p2p_key_file}: this home has only a consensus key ({key_file}), from before the P2P identity became a key of its own. Create one with `step keys p2p --out {p2p_key_file}` (mode 0600) and start again; the node's libp2p peer id changes"
+    )]
+    NoP2pKey {
+        key_file: PathBuf,
+        p2p_key_file: PathBuf,
+    },
+    #[error("{p2p_key_file}: {source}")]
+    P2pKey {
+        p2p_key_file: PathBuf,
+        source: step_consensus::ConsensusNodeError,
+    },
+    /// The genesis' registry names another P2P id for this validator.
+    #[error(
+        "the P2P key in {p2p_key_file} has peer id {derived}, but {genesis_file} names {named} for this validator"
+    )]
+    P2pIdMismatch {
+        p2p_key_file: PathBuf,
+        genesis_file: PathBuf,
+        named: String,
+        derived: String,
     },
     #[error("cannot create the data directory {path}: {source}")]
     Home {
@@ -168,7 +192,19 @@ async fn open_ledger_with(
     } else {
         resolve(base, &n.genesis_file)
     };
+    let p2p_key_file = if n.p2p_key_file.is_empty() {
+        home.join(crate::keyfile::P2P_KEY_FILE)
+    } else {
+        resolve(base, &n.p2p_key_file)
+    };
     let key = load_key(&key_file)?;
+    if !p2p_key_file.exists() {
+        return Err(OpenError::NoP2pKey {
+            key_file,
+            p2p_key_file,
+        });
+    }
+    let p2p_key = crate::keyfile::load_p2p_key(&p2p_key_file)?;
     let genesis = Genesis::load(&genesis_file)?;
     let validators = genesis.validator_set(&genesis_file)?;
     // Consensus-critical parameters come from the genesis only.
@@ -187,6 +223,34 @@ async fn open_ledger_with(
             genesis_file,
             address: crate::ledger::hex(&me.0),
         });
+    }
+    // Under a registry the genesis names each validator's P2P id: this
+    // node's P2P key must be the one it names.
+    if let Some(registry) = genesis.registry(&genesis_file)? {
+        let mine = p2p_key.peer_id().map_err(|source| OpenError::P2pKey {
+            p2p_key_file: p2p_key_file.clone(),
+            source,
+        })?;
+        let pk = public_key(&key);
+        let named = registry
+            .validators
+            .values()
+            .find(|v| v.consensus_key == pk)
+            .map(|v| v.p2p_id.clone());
+        if let Some(named) = named.filter(|n| *n != mine) {
+            return Err(OpenError::P2pIdMismatch {
+                p2p_key_file,
+                genesis_file,
+                named,
+                derived: mine,
+            });
+        }
+        tracing::info!(
+            validators = registry.validators.len(),
+            epoch_length_proofs = registry.params.epoch_length_proofs,
+            min_stake_micro = registry.params.min_stake_micro,
+            "genesis registry"
+        );
     }
     let peers = if n.peers.trim().is_empty() {
         genesis.peers_of(&me)
@@ -214,7 +278,8 @@ async fn open_ledger_with(
         key,
         validators,
         app,
-    );
+    )
+    .with_p2p_key(p2p_key);
     if let Some(state) = initial {
         if let Some(rows) = state.memory() {
             tracing::info!(

@@ -30,6 +30,7 @@ fn genesis(state: &str, root: &str) -> Genesis {
         initial_state_root: root.into(),
         validators: vec![],
         params: Default::default(),
+        registry: None,
     }
 }
 

@@ -123,6 +123,7 @@ impl Cluster {
                 .map(|j| addr(self.ports[j]))
                 .collect(),
             key: self.keys[i].clone(),
+            p2p_key: step_consensus::P2pKey::derived_from(&self.keys[i]),
             validators: self.validators.clone(),
             app: self.app,
             initial: None,

@@ -99,6 +99,53 @@ pub(super) fn check_logs(
     }
 }
 
+/// libp2p connection events in the logs after each heal / restart / resume
+/// / pause: what reconnected, when.
+pub(super) fn report_reconnects(
+    report: &mut super::Report,
+    heal_times: &[Applied],
+    cluster: &crate::node::Cluster,
+) {
+    let n = cluster.validators.len();
+    for (kind, utc, _) in heal_times
+        .iter()
+        .filter(|(k, _, _)| matches!(k, Kind::Heal | Kind::Restart | Kind::Resume | Kind::Pause))
+    {
+        let mut lines = Vec::new();
+        for i in 0..n {
+            let text = std::fs::read_to_string(&cluster.validators[i].log).unwrap_or_default();
+            let ev: Vec<String> = text
+                .lines()
+                .filter(|l| l.get(..utc.len()).is_some_and(|t| t >= utc.as_str()))
+                .filter(|l| l.contains("Connected to peer") || l.contains("Disconnected from peer"))
+                .take(6)
+                .map(|l| {
+                    let t = l.get(11..23).unwrap_or("");
+                    let what = if l.contains("Disconnected") {
+                        "disc"
+                    } else {
+                        "conn"
+                    };
+                    let peer = l
+                        .split("peer_id=")
+                        .nth(1)
+                        .and_then(|p| p.split_whitespace().next())
+                        .unwrap_or("");
+                    format!(
+                        "{t} {what} …{}",
+                        peer.get(peer.len().saturating_sub(6)..).unwrap_or("")
+                    )
+                })
+                .collect();
+            lines.push(format!("node {i}: [{}]", ev.join(", ")));
+        }
+        report.note(format!(
+            "libp2p after {kind:?} at {utc}: {}",
+            lines.join("; ")
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,34 @@ pub(super) fn machine_lock() -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
+/// The nice value the harness, its router threads and the validators run at:
+/// `$STEP_E2E_NICE`, default -10. On a shared machine unrelated builds
+/// (nice 0) would otherwise take most of the CPU from the validators and the
+/// userspace router, and a scenario would measure the machine's contention
+/// rather than the fault (docs/adr/0025-e2e-priority-and-vote-timeouts.md).
+/// `0` leaves the priority alone.
+pub(super) fn run_priority() -> anyhow::Result<i32> {
+    #![allow(unsafe_code)]
+    let nice: i32 = match std::env::var("STEP_E2E_NICE") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("STEP_E2E_NICE={v:?} is not an integer"))?,
+        Err(_) => -10,
+    };
+    if nice != 0 {
+        // SAFETY: setpriority has no memory preconditions; `0` is this thread,
+        // whose value every thread and process started after it inherits.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            anyhow::bail!(
+                "setpriority({nice}) (STEP_E2E_NICE; 0 to leave the priority alone): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(nice)
+}
+
 /// Sleeps until `t`, sending the due SIGCONTs of timed pauses on the way.
 pub(super) fn sleep_until(t: Instant, resumes: &mut Vec<(Instant, usize)>, cluster: &mut Cluster) {
     loop {

@@ -57,7 +57,7 @@ pub async fn events(
     State(s): State<AppState>,
     ip: ClientIp,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let blocks = BroadcastStream::new(s.ledger.subscribe());
     let stop = WatchStream::new(s.shutdown.clone())
         .filter(|down| futures_util::future::ready(*down))

@@ -206,7 +206,7 @@ pub async fn submit_one(
     Upload(s, ip, headers, wait): Upload<true>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     require_json(&headers)?;
     let timeout = Duration::from_millis(s.config.http.body_timeout_ms);
     let bytes = read_limited(body, &headers, BODY_MAX_BYTES, timeout).await?;
@@ -272,7 +272,7 @@ pub async fn submit_many(
     if items.is_empty() {
         return Err(ApiError::invalid("the body holds no proofs"));
     }
-    s.limit(LimitKey::Ip(ip.0), items.len() as u64).await?;
+    s.limit(LimitKey::client(ip.0), items.len() as u64).await?;
     // Queue in body order first (sequence numbers follow the body), then
     // collect the verdicts concurrently.
     let mut queued = Vec::with_capacity(items.len());

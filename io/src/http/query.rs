@@ -29,7 +29,7 @@ impl FromRequestParts<AppState> for Lookup {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         let Ok(ip) = ClientIp::from_request_parts(parts, s).await;
-        s.limit(LimitKey::Ip(ip.0), 1).await?;
+        s.limit(LimitKey::client(ip.0), 1).await?;
         let raw = Path::<String>::from_request_parts(parts, s)
             .await
             .map(|Path(raw)| raw)
@@ -50,7 +50,7 @@ impl std::fmt::Debug for Lookup {
 /// `GET /proof/config`: the limits in Phase 2's shape (`null` for a check
 /// that is switched off).
 pub async fn proof_config(State(s): State<AppState>, ip: ClientIp) -> Result<Response, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let l = s.ledger.limits();
     // Written by hand to keep Phase 2's key order.
     let body = format!(
@@ -159,7 +159,7 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<TriangleBody>, A
 #[utoipa::path(get, path = "/status", tag = "queries", responses((status = 200, body = StatusBody), (status = 429, body = ErrorBody)))]
 /// `GET /status`.
 pub async fn status(State(s): State<AppState>, ip: ClientIp) -> Result<Json<StatusBody>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let st = s.ledger.status();
     Ok(Json(StatusBody {
         ok: true,
@@ -190,7 +190,7 @@ async fn redis_state(s: &AppState) -> &'static str {
 /// `GET /evidence`: the double-sign evidence this node saw since it started
 /// (the newest `EVIDENCE_KEPT`), oldest first. Read-only.
 pub async fn evidence(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
-    s.limit(LimitKey::Ip(ip.0), 1).await?;
+    s.limit(LimitKey::client(ip.0), 1).await?;
     let pairs = |list: &[([u8; 20], usize)]| -> Vec<Value> {
         list.iter()
             .map(|(a, n)| json!({ "validator": hex(a), "pairs": n }))

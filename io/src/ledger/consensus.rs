@@ -393,6 +393,7 @@ mod tests {
             initial_state_root: String::new(),
             validators: vec![GenesisValidator::new("v0", &public_key(&key), 1, &p2p, "")],
             params: Default::default(),
+            registry: None,
         };
         let validators = genesis
             .validator_set(&home.join("genesis.toml"))
