@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod devnet;
+mod gateway;
 mod keys;
 mod migrate;
 mod node;
@@ -49,6 +50,8 @@ enum Command {
     /// The validator's store, node stopped: `step store snapshot --home H --out FILE`,
     /// `step store restore --home H --snapshot FILE`.
     Store(store::Args),
+    /// Phase 2 → Phase 3 proxy: shadow comparison, per-account cutover, rollback, failover.
+    Gateway(gateway::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Store(args) => store::run(args),
+        Command::Gateway(args) => gateway::run_cmd(args),
         Command::Validator(args) => validator::run(args),
     };
     match result {

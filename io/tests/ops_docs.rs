@@ -356,39 +356,7 @@ fn the_alerts_cover_what_operators_need() {
 /// except under `CI=true`, where it fails: CI must run the rules' tests.
 #[test]
 fn alert_rules_pass_promtool_unit_tests() {
-    let dir = ops_path("");
-    let run = |args: &[&str]| {
-        std::process::Command::new("promtool")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-    };
-    match run(&["check", "rules", "alerts.yml"]) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "CI=true and promtool is not on PATH: the alert rules' unit tests cannot run (apt-get install prometheus)"
-            );
-            eprintln!(
-                "promtool not on PATH: skipping `promtool test rules` (apt-get install prometheus)"
-            );
-        }
-        Err(e) => panic!("promtool: {e}"),
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "promtool check rules:\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            let out = run(&["test", "rules", "alerts_test.yml"]).unwrap();
-            assert!(
-                out.status.success(),
-                "promtool test rules:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    step_testkit::promtool_rules(&ops_path(""), "alerts.yml", "alerts_test.yml");
 }
 
 /// The status setters a backend calls render under the documented names.

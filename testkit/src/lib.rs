@@ -158,6 +158,44 @@ pub fn fresh_proofs(seed: &str, n: usize, accounts: usize, dir: &Path) -> Vec<St
         .collect()
 }
 
+/// `promtool check rules RULES` and `promtool test rules TESTS` in `dir`,
+/// asserting both pass. Without promtool on PATH it says so and returns,
+/// except under `CI=true`, where it fails: CI must run the rules' tests.
+pub fn promtool_rules(dir: &Path, rules: &str, tests: &str) {
+    let run = |args: &[&str]| {
+        Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+    };
+    match run(&["check", "rules", rules]) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "CI=true and promtool is not on PATH: the alert rules' unit tests cannot run (apt-get install prometheus)"
+            );
+            eprintln!(
+                "promtool not on PATH: skipping `promtool test rules` (apt-get install prometheus)"
+            );
+        }
+        Err(e) => panic!("promtool: {e}"),
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "promtool check rules {rules}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let out = run(&["test", "rules", tests]).unwrap();
+            assert!(
+                out.status.success(),
+                "promtool test rules {tests}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

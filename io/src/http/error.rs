@@ -127,11 +127,11 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ok": false,
-            "code": self.code.as_str(),
-            "message": self.message,
-            "timestamp": now_iso(),
+        serde_json::json!(super::schema::ErrorBody {
+            ok: false,
+            code: self.code.as_str().to_owned(),
+            message: self.message.clone(),
+            timestamp: now_iso(),
         })
     }
 }

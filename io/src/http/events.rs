@@ -52,6 +52,7 @@ fn event(item: Result<Arc<FinalizedBlock>, BroadcastStreamRecvError>) -> Event {
     }
 }
 
+#[utoipa::path(get, path = "/events", tag = "queries", responses((status = 200, description = "server-sent events: one event per finalized proof", content_type = "text/event-stream")))]
 pub async fn events(
     State(s): State<AppState>,
     ip: ClientIp,

@@ -9,6 +9,7 @@
 //! | `GET /proof/config`, `/proof/{id}`, `/account/{address}`, `/triangle/{id}`, `/status` | [`query`] |
 //! | `GET /health`, `/health/live`, `/health/ready`, `/metrics` | [`query`] |
 //! | `GET /events` | [`events::events`] |
+//! | `GET /openapi.json` | [`openapi::openapi_json`]: the OpenAPI description, from the body types of [`schema`] |
 //!
 //! Anything else gets a JSON 404 or 405. Bodies are read by
 //! [`body::read_limited`], never by axum's extractors, so that every
@@ -17,8 +18,10 @@
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod proofs;
 pub mod query;
+pub mod schema;
 
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -182,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(query::metrics))
         .route("/events", get(events::events))
         .route("/evidence", get(query::evidence))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

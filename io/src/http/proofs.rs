@@ -8,6 +8,7 @@
 
 use super::body::{drain, read_limited, require_json, require_json_or_lines};
 use super::error::{iso, ApiError, HttpCode};
+use super::schema::*;
 use super::{parse_wait, AppState, ClientIp};
 use crate::ledger::{Final, FinalityError, Pending, ProofId, Submission};
 use crate::ratelimit::LimitKey;
@@ -134,31 +135,31 @@ impl AppState {
 }
 
 fn pending_json(p: &Pending) -> Value {
-    json!({
-        "ok": true,
-        "status": "pending",
-        "proofId": p.id.to_string(),
-        "reward": MicroStep(p.reward_micro).to_string(),
-        "unit": "STEP",
-        "triangleId": p.triangle.to_string(),
-        "level": p.triangle.level(),
+    json!(PendingBody {
+        ok: true,
+        status: PendingStatus::Pending,
+        proof_id: p.id.to_string(),
+        reward: MicroStep(p.reward_micro).to_string(),
+        unit: "STEP".to_owned(),
+        triangle_id: p.triangle.to_string(),
+        level: p.triangle.level(),
     })
 }
 
 /// Phase 2's success body, plus `proofId`, `status` and `height`.
 pub fn final_json(f: &Final) -> Value {
-    json!({
-        "ok": true,
-        "status": "final",
-        "proofId": f.id.to_string(),
-        "reward": MicroStep(f.reward_micro).to_string(),
-        "unit": "STEP",
-        "triangleId": f.triangle.to_string(),
-        "level": f.triangle.level(),
-        "clicks": f.clicks,
-        "balance": f.balance_micro.to_string(),
-        "height": f.height,
-        "processedAt": iso(f.time_ms),
+    json!(FinalBody {
+        ok: true,
+        status: FinalStatus::Final,
+        proof_id: f.id.to_string(),
+        reward: MicroStep(f.reward_micro).to_string(),
+        unit: "STEP".to_owned(),
+        triangle_id: f.triangle.to_string(),
+        level: f.triangle.level(),
+        clicks: f.clicks,
+        balance: f.balance_micro.to_string(),
+        height: f.height,
+        processed_at: iso(f.time_ms),
     })
 }
 
@@ -189,6 +190,17 @@ fn finality_result(p: &Pending, r: Option<Result<Final, FinalityError>>) -> (Sta
     }
 }
 
+#[utoipa::path(post, path = "/proof/submit", tag = "proofs",
+    params(("wait" = Option<bool>, Query, description = "wait for finality (default true)")),
+    request_body = ProofRequest,
+    responses(
+        (status = 200, description = "final (Phase 2's success body plus status, proofId, height)", body = FinalBody),
+        (status = 202, description = "accepted, not final yet", body = PendingBody),
+        (status = 401, description = "BAD_SIGNATURE", body = ErrorBody),
+        (status = 409, description = "NONCE_REPLAY", body = ErrorBody),
+        (status = 422, description = "LOW_GPS_ACCURACY, OUT_OF_BOUNDS, TOO_FAST, MORATORIUM, STALE_PROOF, TRIANGLE_SUBDIVIDED, TRIANGLE_EXHAUSTED", body = ErrorBody),
+        (status = 400, description = "INVALID_PAYLOAD", body = ErrorBody), (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody), (status = 429, description = "RATE_LIMITED", body = ErrorBody), (status = 503, description = "OVERLOADED or NOT_READY", body = ErrorBody)
+    ))]
 /// `POST /proof/submit[?wait=false]`.
 pub async fn submit_one(
     Upload(s, ip, headers, wait): Upload<true>,
@@ -233,6 +245,10 @@ fn item_error(index: usize, e: &ApiError) -> Value {
     json!({"index": index, "ok": false, "code": e.code.as_str(), "message": e.message})
 }
 
+#[utoipa::path(post, path = "/proofs", tag = "proofs",
+    params(("wait" = Option<bool>, Query, description = "wait for finality (default false)")),
+    request_body(content = Vec<ProofRequest>, description = "a JSON array, or JSON Lines (application/x-ndjson)"),
+    responses((status = 200, description = "one result per proof, in body order", body = BatchBody), (status = 400, description = "INVALID_PAYLOAD", body = ErrorBody), (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody), (status = 429, description = "RATE_LIMITED", body = ErrorBody), (status = 503, description = "OVERLOADED or NOT_READY", body = ErrorBody)))]
 /// `POST /proofs[?wait=true]`: one verdict per proof, in body order.
 pub async fn submit_many(
     Upload(s, ip, headers, wait): Upload<false>,

@@ -2,6 +2,7 @@
 
 use super::error::{iso, ApiError, HttpCode};
 use super::proofs::final_json;
+use super::schema::*;
 use super::{AppState, ClientIp};
 use crate::ledger::{hex, NotReady, ProofId, ProofStatus};
 use crate::ratelimit::LimitKey;
@@ -45,6 +46,7 @@ impl std::fmt::Debug for Lookup {
     }
 }
 
+#[utoipa::path(get, path = "/proof/config", tag = "queries", responses((status = 200, description = "Phase 2's limits", body = ConfigBody), (status = 429, body = ErrorBody)))]
 /// `GET /proof/config`: the limits in Phase 2's shape (`null` for a check
 /// that is switched off).
 pub async fn proof_config(State(s): State<AppState>, ip: ClientIp) -> Result<Response, ApiError> {
@@ -74,6 +76,8 @@ fn unreadable(e: crate::ledger::LedgerReadError) -> ApiError {
     ApiError::engine(Code::InternalError, e.to_string())
 }
 
+#[utoipa::path(get, path = "/proof/{id}", tag = "queries", params(("id" = String, Path, description = "64 hex digits: SHA-256 of the 65 signature bytes")),
+    responses((status = 200, body = ProofRecordBody), (status = 400, body = ErrorBody), (status = 404, description = "NOT_FOUND", body = ErrorBody), (status = 429, body = ErrorBody)))]
 /// `GET /proof/{id}`.
 pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     let id =
@@ -115,25 +119,29 @@ pub async fn proof(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
     Ok(Json(body))
 }
 
+#[utoipa::path(get, path = "/account/{address}", tag = "queries", params(("address" = String, Path, description = "0x + 40 hex digits, any letter case")),
+    responses((status = 200, body = AccountBody), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 /// `GET /account/{address}` (any letter case).
-pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
+pub async fn account(Lookup { s, raw }: Lookup) -> Result<Json<AccountBody>, ApiError> {
     let address = Address::parse(&raw)
         .ok_or_else(|| ApiError::invalid("an account is 0x followed by 40 hex characters"))?;
     let a = s.ledger.account(&address).map_err(unreadable)?;
-    Ok(Json(json!({
-        "ok": true,
-        "account": a.address.to_string(),
-        "balance": a.balance_micro.to_string(),
-        "balanceStep": MicroStep(a.balance_micro).to_string(),
-        "unit": "STEP",
-        "nonces": a.proofs,
-        "lastProofAt": a.last_proof_ms.map(iso),
-    })))
+    Ok(Json(AccountBody {
+        ok: true,
+        account: a.address.to_string(),
+        balance: a.balance_micro.to_string(),
+        balance_step: MicroStep(a.balance_micro).to_string(),
+        unit: "STEP".to_owned(),
+        nonces: a.proofs,
+        last_proof_at: a.last_proof_ms.and_then(iso),
+    }))
 }
 
+#[utoipa::path(get, path = "/triangle/{id}", tag = "queries", params(("id" = String, Path, description = "a canonical STEP-TRI-v1 id")),
+    responses((status = 200, body = TriangleBody), (status = 404, description = "TRIANGLE_NOT_FOUND", body = ErrorBody), (status = 429, body = ErrorBody)))]
 /// `GET /triangle/{id}`. An id that is not a canonical `STEP-TRI-v1` id names
 /// no triangle: 404 `TRIANGLE_NOT_FOUND`.
-pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError> {
+pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<TriangleBody>, ApiError> {
     let id = TriangleId::parse(&raw).map_err(|e| {
         ApiError::engine(Code::TriangleNotFound, format!("no triangle {raw:?}: {e}"))
     })?;
@@ -146,37 +154,38 @@ pub async fn triangle(Lookup { s, raw }: Lookup) -> Result<Json<Value>, ApiError
             [lat, lon]
         })
         .collect();
-    Ok(Json(json!({
-        "ok": true,
-        "triangleId": id.to_string(),
-        "level": id.level(),
-        "clicks": t.clicks,
-        "state": t.state(),
-        "lastClickAt": t.last_click_ms.map(iso),
-        "centroid": {"lat": lat, "lon": lon},
-        "polygon": polygon,
-    })))
+    Ok(Json(TriangleBody {
+        ok: true,
+        triangle_id: id.to_string(),
+        level: id.level(),
+        clicks: t.clicks,
+        state: t.state().to_owned(),
+        last_click_at: t.last_click_ms.and_then(iso),
+        centroid: LatLon { lat, lon },
+        polygon,
+    }))
 }
 
+#[utoipa::path(get, path = "/status", tag = "queries", responses((status = 200, body = StatusBody), (status = 429, body = ErrorBody)))]
 /// `GET /status`.
-pub async fn status(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
+pub async fn status(State(s): State<AppState>, ip: ClientIp) -> Result<Json<StatusBody>, ApiError> {
     s.limit(LimitKey::client(ip.0), 1).await?;
     let st = s.ledger.status();
-    Ok(Json(json!({
-        "ok": true,
-        "backend": st.backend,
-        "height": st.height,
-        "round": st.round,
-        "state_root": hex(&st.state_root),
-        "validators": st.validators,
-        "peers": st.peers,
-        "ready": st.ready,
-        "queue": {
-            "ingest": st.queue.ingest,
-            "in_flight": st.queue.in_flight,
-            "capacity": st.queue.capacity,
+    Ok(Json(StatusBody {
+        ok: true,
+        backend: st.backend.to_owned(),
+        height: st.height,
+        round: st.round,
+        state_root: hex(&st.state_root),
+        validators: st.validators,
+        peers: st.peers,
+        ready: st.ready,
+        queue: QueueBody {
+            ingest: st.queue.ingest,
+            in_flight: st.queue.in_flight,
+            capacity: st.queue.capacity,
         },
-    })))
+    }))
 }
 
 async fn redis_state(s: &AppState) -> &'static str {
@@ -187,6 +196,7 @@ async fn redis_state(s: &AppState) -> &'static str {
     }
 }
 
+#[utoipa::path(get, path = "/evidence", tag = "queries", responses((status = 200, body = EvidenceBody), (status = 429, body = ErrorBody)))]
 /// `GET /evidence`: the double-sign evidence this node saw since it started
 /// (the newest `EVIDENCE_KEPT`), oldest first. Read-only.
 pub async fn evidence(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Value>, ApiError> {
@@ -211,6 +221,7 @@ pub async fn evidence(State(s): State<AppState>, ip: ClientIp) -> Result<Json<Va
     Ok(Json(json!({ "ok": true, "evidence": records })))
 }
 
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = HealthBody), (status = 503, description = "NOT_READY", body = NotReadyBody)))]
 /// `GET /health`: liveness and readiness in one answer; 200 when ready,
 /// 503 `NOT_READY` otherwise (with `reason`). Redis being down does not
 /// make a node unready.
@@ -238,11 +249,13 @@ fn not_ready(why: NotReady) -> ApiError {
     ApiError::new(HttpCode::NotReady, format!("not ready: {why}"))
 }
 
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = LiveBody)))]
 /// `GET /health/live`: 200 while the process serves HTTP.
 pub async fn live() -> Json<Value> {
     Json(json!({"ok": true, "live": true}))
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, body = ReadyBody), (status = 503, description = "NOT_READY", body = NotReadyBody)))]
 /// `GET /health/ready`: 200 when the node takes proofs and can get them
 /// finalized ([`crate::ledger::readiness`]: a quorum of validators heard,
 /// a new height lately), else 503 `NOT_READY` with `reason`.
@@ -258,6 +271,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus (OpenMetrics) text; the metrics: io/src/metrics.rs", content_type = "application/openmetrics-text")))]
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let st = s.ledger.status();
