@@ -83,8 +83,6 @@ async fn main() {
             byzantine: None,
             #[cfg(feature = "byzantine")]
             forge_batches: None,
-            #[cfg(feature = "byzantine")]
-            withhold: None,
         };
         nodes.push(Node::start(s).await.expect("node starts"));
     }

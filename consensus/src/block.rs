@@ -467,14 +467,11 @@ pub(crate) fn write_batches<W: Write>(
     Ok(())
 }
 
-/// Reads a borsh vector of at most [`MAX_BATCHES_PER_BLOCK`] items (batches
-/// or batch digests: a block's, a proposal part's, a fetch request's), its
-/// count checked before anything is allocated.
-fn read_per_batch<R: Read, T>(
+/// Reads a borsh vector of at most [`MAX_BATCHES_PER_BLOCK`] batches.
+pub(crate) fn read_batches<R: Read>(
     r: &mut R,
     what: &'static str,
-    mut item: impl FnMut(&mut R) -> std::io::Result<T>,
-) -> std::io::Result<Vec<T>> {
+) -> std::io::Result<Vec<Arc<WireBatch>>> {
     let n = read_count(r, MAX_BATCHES_PER_BLOCK, |batches| {
         WireError::TooManyBatches {
             what,
@@ -482,27 +479,11 @@ fn read_per_batch<R: Read, T>(
             max: MAX_BATCHES_PER_BLOCK,
         }
     })?;
-    let mut out = Vec::with_capacity(n.min(1_024));
+    let mut out = Vec::with_capacity(n.min(64));
     for _ in 0..n {
-        out.push(item(r)?);
+        out.push(Arc::new(WireBatch::deserialize_reader(r)?));
     }
     Ok(out)
-}
-
-/// Reads a borsh vector of at most [`MAX_BATCHES_PER_BLOCK`] batches.
-pub(crate) fn read_batches<R: Read>(
-    r: &mut R,
-    what: &'static str,
-) -> std::io::Result<Vec<Arc<WireBatch>>> {
-    read_per_batch(r, what, |r| WireBatch::deserialize_reader(r).map(Arc::new))
-}
-
-/// Reads a borsh vector of at most [`MAX_BATCHES_PER_BLOCK`] batch digests.
-pub(crate) fn read_digests<R: Read>(
-    r: &mut R,
-    what: &'static str,
-) -> std::io::Result<Vec<[u8; 32]>> {
-    read_per_batch(r, what, <[u8; 32]>::deserialize_reader)
 }
 
 /// Reads a borsh vector of at most [`MAX_ATTESTATIONS_PER_BLOCK`]

@@ -13,11 +13,9 @@ use malachitebft_engine_byzantine::ByzantineConfig;
 
 use sha2::Digest as _;
 
-use malachitebft_engine::util::streaming::{StreamContent, StreamMessage};
-
 use crate::block::WireBatch;
 use crate::codec::BorshCodec;
-use crate::context::{ProposalPart, StepContext, ValidatorAddress, ValueId};
+use crate::context::{StepContext, ValidatorAddress, ValueId};
 use crate::signing::StepSigner;
 
 type Started = (
@@ -60,28 +58,6 @@ where
         .build()
         .await
         .map_err(|e| e.to_string())
-}
-
-/// What a byzantine validator keeps from its peers (`NodeSettings::withhold`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Withhold {
-    /// Its own batches are never gossiped: the others see them first in
-    /// its proposals, by digest, and must fetch them (it answers `Want`s).
-    Gossip,
-    /// Never gossiped nor supplied: its proposals name batches nobody else
-    /// can get, so the others time them out and prevote nil.
-    Batches,
-}
-
-impl Withhold {
-    /// True when the node does not send `m`.
-    pub fn drops(self, m: &StreamMessage<ProposalPart>) -> bool {
-        match &m.content {
-            StreamContent::Data(ProposalPart::Gossip(..)) => true,
-            StreamContent::Data(ProposalPart::Supply(_)) => self == Withhold::Batches,
-            _ => false,
-        }
-    }
 }
 
 /// Invalid batches a byzantine validator passes off as its own, pre-validated

@@ -53,6 +53,8 @@ pub struct AppConfig {
     pub timeouts: Timeouts,
     /// Most batches in one block (default 100: 10,000 proofs).
     pub max_batches_per_block: usize,
+    /// Batches per proposal part (default 10, about 320 KiB).
+    pub batches_per_part: usize,
     /// How long a proposer waits for a full block before proposing what it
     /// has (default 200 ms; capped at half the propose timeout).
     pub propose_wait: Duration,
@@ -115,6 +117,7 @@ impl Default for AppConfig {
             verifier: step_engine::Verifier::default(),
             timeouts: Timeouts::default(),
             max_batches_per_block: 100,
+            batches_per_part: 10,
             propose_wait: Duration::from_millis(200),
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
             state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use crate::attest::Attestation;
-use crate::block::{read_attestations, read_digests, WireBatch, WireError};
+use crate::block::{
+    read_attestations, read_batches, write_batches, WireBatch, WireError, MAX_BATCHES_PER_BLOCK,
+};
 
 /// Domain separator of a block's value id.
 pub const BLOCK_DOMAIN: &[u8] = b"STEP-BLOCK-v2\n";
@@ -215,8 +217,7 @@ impl mc::ValidatorSet<StepContext> for ValidatorSet {
 /// themselves travel in the proposal parts and are kept by the app
 /// (`crate::app`), which re-verifies them and compares the root with its own
 /// before the value is marked valid. Decoding refuses more than
-/// [`MAX_BATCHES_PER_BLOCK`](crate::block::MAX_BATCHES_PER_BLOCK) digests
-/// before allocating.
+/// [`MAX_BATCHES_PER_BLOCK`] digests before allocating.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize)]
 pub struct Value {
     pub batch_digests: Vec<[u8; 32]>,
@@ -227,7 +228,21 @@ pub struct Value {
 
 impl BorshDeserialize for Value {
     fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
-        let batch_digests = read_digests(r, "value")?;
+        let n = u32::deserialize_reader(r)? as usize;
+        if n > MAX_BATCHES_PER_BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                WireError::TooManyBatches {
+                    what: "value",
+                    batches: n,
+                    max: MAX_BATCHES_PER_BLOCK,
+                },
+            ));
+        }
+        let mut batch_digests = Vec::with_capacity(n);
+        for _ in 0..n {
+            batch_digests.push(<[u8; 32]>::deserialize_reader(r)?);
+        }
         let prev_root = <[u8; 32]>::deserialize_reader(r)?;
         Ok(Value {
             batch_digests,
@@ -357,14 +372,12 @@ impl mc::Vote<StepContext> for Vote {
     }
 }
 
-/// One part of a streamed proposal: `Init`, then `Digests` parts (the
-/// value's ordered batch digests: a proposal carries no batch), then
-/// `Attestations`, then `Fin`. `Gossip` is not part of a proposal: it
-/// carries one pre-validated batch to every validator ahead of proposals,
-/// on the same authenticated channel (`docs/P2P_PROTOCOL.md`, "Batch
-/// gossip"); `Want` and `Supply` fetch a proposal's batch that a validator
-/// lacks. Borsh by hand (tags 0, 2–8), so that every list is bounded before
-/// it is allocated.
+/// One part of a streamed proposal: `Init`, then `Batches` parts, then `Fin`.
+/// `Gossip` is not part of a proposal: it carries one pre-validated batch to
+/// every validator ahead of proposals, on the same authenticated channel
+/// (`docs/P2P_PROTOCOL.md`, "Batch gossip"). Batches are shared with the
+/// block they belong to. Borsh by hand (tags 0–5), so that a
+/// `Batches` part is bounded like a block.
 ///
 /// The decoder is strict: what decodes re-encodes byte for byte. The
 /// network codec ([`crate::codec`]) turns a gossip message whose batch does
@@ -380,8 +393,7 @@ pub enum ProposalPart {
         /// The block's [`Value::prev_root`].
         prev_root: [u8; 32],
     },
-    /// The next of the value's batch digests, in order.
-    Digests(Vec<[u8; 32]>),
+    Batches(Vec<Arc<WireBatch>>),
     Fin {
         value_id: ValueId,
     },
@@ -390,14 +402,9 @@ pub enum ProposalPart {
     Gossip(Arc<WireBatch>, Attestation),
     /// A validator's attestation of a gossiped batch (`crate::attest`).
     Attest(Attestation),
-    /// The attestations of a proposal's batches (after its `Digests`
+    /// The attestations of a proposal's batches (after its `Batches`
     /// parts, before `Fin`).
     Attestations(Vec<Attestation>),
-    /// A validator lacks these batches of a proposal: whoever holds one
-    /// answers with its `Supply`.
-    Want(Vec<[u8; 32]>),
-    /// A batch, sent because a validator asked for it (`Want`).
-    Supply(Arc<WireBatch>),
     /// Never sent, never decoded by borsh: what the network codec delivers
     /// for a `Gossip` part whose batch bytes are not a batch, with the
     /// decoder's error.
@@ -417,17 +424,27 @@ impl BorshSerialize for ProposalPart {
                 0u8.serialize(w)?;
                 (height, round, valid_round, proposer, prev_root).serialize(w)
             }
-            ProposalPart::Digests(d) => (6u8, d).serialize(w),
-            ProposalPart::Want(d) => (7u8, d).serialize(w),
-            ProposalPart::Supply(b) => (8u8, b.as_ref()).serialize(w),
-            ProposalPart::Fin { value_id } => (2u8, value_id).serialize(w),
+            ProposalPart::Batches(b) => {
+                1u8.serialize(w)?;
+                write_batches(w, b)
+            }
+            ProposalPart::Fin { value_id } => {
+                2u8.serialize(w)?;
+                value_id.serialize(w)
+            }
             ProposalPart::Gossip(b, a) => {
                 3u8.serialize(w)?;
                 b.serialize(w)?;
                 a.serialize(w)
             }
-            ProposalPart::Attest(a) => (4u8, a).serialize(w),
-            ProposalPart::Attestations(v) => (5u8, v).serialize(w),
+            ProposalPart::Attest(a) => {
+                4u8.serialize(w)?;
+                a.serialize(w)
+            }
+            ProposalPart::Attestations(v) => {
+                5u8.serialize(w)?;
+                v.serialize(w)
+            }
             ProposalPart::GossipUndecodable(e) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("an undecodable gossip part is never sent ({e})"),
@@ -450,6 +467,7 @@ impl BorshDeserialize for ProposalPart {
                     prev_root,
                 }
             }
+            1 => ProposalPart::Batches(read_batches(r, "proposal part")?),
             2 => ProposalPart::Fin {
                 value_id: ValueId::deserialize_reader(r)?,
             },
@@ -459,9 +477,6 @@ impl BorshDeserialize for ProposalPart {
             ),
             4 => ProposalPart::Attest(Attestation::deserialize_reader(r)?),
             5 => ProposalPart::Attestations(read_attestations(r, "proposal part")?),
-            6 => ProposalPart::Digests(read_digests(r, "proposal part")?),
-            7 => ProposalPart::Want(read_digests(r, "fetch request")?),
-            8 => ProposalPart::Supply(Arc::new(WireBatch::deserialize_reader(r)?)),
             tag => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -49,6 +49,6 @@ pub use signing::ChainId;
 pub use store::{DecidedReader, RedbStore, Store};
 
 #[cfg(feature = "byzantine")]
-pub use byzantine::{forged_batch, BatchFault, Withhold};
+pub use byzantine::{forged_batch, BatchFault};
 #[cfg(feature = "byzantine")]
 pub use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};

@@ -56,10 +56,6 @@ pub struct NodeSettings {
     /// pipeline had accepted it (`byzantine` feature).
     #[cfg(feature = "byzantine")]
     pub forge_batches: Option<crate::byzantine::BatchFault>,
-    /// Test hook: never gossip own batches, or never send batches at all
-    /// (`byzantine` feature).
-    #[cfg(feature = "byzantine")]
-    pub withhold: Option<crate::byzantine::Withhold>,
 }
 
 impl std::fmt::Debug for NodeSettings {
@@ -100,8 +96,6 @@ impl NodeSettings {
             byzantine: None,
             #[cfg(feature = "byzantine")]
             forge_batches: None,
-            #[cfg(feature = "byzantine")]
-            withhold: None,
         }
     }
 
@@ -167,9 +161,6 @@ pub struct LiveStatus {
     /// Peers' gossiped batches verified and taken into the mempool since
     /// this node started.
     pub gossip_batches: u64,
-    /// Batches a proposal named, this node lacked and a peer supplied on
-    /// request, since this node started.
-    pub fetched_batches: u64,
     /// False once the app task has ended (an error or a panic, reported as
     /// [`NodeEvent::Fatal`], or a stop): the node takes no more batches.
     pub app_running: bool,
@@ -181,7 +172,6 @@ pub struct Node {
     state: SharedState,
     live: std::sync::Arc<std::sync::Mutex<LiveInner>>,
     gossip_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    fetched_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// False once the app task ended (error, panic or stop).
     app_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
     submit: mpsc::Sender<WireBatch>,
@@ -323,13 +313,9 @@ impl Node {
             .as_deref()
             .map_or_else(ChainState::default, Clone::clone);
         let (vs, ev) = (s.validators.clone(), events.clone());
-        #[allow(unused_mut)]
-        let mut app = App::open(s.app, s.key.clone(), vs, store, ev, base).await?;
-        #[cfg(feature = "byzantine")]
-        app.withhold(s.withhold);
+        let app = App::open(s.app, s.key.clone(), vs, store, ev, base).await?;
         let state = app.shared_state();
         let gossip_batches = app.gossip_counter();
-        let fetched_batches = app.fetch_counter();
         let store = app.store_handle();
         let app_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let inner = tokio::spawn(app.run(channels, batches));
@@ -344,7 +330,6 @@ impl Node {
             state,
             live,
             gossip_batches,
-            fetched_batches,
             app_running,
             submit,
             events,
@@ -433,9 +418,6 @@ impl Node {
                 .count(),
             gossip_batches: self
                 .gossip_batches
-                .load(std::sync::atomic::Ordering::Relaxed),
-            fetched_batches: self
-                .fetched_batches
                 .load(std::sync::atomic::Ordering::Relaxed),
             app_running: self.app_running.load(std::sync::atomic::Ordering::Acquire),
         }

@@ -1,10 +1,7 @@
 //! Reassembly of streamed proposals. Pure: parts in, whole proposals out.
 //!
 //! A proposal is one stream (`StreamId` = height ‖ round): `Data(Init)`,
-//! `Data(Digests)`…, `Data(Attestations)`…, `Data(Fin)`, then the stream's
-//! own `Fin`. A proposal names its batches by digest; they travel once, in
-//! their gossip (or, to a validator that lacks one, in a `Supply` it asked
-//! for with a `Want`). Parts may
+//! `Data(Batches)`…, `Data(Fin)`, then the stream's own `Fin`. Parts may
 //! arrive out of order; a stream is complete when every sequence number up
 //! to the stream `Fin` has arrived. At most [`MAX_OPEN_STREAMS`] streams are
 //! kept, each of at most [`MAX_PARTS_PER_STREAM`] parts and
@@ -20,9 +17,8 @@ use malachitebft_engine::util::streaming::{StreamContent, StreamId, StreamMessag
 pub use malachitebft_peer::PeerId;
 
 use crate::attest::{Attestation, ATTESTATION_LEN, MAX_ATTESTATIONS_PER_BLOCK};
-use crate::block::MAX_BATCHES_PER_BLOCK;
 use crate::block::{BlockData, WireBatch, WireError};
-use crate::context::{Height, ProposalPart, ValidatorAddress, Value, ValueId};
+use crate::context::{Height, ProposalPart, ValidatorAddress, ValueId};
 use malachitebft_core_types::Round;
 
 /// Open streams kept at once.
@@ -37,14 +33,10 @@ pub const MAX_STREAM_BYTES: usize = crate::node::RPC_MAX_BYTES;
 pub const MAX_REASSEMBLY_BYTES: usize = 4 * MAX_STREAM_BYTES;
 /// Attestations per proposal part (about 464 KiB).
 pub const ATTESTATIONS_PER_PART: usize = 4_096;
-/// Batch digests per proposal part (128 KiB).
-pub const DIGESTS_PER_PART: usize = 4_096;
 /// Bytes counted for a part without batches (`Init`, `Fin`).
 const SMALL_PART_BYTES: usize = 64;
 
-/// A complete proposal: the value (batch digests and previous root) and
-/// the batches' attestations; the batches themselves are the receiver's to
-/// find (`app::machine`, `fetch.rs`).
+/// A complete proposal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assembled {
     pub height: Height,
@@ -53,8 +45,7 @@ pub struct Assembled {
     pub proposer: ValidatorAddress,
     /// The value id the proposer announced in `Fin`.
     pub announced_id: ValueId,
-    pub value: Value,
-    pub attestations: Vec<Attestation>,
+    pub block: BlockData,
 }
 
 /// Why a stream was dropped.
@@ -123,48 +114,6 @@ pub fn gossip_attestation(att: Attestation) -> StreamMessage<ProposalPart> {
     )
 }
 
-/// The one-message stream that asks for `digests` (a proposal's batches
-/// this validator lacks): stream id `W` ‖ first digest, sequence 0.
-pub fn want(digests: Vec<[u8; 32]>) -> StreamMessage<ProposalPart> {
-    let mut b = Vec::with_capacity(33);
-    b.push(b'W');
-    b.extend_from_slice(digests.first().unwrap_or(&[0; 32]));
-    StreamMessage::new(
-        StreamId::new(bytes::Bytes::from(b)),
-        0,
-        StreamContent::Data(ProposalPart::Want(digests)),
-    )
-}
-
-/// The one-message stream that answers a `Want` with `batch`: stream id
-/// `S` ‖ digest, sequence 0.
-pub fn supply(batch: &Arc<WireBatch>) -> StreamMessage<ProposalPart> {
-    let mut b = Vec::with_capacity(33);
-    b.push(b'S');
-    b.extend_from_slice(&batch.digest);
-    StreamMessage::new(
-        StreamId::new(bytes::Bytes::from(b)),
-        0,
-        StreamContent::Data(ProposalPart::Supply(Arc::clone(batch))),
-    )
-}
-
-/// The digests a `Want` message asks for; `None` for anything else.
-pub fn wanted(msg: &StreamMessage<ProposalPart>) -> Option<&[[u8; 32]]> {
-    match &msg.content {
-        StreamContent::Data(ProposalPart::Want(d)) => Some(d),
-        _ => None,
-    }
-}
-
-/// The batch of a `Supply` message; `None` for anything else.
-pub fn supplied(msg: &StreamMessage<ProposalPart>) -> Option<&Arc<WireBatch>> {
-    match &msg.content {
-        StreamContent::Data(ProposalPart::Supply(b)) => Some(b),
-        _ => None,
-    }
-}
-
 /// The batch and ingester attestation of a gossip message; `None` for
 /// proposal parts.
 pub fn gossiped(msg: &StreamMessage<ProposalPart>) -> Option<(&Arc<WireBatch>, &Attestation)> {
@@ -191,14 +140,15 @@ pub fn undecodable_gossip(msg: &StreamMessage<ProposalPart>) -> Option<&WireErro
     }
 }
 
-/// The stream messages of a proposal, in order: its digests and
-/// attestations, never its batches.
+/// The stream messages of a proposal, in order. The parts share the
+/// block's batches.
 pub fn split(
     height: Height,
     round: Round,
     valid_round: Round,
     proposer: ValidatorAddress,
     block: &BlockData,
+    batches_per_part: usize,
 ) -> Vec<StreamMessage<ProposalPart>> {
     let id = stream_id(height, round);
     let mut parts = vec![ProposalPart::Init {
@@ -208,8 +158,8 @@ pub fn split(
         proposer,
         prev_root: block.value.prev_root,
     }];
-    for chunk in block.value.batch_digests.chunks(DIGESTS_PER_PART) {
-        parts.push(ProposalPart::Digests(chunk.to_vec()));
+    for chunk in block.batches.chunks(batches_per_part.max(1)) {
+        parts.push(ProposalPart::Batches(chunk.to_vec()));
     }
     for chunk in block.attestations.chunks(ATTESTATIONS_PER_PART) {
         parts.push(ProposalPart::Attestations(chunk.to_vec()));
@@ -228,9 +178,8 @@ pub fn split(
 
 fn part_bytes(p: &ProposalPart) -> usize {
     match p {
-        ProposalPart::Digests(d) | ProposalPart::Want(d) => d.len() * 32 + 5,
+        ProposalPart::Batches(b) => b.iter().map(|b| b.encoded_len()).sum::<usize>() + 5,
         ProposalPart::Gossip(b, _) => b.encoded_len() + 1 + ATTESTATION_LEN,
-        ProposalPart::Supply(b) => b.encoded_len() + 1,
         ProposalPart::Attestations(v) => v.len() * ATTESTATION_LEN + 5,
         ProposalPart::Attest(_) => ATTESTATION_LEN + 1,
         ProposalPart::Init { .. }
@@ -391,7 +340,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
     else {
         return Err(StreamError::NoInit);
     };
-    let mut batch_digests: Vec<[u8; 32]> = Vec::new();
+    let mut batches: Vec<Arc<WireBatch>> = Vec::new();
     let mut attestations: Vec<Attestation> = Vec::new();
     let mut announced = None;
     for (i, p) in it {
@@ -403,15 +352,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
                     kind: "post-Fin",
                 })
             }
-            ProposalPart::Digests(d) => {
-                if batch_digests.len() + d.len() > MAX_BATCHES_PER_BLOCK {
-                    return Err(StreamError::UnexpectedPart {
-                        sequence,
-                        kind: "Digests past the block's limit",
-                    });
-                }
-                batch_digests.extend(d)
-            }
+            ProposalPart::Batches(b) => batches.extend(b),
             ProposalPart::Attestations(a) => {
                 if attestations.len() + a.len() > MAX_ATTESTATIONS_PER_BLOCK {
                     return Err(StreamError::UnexpectedPart {
@@ -430,8 +371,6 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
             }
             ProposalPart::Gossip(..)
             | ProposalPart::Attest(_)
-            | ProposalPart::Want(_)
-            | ProposalPart::Supply(_)
             | ProposalPart::GossipUndecodable(_) => {
                 return Err(StreamError::UnexpectedPart {
                     sequence,
@@ -447,11 +386,7 @@ fn assemble(parts: Vec<ProposalPart>) -> Result<Assembled, StreamError> {
         valid_round,
         proposer,
         announced_id,
-        value: Value {
-            batch_digests,
-            prev_root,
-        },
-        attestations,
+        block: BlockData::on_root(prev_root, batches).with_attestations(attestations),
     })
 }
 

@@ -37,17 +37,11 @@ fn data(h: u64, seq: u64, p: ProposalPart) -> StreamMessage<ProposalPart> {
     )
 }
 
-/// A part of the most digests a part decodes (512 KiB), and how many such
+/// A part's batches, about 1 MiB (four of 1,000 proofs), and how many such
 /// parts fit in one stream's byte bound.
-fn big_part() -> (Vec<[u8; 32]>, usize) {
-    let big: Vec<[u8; 32]> = (0..MAX_BATCHES_PER_BLOCK as u32)
-        .map(|i| {
-            let mut d = [0; 32];
-            d[..4].copy_from_slice(&i.to_be_bytes());
-            d
-        })
-        .collect();
-    let per_part = part_bytes(&ProposalPart::Digests(big.clone()));
+fn big_part() -> (Vec<Arc<WireBatch>>, usize) {
+    let big: Vec<_> = (0..4).map(|k| batch(k, 1_000)).collect();
+    let per_part = part_bytes(&ProposalPart::Batches(big.clone()));
     (big, MAX_STREAM_BYTES / per_part)
 }
 
@@ -58,7 +52,7 @@ fn a_stream_over_its_byte_bound_is_dropped_with_its_size() {
     let (big, fits) = big_part();
     let mut err = None;
     for seq in 1..=(fits as u64 + 1) {
-        match r.try_insert(peer(), data(1, seq, ProposalPart::Digests(big.clone()))) {
+        match r.try_insert(peer(), data(1, seq, ProposalPart::Batches(big.clone()))) {
             Ok(None) => {}
             Ok(Some(_)) => panic!("incomplete stream completed"),
             Err(e) => {
@@ -92,7 +86,7 @@ fn all_streams_together_stay_under_the_total_bound() {
     let (big, per_stream) = big_part();
     for h in 1..=8u64 {
         for seq in 1..=per_stream as u64 {
-            r.try_insert(peer(), data(h, seq, ProposalPart::Digests(big.clone())))
+            r.try_insert(peer(), data(h, seq, ProposalPart::Batches(big.clone())))
                 .expect("within the stream bound");
             assert!(r.bytes() <= MAX_REASSEMBLY_BYTES);
         }
@@ -110,15 +104,15 @@ fn parts_past_the_end_or_out_of_place_are_named() {
     )
     .expect("fin");
     assert_eq!(
-        r.try_insert(peer(), data(1, 5, ProposalPart::Digests(vec![]))),
+        r.try_insert(peer(), data(1, 5, ProposalPart::Batches(vec![]))),
         Err(StreamError::PastEnd {
             sequence: 5,
             end: 2
         })
     );
-    // A stream of Digests then Fin, with no Init.
+    // A stream of Batches then Fin, with no Init.
     let mut r = Reassembler::default();
-    r.try_insert(peer(), data(1, 0, ProposalPart::Digests(vec![[1; 32]])))
+    r.try_insert(peer(), data(1, 0, ProposalPart::Batches(vec![batch(1, 1)])))
         .expect("part");
     r.try_insert(
         peer(),
@@ -173,7 +167,7 @@ fn parts_past_the_end_or_out_of_place_are_named() {
     assert_eq!(
         r.try_insert(
             peer(),
-            data(1, MAX_PARTS_PER_STREAM, ProposalPart::Digests(vec![]))
+            data(1, MAX_PARTS_PER_STREAM, ProposalPart::Batches(vec![]))
         ),
         Err(StreamError::TooManyParts {
             sequence: MAX_PARTS_PER_STREAM,
@@ -193,6 +187,7 @@ fn the_previous_root_survives_split_and_reassembly() {
         Round::Nil,
         ValidatorAddress([1; 20]),
         &block,
+        1,
     );
     let mut r = Reassembler::default();
     let mut out = None;
@@ -200,58 +195,7 @@ fn the_previous_root_survives_split_and_reassembly() {
         out = r.try_insert(peer(), m).expect("part").or(out);
     }
     let a = out.expect("complete");
-    assert_eq!(a.value.prev_root, [9; 32]);
-    assert_eq!(a.value, block.value);
+    assert_eq!(a.block.prev_root(), [9; 32]);
+    assert_eq!(a.block.id(), block.id());
     assert_eq!(a.announced_id, block.id());
-}
-
-/// Every batch crosses the network once: a proposal's messages carry its
-/// digests, never a batch, so a block of 50 batches of 100 proofs (about
-/// 1.3 MB of batches) is proposed in under 2 KiB.
-#[test]
-fn a_proposal_carries_digests_not_batches() {
-    let batches: Vec<_> = (0..50).map(|k| batch(k, 100)).collect();
-    let bytes_of_batches: usize = batches.iter().map(|b| b.encoded_len()).sum();
-    let block = BlockData::on_root([3; 32], batches);
-    let msgs = split(
-        Height(2),
-        Round::new(0),
-        Round::Nil,
-        ValidatorAddress([1; 20]),
-        &block,
-    );
-    let mut sent = 0;
-    for m in &msgs {
-        if let StreamContent::Data(p) = &m.content {
-            assert!(
-                !matches!(p, ProposalPart::Gossip(..) | ProposalPart::Supply(_)),
-                "a proposal part carries a batch: {p:?}"
-            );
-        }
-        sent += borsh::to_vec(m).expect("encodes").len();
-    }
-    assert!(bytes_of_batches > 1_000_000, "{bytes_of_batches}");
-    assert!(sent < 2_048, "the proposal is {sent} bytes");
-}
-
-/// `Want` and `Supply` round-trip through the wire form, and a `Want` is
-/// bounded like a block's digests.
-#[test]
-fn want_and_supply_round_trip_and_a_want_is_bounded() {
-    let w = want(vec![[1; 32], [2; 32]]);
-    let back: StreamMessage<ProposalPart> =
-        borsh::from_slice(&borsh::to_vec(&w).expect("encodes")).expect("decodes");
-    assert_eq!(wanted(&back), Some(&[[1; 32], [2; 32]][..]));
-    let b = batch(4, 3);
-    let s = supply(&b);
-    let back: StreamMessage<ProposalPart> =
-        borsh::from_slice(&borsh::to_vec(&s).expect("encodes")).expect("decodes");
-    assert_eq!(supplied(&back).map(|x| x.as_ref()), Some(b.as_ref()));
-    // A Want of one digest past the limit: its count is refused before
-    // anything is allocated.
-    let mut bytes = borsh::to_vec(&want(vec![])).expect("encodes");
-    let n = bytes.len();
-    bytes[n - 4..].copy_from_slice(&(MAX_BATCHES_PER_BLOCK as u32 + 1).to_le_bytes());
-    let err = borsh::from_slice::<StreamMessage<ProposalPart>>(&bytes).expect_err("refused");
-    assert!(err.to_string().contains("more than the limit"), "{err}");
 }

@@ -267,11 +267,11 @@ fn proposals_reassemble_from_parts_in_any_order() {
     use step_consensus::Round;
     let block = BlockData::new(proofs::batches(&proofs::bodies("parts", 50), 5));
     let proposer = step_consensus::ValidatorAddress([7; 20]);
-    let mut msgs = split(Height(3), Round::new(1), Round::Nil, proposer, &block);
+    let mut msgs = split(Height(3), Round::new(1), Round::Nil, proposer, &block, 3);
     assert_eq!(
         msgs.len(),
-        1 + 1 + 1 + 1,
-        "init, the 10 digests, fin, stream fin"
+        1 + 4 + 1 + 1,
+        "init, 4 parts of ≤3 batches, fin, stream fin"
     );
     let peer = malachitebft_peer_id();
     let mut r = Reassembler::default();
@@ -281,17 +281,14 @@ fn proposals_reassemble_from_parts_in_any_order() {
         assert!(r.insert(peer, m).is_none(), "incomplete without Init");
     }
     let a = r.insert(peer, last).expect("complete");
-    assert_eq!(
-        a.value, block.value,
-        "the digests, in order; the batches travel by gossip"
-    );
+    assert_eq!(a.block, block);
     assert_eq!(
         (a.height, a.round, a.proposer),
         (Height(3), Round::new(1), proposer)
     );
     // A stream missing a part never completes.
-    let mut msgs = split(Height(4), Round::new(0), Round::Nil, proposer, &block);
-    msgs.remove(1);
+    let mut msgs = split(Height(4), Round::new(0), Round::Nil, proposer, &block, 3);
+    msgs.remove(2);
     let mut r = Reassembler::default();
     assert!(msgs.into_iter().all(|m| r.insert(peer, m).is_none()));
 }

@@ -169,6 +169,8 @@ pub struct ConsensusConfig {
     pub rebroadcast_ms: u64,
     /// Most pre-validated batches in one block.
     pub max_batches_per_block: usize,
+    /// Batches per proposal part.
+    pub batches_per_part: usize,
     /// How long a proposer waits for a full block before proposing what it has.
     pub propose_wait_ms: u64,
     /// Finalized proofs kept in memory in front of the store for
@@ -205,6 +207,7 @@ impl Default for ConsensusConfig {
             precommit_timeout_ms: t.precommit_ms,
             rebroadcast_ms: t.rebroadcast_ms,
             max_batches_per_block: a.max_batches_per_block,
+            batches_per_part: a.batches_per_part,
             propose_wait_ms: u64::try_from(a.propose_wait.as_millis()).unwrap_or(u64::MAX),
             proof_index_max: 0,
             store_cache_mb: (a.store_cache_bytes >> 20) as u64,
@@ -544,8 +547,11 @@ impl Config {
         if self.rate_limit.window_ms == 0 {
             return invalid("rate_limit.window_ms", "must be > 0");
         }
-        if self.consensus.max_batches_per_block == 0 {
-            return invalid("consensus.max_batches_per_block", "must be > 0");
+        if self.consensus.max_batches_per_block == 0 || self.consensus.batches_per_part == 0 {
+            return invalid(
+                "consensus",
+                "max_batches_per_block and batches_per_part must be > 0",
+            );
         }
         if !matches!(self.consensus.validity.as_str(), "attested" | "all") {
             return invalid("consensus.validity", "must be \"attested\" or \"all\"");

@@ -18,9 +18,8 @@
 //! * [`validator`]: opens the ledger a configuration names (consensus or
 //!   local); `step node` serves the API over it.
 //!
-//! Not here: a P2P channel of its own. Batches are gossiped (and fetched,
-//! when a proposal names one a validator lacks) on malachite's
-//! proposal-parts channel over its libp2p network (`docs/P2P_PROTOCOL.md`).
+//! Not here: a P2P channel of its own. Batches travel inside malachite's
+//! proposal parts over its libp2p network (`docs/P2P_PROTOCOL.md`).
 
 pub mod config;
 pub mod genesis;

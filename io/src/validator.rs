@@ -101,6 +101,7 @@ pub fn app_config(config: &Config, verifier: step_engine::Verifier, chain: Chain
             rebroadcast_ms: c.rebroadcast_ms,
         },
         max_batches_per_block: c.max_batches_per_block,
+        batches_per_part: c.batches_per_part,
         propose_wait: Duration::from_millis(c.propose_wait_ms),
         store_cache_bytes: usize::try_from(c.store_cache_mb.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),

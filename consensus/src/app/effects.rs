@@ -33,9 +33,7 @@ pub enum Effect {
     PutAttestEvidence(AttestEvidence),
     /// Publish a proposal's stream messages, in order.
     Publish(Vec<StreamMessage<ProposalPart>>),
-    /// Publish one message outside a proposal: a batch (ours, or again),
-    /// an attestation, a `Want` for batches a proposal names and this
-    /// validator lacks, or a `Supply` answering one.
+    /// Gossip one of our own batches.
     Gossip(StreamMessage<ProposalPart>),
     /// Verify a peer's gossiped batch off the loop and report back
     /// ([`Core::gossip_verdict`]).

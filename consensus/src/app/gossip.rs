@@ -207,11 +207,6 @@ impl<P: Hash + Eq + Clone> GossipSched<P> {
         self.scores.strike(from, now)
     }
 
-    /// True when `from`'s gossip is ignored (muted after strikes).
-    pub(crate) fn is_muted(&self, from: &P, now: Instant) -> bool {
-        self.scores.is_muted(from, now)
-    }
-
     /// True when `digest` was decided recently.
     pub(crate) fn is_decided(&self, digest: &[u8; 32]) -> bool {
         self.decided.contains(digest)

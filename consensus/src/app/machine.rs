@@ -23,7 +23,6 @@ pub use super::effects::{
     own_stored_proposal, sample_batches, seen_in_round, verify_batch, verify_batches, BlockCheck,
     BlockFault, Decide, Effect, ExecJob, Held,
 };
-use super::fetch::Fetching;
 use super::gossip::{GossipSched, Verdict, GOSSIP_MUTE, GOSSIP_STRIKES};
 use super::mempool::Mempool;
 use crate::attest::Attestation;
@@ -37,14 +36,12 @@ use crate::error::{AppError, StateDiverged};
 use crate::evidence::EvidenceRecord;
 use crate::execution::BlockOutcome;
 use crate::store::{BlockRows, DecidedRecord, StoredProof, UndecidedRecord};
-use crate::streaming::{split, PeerId, Reassembler};
+use crate::streaming::{split, Assembled, PeerId, Reassembler};
 
 mod attest;
 mod blocks;
 mod decide;
-mod fetch;
 
-pub use super::fetch::Received;
 pub use attest::VerifyFault;
 
 /// Heights an own batch may wait in the mempool, undecided, before it is
@@ -122,9 +119,6 @@ pub struct Core {
     own: BTreeMap<[u8; 32], u32>,
     /// Validity attestations (`machine/attest.rs`).
     attesting: attest::Attesting,
-    /// Digest-only proposals: seen batches, proposals waiting for batches
-    /// (`machine/fetch.rs`).
-    fetching: Fetching,
 }
 
 impl Core {
@@ -156,7 +150,6 @@ impl Core {
             synced_upto: 0,
             proposed_upto: 0,
             own: BTreeMap::new(),
-            fetching: Fetching::default(),
         }
     }
 
@@ -233,7 +226,6 @@ impl Core {
             start,
             self.fallback_deadline(),
             self.own_regossip_deadline(),
-            self.fetch_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -399,9 +391,6 @@ impl Core {
         if self.own_regossip_deadline().is_some_and(|d| d <= now) {
             self.regossip_unattested(now, fx);
         }
-        if self.fetch_deadline().is_some_and(|d| d <= now) {
-            self.fetch_due(now, fx);
-        }
         if self.start_wait.is_some_and(|w| w.until <= now) {
             self.start_now(fx);
         }
@@ -452,6 +441,7 @@ impl Core {
             Round::Nil,
             self.address,
             &block,
+            self.cfg.batches_per_part,
         )));
         Ok(())
     }

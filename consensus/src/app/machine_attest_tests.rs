@@ -9,11 +9,11 @@ use crate::context::{PublicKey, Validator};
 use step_engine::pipeline::{Clock, Pipeline, PipelineConfig};
 use step_engine::Verifier;
 
-pub(super) fn key(i: u8) -> PrivateKey {
+fn key(i: u8) -> PrivateKey {
     PrivateKey::from([i; 32])
 }
 
-pub(super) fn addr(i: u8) -> ValidatorAddress {
+fn addr(i: u8) -> ValidatorAddress {
     ValidatorAddress::from_public_key(&PublicKey(key(i).verification_key().to_bytes()))
 }
 
@@ -25,14 +25,14 @@ fn set() -> ValidatorSet {
     )
 }
 
-pub(super) fn peer(k: u8) -> PeerId {
+fn peer(k: u8) -> PeerId {
     let mut bytes = vec![0x00, 0x20];
     bytes.extend_from_slice(&[k; 32]);
     PeerId::from_bytes(&bytes).expect("peer id")
 }
 
 /// Validator `me` (1–4) of the set, attested mode, sampling `ppm`.
-pub(super) fn core_of(me: u8, ppm: u32) -> Core {
+fn core_of(me: u8, ppm: u32) -> Core {
     let cfg = AppConfig {
         max_batches_per_block: 10,
         propose_wait: Duration::from_millis(200),
@@ -45,7 +45,7 @@ pub(super) fn core_of(me: u8, ppm: u32) -> Core {
 }
 
 /// Real batches of `n` fresh proofs each, made by the engine's pipeline.
-pub(super) fn real_batches(tag: &str, batches: usize, n: usize) -> Vec<WireBatch> {
+fn real_batches(tag: &str, batches: usize, n: usize) -> Vec<WireBatch> {
     let bodies = step_testkit::one_per_account(tag, batches * n);
     let mut cfg = PipelineConfig::new(Verifier::default(), Clock::fixed(step_testkit::T0));
     cfg.workers = 1;
@@ -281,7 +281,17 @@ fn a_proposer_includes_only_attested_batches_with_their_attestations() {
     c.get_value(Height(1), Round::new(0), T, now, &[], &mut fx)
         .expect("get value");
     c.timer(now + T, &mut fx).expect("timer");
-    let block = super::published(&fx).expect("published");
+    let block = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Publish(m) => {
+                let mut r = Reassembler::default();
+                m.iter().cloned().find_map(|m| r.insert(peer(0), m))
+            }
+            _ => None,
+        })
+        .expect("published")
+        .block;
     assert_eq!(block.value.batch_digests, [bs[1].digest]);
     assert_eq!(block.attestations.len(), 2);
     let other = core_of(3, 0);

@@ -7,15 +7,13 @@
 //!   no I/O, no clock, no tasks.
 //! * [`shell`]: the tokio loop ([`App`]) that feeds the core and performs
 //!   its effects (store on blocking threads, network, replies, events).
-//! * [`mempool`], [`gossip`], [`fetch`] (digest-only proposals: seen
-//!   batches, proposals waiting for batches): the core's pure parts; [`api`]: the types
+//! * [`mempool`], [`gossip`]: the core's pure parts; [`api`]: the types
 //!   the node shares ([`Decision`], [`NodeEvent`], [`SharedState`]).
 //!
 //! [`Effect`]: machine::Effect
 
 mod api;
 mod effects;
-pub mod fetch;
 pub mod gossip;
 pub mod machine;
 mod mempool;

@@ -55,8 +55,6 @@ pub struct App<S: Store> {
     start: Option<StartReply>,
     verdicts_tx: mpsc::Sender<GossipVerdict>,
     verdicts_rx: Option<mpsc::Receiver<GossipVerdict>>,
-    #[cfg(feature = "byzantine")]
-    withhold: Option<crate::byzantine::Withhold>,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -114,19 +112,12 @@ impl<S: Store> App<S> {
             start: None,
             verdicts_tx,
             verdicts_rx: Some(verdicts_rx),
-            #[cfg(feature = "byzantine")]
-            withhold: None,
         })
     }
 
     /// The count of peers' gossiped batches taken into the mempool, shared.
     pub fn gossip_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.core.gossip_counter()
-    }
-
-    /// The count of batches peers supplied on request, shared.
-    pub fn fetch_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.core.fetch_counter()
     }
 
     /// The state readers share with the app.
@@ -233,10 +224,6 @@ impl<S: Store> App<S> {
                     }
                 }
                 Effect::Gossip(m) => {
-                    #[cfg(feature = "byzantine")]
-                    if self.withhold.is_some_and(|w| w.drops(&m)) {
-                        continue;
-                    }
                     if !publish(ch, m).await {
                         tracing::warn!("network channel closed: batch not gossiped");
                     }
@@ -348,9 +335,6 @@ impl<S: Store> App<S> {
                         Some(a) => {
                             let t0 = Instant::now();
                             let validity = self.validate(ch, a.height, &a.block).await?;
-                            if validity == Validity::Valid {
-                                self.core.adopt(&a.block, &mut fx);
-                            }
                             tracing::debug!(
                                 height = a.height.0,
                                 round = a.round.as_i64(),
@@ -388,7 +372,14 @@ impl<S: Store> App<S> {
                 value_id,
             } => match self.block_of(height, value_id).await {
                 Ok(Some(block)) => {
-                    let msgs = split(height, round, valid_round, address, &block);
+                    let msgs = split(
+                        height,
+                        round,
+                        valid_round,
+                        address,
+                        &block,
+                        self.core.cfg().batches_per_part,
+                    );
                     self.perform(ch, vec![Effect::Publish(msgs)]).await?;
                 }
                 Ok(None) => {

@@ -131,8 +131,6 @@ impl Cluster {
             byzantine: None,
             #[cfg(feature = "byzantine")]
             forge_batches: None,
-            #[cfg(feature = "byzantine")]
-            withhold: None,
         }
     }
 
@@ -210,13 +208,6 @@ impl Cluster {
         self.nodes[i]
             .as_ref()
             .map_or(0, |n| n.live().gossip_batches)
-    }
-
-    /// Batches node `i` lacked for a proposal and got from a peer (0 if down).
-    pub fn fetched_batches(&self, i: usize) -> u64 {
-        self.nodes[i]
-            .as_ref()
-            .map_or(0, |n| n.live().fetched_batches)
     }
 
     /// [`Cluster::gossip_batches`] of each node in `nodes`.

@@ -1,16 +1,12 @@
 //! The core's received proposals: parts and gossip in, complete proposals
 //! out, and the checks of a block before (or instead of) its signatures.
 
-use malachitebft_core_types::Value as _;
-
 use super::*;
 
 impl Core {
-    /// A proposal part (or a gossip, attestation, want or supply message)
-    /// from a peer. Returns a received proposal of a height not executed
-    /// yet whose value id is the announced one and whose batches are all
-    /// here, this message's or an earlier one's (one per call); validate
-    /// it, then call [`Core::accept`].
+    /// A proposal part (or a gossip message) from a peer. Returns a
+    /// complete proposal of a height not executed yet whose value id is the
+    /// announced one; validate it, then call [`Core::accept`].
     pub fn received_part(
         &mut self,
         from: PeerId,
@@ -18,54 +14,35 @@ impl Core {
         part: StreamMessage<ProposalPart>,
         now: Instant,
         fx: &mut Vec<Effect>,
-    ) -> Option<Received> {
-        'part: {
-            // Group by the publisher: relays may deliver parts of one stream
-            // through different neighbours.
-            let publisher = published_by.unwrap_or(from);
-            if let Some(error) = crate::streaming::undecodable_gossip(&part) {
-                // Bytes that are not a batch are an invalid batch: a strike
-                // against the authenticated publisher.
-                tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
-                let muted = self.gossip.strike(&publisher, now);
-                report_mute(publisher, muted);
-                break 'part;
-            }
-            if let Some((batch, att)) = crate::streaming::gossiped(&part) {
-                let batch = Arc::clone(batch);
-                let muted = self.gossip.is_muted(&publisher, now);
-                self.gossip_batch(Arc::clone(&batch), &att.clone(), publisher, now, fx);
-                if !muted {
-                    self.batch_arrived(&batch, now, fx);
-                }
-                break 'part;
-            }
-            if let Some(att) = crate::streaming::attestation(&part) {
-                self.attestation_received(att.clone(), publisher, now);
-                break 'part;
-            }
-            if let Some(digests) = crate::streaming::wanted(&part) {
-                self.want_received(digests, publisher, now, fx);
-                break 'part;
-            }
-            if let Some(batch) = crate::streaming::supplied(&part) {
-                let batch = Arc::clone(batch);
-                self.supply_received(&batch, publisher, now, fx);
-                break 'part;
-            }
-            let a = match self.streams.try_insert(publisher, part) {
-                Ok(Some(a)) => a,
-                Ok(None) => break 'part,
-                Err(e) => {
-                    tracing::debug!(%publisher, error = %e, "proposal stream dropped");
-                    break 'part;
-                }
-            };
-            if a.height.0 > self.height && a.value.id() == a.announced_id {
-                self.resolve(a, now, fx);
-            }
+    ) -> Option<Assembled> {
+        // Group by the publisher: relays may deliver parts of one stream
+        // through different neighbours.
+        let publisher = published_by.unwrap_or(from);
+        if let Some(error) = crate::streaming::undecodable_gossip(&part) {
+            // Bytes that are not a batch are an invalid batch: a strike
+            // against the authenticated publisher.
+            tracing::warn!(%publisher, %error, "peer gossiped a batch that does not decode; dropped");
+            let muted = self.gossip.strike(&publisher, now);
+            report_mute(publisher, muted);
+            return None;
         }
-        self.next_ready()
+        if let Some((batch, att)) = crate::streaming::gossiped(&part) {
+            let batch = Arc::clone(batch);
+            self.gossip_batch(batch, &att.clone(), publisher, now, fx);
+            return None;
+        }
+        if let Some(att) = crate::streaming::attestation(&part) {
+            self.attestation_received(att.clone(), publisher, now);
+            return None;
+        }
+        let a = match self.streams.try_insert(publisher, part) {
+            Ok(a) => a?,
+            Err(e) => {
+                tracing::debug!(%publisher, error = %e, "proposal stream dropped");
+                return None;
+            }
+        };
+        (a.height.0 > self.height && a.block.id() == a.announced_id).then_some(a)
     }
 
     /// The checks of a block of `height` before any signature:

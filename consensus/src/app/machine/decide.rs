@@ -77,7 +77,6 @@ impl Core {
         self.own.retain(|d, _| mempool.contains(d));
         self.gossip.decided(digests);
         self.attest_decided(digests);
-        self.fetch_decided(height, digests);
         self.height = height;
         self.root = outcome.root;
         self.held.retain(|(h, _), _| *h > height);

@@ -5,12 +5,6 @@
 use super::*;
 
 impl<S: Store> App<S> {
-    /// Test hook: what this node keeps from its peers (`byzantine` feature).
-    #[cfg(feature = "byzantine")]
-    pub fn withhold(&mut self, w: Option<crate::byzantine::Withhold>) {
-        self.withhold = w;
-    }
-
     pub(super) fn spawn_gossip_check(&self, from: PeerId, batch: Arc<WireBatch>) {
         let verifier = self.core.cfg().verifier;
         let tx = self.verdicts_tx.clone();
