@@ -105,22 +105,7 @@ fn commit(store: &mut RedbStore, out: BlockOutcome, batch: &Batch) {
         .iter()
         .zip(&out.results)
         .filter_map(|(p, r)| {
-            let e = r.as_ref().ok()?;
-            Some(step_consensus::store::StoredProof {
-                height: out.changes.height,
-                account: p.account.0,
-                triangle: p.triangle.to_string(),
-                lat_bits: p.lat.to_bits(),
-                lon_bits: p.lon.to_bits(),
-                accuracy_bits: p.accuracy_m.to_bits(),
-                timestamp: p.timestamp.as_str().to_owned(),
-                nonce: p.nonce.as_str().to_owned(),
-                signature: *p.signature.as_ref().ok()?,
-                reward_micro: e.reward_micro,
-                balance_micro: e.balance_micro,
-                clicks: e.clicks,
-                subdivided: e.subdivided,
-            })
+            step_consensus::store::StoredProof::of_accepted(out.changes.height, p, r)
         })
         .collect();
     store

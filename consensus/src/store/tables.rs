@@ -154,6 +154,34 @@ pub struct StoredProof {
 }
 
 impl StoredProof {
+    /// The row of proof `p` decided at `height` with result `r`: `None` for
+    /// a proof execution rejected or one without a decoded signature (never
+    /// in a batch).
+    pub fn of_accepted(
+        height: u64,
+        p: &step_engine::Proof,
+        r: &crate::execution::ProofResult,
+    ) -> Option<StoredProof> {
+        let (Ok(e), Ok(sig)) = (r, &p.signature) else {
+            return None;
+        };
+        Some(StoredProof {
+            height,
+            account: p.account.0,
+            triangle: p.triangle.to_string(),
+            lat_bits: p.lat.to_bits(),
+            lon_bits: p.lon.to_bits(),
+            accuracy_bits: p.accuracy_m.to_bits(),
+            timestamp: p.timestamp.as_str().to_owned(),
+            nonce: p.nonce.as_str().to_owned(),
+            signature: *sig,
+            reward_micro: e.reward_micro,
+            balance_micro: e.balance_micro,
+            clicks: e.clicks,
+            subdivided: e.subdivided,
+        })
+    }
+
     /// The proof id: SHA-256 of the signature.
     pub fn id(&self) -> [u8; 32] {
         Sha256::digest(self.signature).into()

@@ -173,25 +173,6 @@ pub(crate) fn stored_proofs(
     let proofs = batches.iter().flat_map(|b| b.proofs.iter());
     proofs
         .zip(results)
-        .filter_map(|(p, r)| {
-            let (Ok(e), Ok(sig)) = (r, &p.signature) else {
-                return None;
-            };
-            Some(StoredProof {
-                height,
-                account: p.account.0,
-                triangle: p.triangle.to_string(),
-                lat_bits: p.lat.to_bits(),
-                lon_bits: p.lon.to_bits(),
-                accuracy_bits: p.accuracy_m.to_bits(),
-                timestamp: p.timestamp.as_str().to_owned(),
-                nonce: p.nonce.as_str().to_owned(),
-                signature: *sig,
-                reward_micro: e.reward_micro,
-                balance_micro: e.balance_micro,
-                clicks: e.clicks,
-                subdivided: e.subdivided,
-            })
-        })
+        .filter_map(|(p, r)| StoredProof::of_accepted(height, p, r))
         .collect()
 }
